@@ -1,0 +1,1 @@
+"""Business logic: one engine-free spec and (from the engine issues on) two mirrored engines."""

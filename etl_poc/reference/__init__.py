@@ -1,0 +1,1 @@
+"""Reference data the pipeline and the generator share (the IP-to-country range table)."""

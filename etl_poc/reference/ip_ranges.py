@@ -1,0 +1,115 @@
+"""The IP-to-country range table, read from the GeoLite2-derived data that geoip2fast ships.
+
+geoip2fast packages MaxMind's GeoLite2 Country CSV as a gzipped pickle of sorted network starts,
+prefix lengths and country ids. We read that file directly (once, about 0.2 s) and turn it into
+two range tables, one per IP version, so that engines can do the lookup as a range join instead
+of calling a Python function per row. IPv6 addresses are 128-bit; no engine here has a 128-bit
+integer that joins, so IPv6 bounds are split into a high and a low unsigned 64-bit half.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata, resources
+from itertools import chain
+
+import numpy as np
+import polars as pl
+
+_PACKAGE = "geoip2fast"
+_DATA_FILE = "geoip2fast-ipv6.dat.gz"  # IPv4 and IPv6 networks in one file
+_IPV4_SPACE = 1 << 32
+_MASK64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Where a range table comes from: recorded next to the table wherever it is stored."""
+
+    name: str
+    date: str
+    licence: str
+    source: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "date": self.date, "licence": self.licence, "source": self.source}
+
+
+@dataclass(frozen=True)
+class IpRangeTable:
+    """Country ranges: `ipv4` (range_start, range_end as Int64) and `ipv6` (the same bounds
+    split into *_hi / *_lo UInt64 halves), both with `country_code` (ISO 3166-1 alpha-2).
+
+    Networks the dataset marks as private or reserved are kept with a null country_code and
+    `reserved = True`, so that a lookup can tell "reserved" from "not in the dataset".
+    """
+
+    ipv4: pl.DataFrame
+    ipv6: pl.DataFrame
+    info: DatasetInfo
+
+
+def _country_code(label: str) -> str | None:
+    code = label.split(":", 1)[0]
+    # geoip2fast numbers its pseudo-countries ("02:Private Network Class A", "99:<not found>").
+    return code if re.fullmatch(r"[A-Z]{2}", code) else None
+
+
+@cache
+def load_packaged_ranges() -> IpRangeTable:
+    """Load the GeoLite2 Country ranges shipped inside the geoip2fast package."""
+    data_path = resources.files(_PACKAGE).joinpath(_DATA_FILE)
+    with data_path.open("rb") as raw, gzip.open(raw, "rb") as unzipped:
+        # A pickle from the installed, locked package: its own loader reads it the same way.
+        version, source_info, _total, database = pickle.load(unzipped)  # noqa: S301
+    if version not in (120, 121) or not source_info.get("country"):
+        raise ValueError(f"unexpected geoip2fast data file (version {version}): {source_info}")
+    _index, labels, first_ips, label_ids, prefix_lengths = database
+
+    starts = list(chain.from_iterable(first_ips))
+    ids = np.fromiter(chain.from_iterable(label_ids), dtype=np.int32, count=len(starts))
+    prefixes = np.fromiter(chain.from_iterable(prefix_lengths), dtype=np.int16, count=len(starts))
+    codes = [_country_code(label) for label in labels]
+    country = [codes[i] for i in ids]
+
+    # Starts are sorted and IPv4 networks are stored as plain 32-bit integers, so they come first.
+    n_v4 = next(i for i, start in enumerate(starts) if start >= _IPV4_SPACE)
+
+    v4_start = np.array(starts[:n_v4], dtype=np.int64)
+    v4_end = v4_start + (np.int64(1) << (32 - prefixes[:n_v4].astype(np.int64))) - 1
+    ipv4 = pl.DataFrame(
+        {
+            "range_start": v4_start,
+            "range_end": v4_end,
+            "country_code": pl.Series(country[:n_v4], dtype=pl.String),
+        }
+    ).with_columns(reserved=pl.col("country_code").is_null())
+
+    v6_starts = starts[n_v4:]
+    v6_ends = [s + (1 << (128 - int(p))) - 1 for s, p in zip(v6_starts, prefixes[n_v4:])]
+    ipv6 = pl.DataFrame(
+        {
+            "range_start_hi": pl.Series([s >> 64 for s in v6_starts], dtype=pl.UInt64),
+            "range_start_lo": pl.Series([s & _MASK64 for s in v6_starts], dtype=pl.UInt64),
+            "range_end_hi": pl.Series([e >> 64 for e in v6_ends], dtype=pl.UInt64),
+            "range_end_lo": pl.Series([e & _MASK64 for e in v6_ends], dtype=pl.UInt64),
+            "country_code": pl.Series(country[n_v4:], dtype=pl.String),
+        }
+    ).with_columns(reserved=pl.col("country_code").is_null())
+
+    label = source_info["info"]  # e.g. "MAXMIND:GeoLite2-Country-IPv4IPv6-en-20240618"
+    stamp = re.search(r"(\d{4})(\d{2})(\d{2})$", label)
+    info = DatasetInfo(
+        name=label.split(":", 1)[-1],
+        date="-".join(stamp.groups()) if stamp else "unknown",
+        licence=(
+            "GeoLite2 data by MaxMind, under the GeoLite2 End User License Agreement "
+            "(attribution required); packaged by geoip2fast (MIT licence)"
+        ),
+        source=f"{_PACKAGE} {metadata.version(_PACKAGE)}: {_DATA_FILE}",
+    )
+    return IpRangeTable(ipv4=ipv4, ipv6=ipv6, info=info)
