@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
@@ -90,6 +91,9 @@ class GeneratorConfig:
     # Rows generated and written per chunk: bounds memory whatever the size.
     chunk_events: int = 1_000_000
     progress: bool | None = None  # None: a bar from 1M events on
+    # Processes rendering periods ahead of the writer; 1 renders in this process. None: one
+    # per core from 5M events on (below that, starting the processes costs more than it saves).
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         if self.events < 1:
@@ -113,6 +117,12 @@ class GeneratorConfig:
     def n_users(self) -> int:
         # About 40 events per user over the window, as in a mid-sized shop's month.
         return self.users if self.users is not None else max(50, self.events // 40)
+
+    @property
+    def worker_count(self) -> int:
+        if self.workers is not None:
+            return max(1, self.workers)
+        return min(2, os.cpu_count() or 1) if self.events >= 5_000_000 else 1
 
     @property
     def show_progress(self) -> bool:

@@ -91,6 +91,10 @@ class Rows:
     def take(self, index: np.ndarray) -> Rows:
         return Rows(**{name: values[index] for name, values in vars(self).items()})
 
+    def slice(self, start: int, stop: int) -> Rows:
+        """Rows start..stop as views, without copying."""
+        return Rows(**{name: values[start:stop] for name, values in vars(self).items()})
+
     @staticmethod
     def concat(parts: list[Rows]) -> Rows:
         return Rows(

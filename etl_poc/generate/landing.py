@@ -1,18 +1,22 @@
 """Generate a landing zone: bulk history plus one incremental file per day, and its manifest.
 
-Periods are planned in time order. Each period's rows are sorted by arrival; rows arriving
-after the period ends (late events, visits running past midnight) are carried into the next
-period, so every file holds what *arrived* in its window, in arrival order, and the files
-together hold every row exactly once. Rendering and writing happen in chunks of at most
-`chunk_events` rows, and writing runs on a second thread while the next chunk is built.
+A period (a day, or part of one) is planned and rendered on its own, from its own seed, so
+worker processes render periods ahead while this process writes. Each period's rows are in
+arrival order; rows arriving after the period ends (late events, visits running past
+midnight) are carried into the next period, so every file holds what *arrived* in its
+window, in arrival order, and the files together hold every row exactly once.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -30,16 +34,17 @@ from etl_poc.generate.events import (
     RETURN_GAP_KINDS,
     WEEKDAY_WEIGHTS,
     Defect,
-    Rows,
+    PeriodStats,
     allocate,
     plan_period,
 )
-from etl_poc.generate.population import build_pages, build_population
+from etl_poc.generate.population import build_pages, build_population, draw_tiers
 from etl_poc.generate.render import RENDERED_SCHEMA, render
 from etl_poc.logic.spec import LANDING_COLUMNS, USER_TIERS
 from etl_poc.reference.ip_ranges import load_packaged_ranges
 
 MANIFEST_VERSION = 1
+_UNIQUE_COLUMNS = ("event_id", "session_id", "timestamp")
 PERIOD_CHUNKS = 2  # a period plans at most this many chunks' worth of events at once
 
 
@@ -99,9 +104,15 @@ def _periods(config: GeneratorConfig) -> Iterator[Period]:
 
 
 class _FormatWriters:
-    """Open writers for one landing file, in every format; files appear only when complete."""
+    """Open writers for one landing file, in every format; files appear only when complete.
 
-    def __init__(self, out_dir: Path, landing: LandingFile):
+    Rows are buffered into row groups of `row_group_rows`: a Parquet row group repeats the
+    page-URL dictionary, so small ones cost time and space."""
+
+    def __init__(self, out_dir: Path, landing: LandingFile, row_group_rows: int):
+        self.row_group_rows = row_group_rows
+        self.buffered: list[pa.Table] = []
+        self.buffered_rows = 0
         self.targets = {fmt: out_dir / rel for fmt, rel in landing.paths.items()}
         self.temps = {fmt: path.with_name(f".{path.name}.partial") for fmt, path in self.targets.items()}
         for path in self.temps.values():
@@ -109,7 +120,15 @@ class _FormatWriters:
         self.csv = self.temps["csv"].open("wb") if "csv" in self.temps else None
         self.parquet = (
             pq.ParquetWriter(
-                self.temps["parquet"], RENDERED_SCHEMA, compression="zstd", store_schema=False
+                self.temps["parquet"],
+                RENDERED_SCHEMA,
+                compression="zstd",
+                store_schema=False,
+                # Min/max of random ids or URLs prune nothing; of the timestamp text they do,
+                # and skipping the rest makes writing about a third cheaper.
+                write_statistics=["timestamp"],
+                # Ids and timestamps are (nearly) unique: trying a dictionary first only wastes time.
+                use_dictionary=[c for c in LANDING_COLUMNS if c not in _UNIQUE_COLUMNS],
             )
             if "parquet" in self.temps
             else None
@@ -117,6 +136,17 @@ class _FormatWriters:
         self.wrote_header = False
 
     def write(self, table: pa.Table) -> None:
+        self.buffered.append(table)
+        self.buffered_rows += table.num_rows
+        while self.buffered_rows >= self.row_group_rows:
+            pending = pa.concat_tables(self.buffered)
+            self._write(pending.slice(0, self.row_group_rows))
+            rest = pending.slice(self.row_group_rows)
+            self.buffered, self.buffered_rows = [rest], rest.num_rows
+
+    def _write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
         if self.csv is not None:
             pl.from_arrow(table).write_csv(self.csv, include_header=not self.wrote_header)
             self.wrote_header = True
@@ -124,6 +154,8 @@ class _FormatWriters:
             self.parquet.write_table(table)
 
     def close(self) -> None:
+        if self.buffered_rows:
+            self._write(pa.concat_tables(self.buffered))
         if self.csv is not None:
             if not self.wrote_header:
                 pl.DataFrame(schema=dict.fromkeys(LANDING_COLUMNS, pl.String)).write_csv(self.csv)
@@ -149,16 +181,141 @@ def manifest_path(config: GeneratorConfig) -> Path:
     return config.out_dir / f"manifest_{config.label}.json"
 
 
-def generate(config: GeneratorConfig) -> GenerationResult:
-    """Write the landing files and the manifest for `config`; the same config, the same bytes."""
-    started = time.perf_counter()
-    seeds = np.random.SeedSequence(config.seed)
+# --- Rendering a period: in this process, or in a worker that spills it to an Arrow file ---
+
+_WORKER: dict = {}
+
+
+def _population_rng(config: GeneratorConfig) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(0,)))
+
+
+def _start_renderer(config: GeneratorConfig) -> None:
+    """Build what every period needs; the same seeds give the same users in every process."""
     ranges = load_packaged_ranges()
-    population = build_population(config.n_users, ranges, np.random.default_rng(seeds.spawn(1)[0]))
-    pages = build_pages(config.seed)
+    _WORKER["population"] = build_population(config.n_users, ranges, _population_rng(config))
+    _WORKER["pages"] = build_pages(config.seed)
+    _WORKER["config"] = config
+
+
+@dataclass
+class RenderedPeriod:
+    """A period's rows in arrival order: the table (or the Arrow file holding it) plus the
+    arrival time and defect of every row, which decide where each row is written."""
+
+    arrival_ms: np.ndarray
+    defect: np.ndarray
+    stats: PeriodStats
+    table: pa.Table | None = None
+    spill: str | None = None
+
+    def load(self) -> pa.Table:
+        if self.table is None:
+            # Memory-mapped: no copy, and the mapping outlives the unlinked file.
+            self.table = pa.ipc.open_file(pa.memory_map(self.spill)).read_all()
+            os.unlink(self.spill)
+        return self.table
+
+
+def _render_period(period: Period, spill_dir: str | None) -> RenderedPeriod:
+    config: GeneratorConfig = _WORKER["config"]
+    rng = np.random.default_rng(
+        np.random.SeedSequence(config.seed, spawn_key=(1, period.day_index, period.hours.start))
+    )
+    rows, stats = plan_period(
+        period.start_ms,
+        period.hours,
+        period.budget,
+        _WORKER["population"],
+        _WORKER["pages"],
+        config.defects,
+        rng,
+    )
+    rows = rows.take(np.argsort(rows.arrival_ms, kind="stable"))
+    table = render(rows, _WORKER["population"], _WORKER["pages"])
+    rendered = RenderedPeriod(rows.arrival_ms, rows.defect, stats)
+    if spill_dir is None:
+        rendered.table = table
+        return rendered
+    path = os.path.join(spill_dir, f"period-{period.day_index}-{period.hours.start}.arrow")
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    rendered.spill = path
+    return rendered
+
+
+def _merge(carry: RenderedPeriod, own: RenderedPeriod) -> RenderedPeriod:
+    """Carried rows slotted into a period's rows by arrival (before own rows of equal arrival).
+
+    Carried rows arrive within hours of the period's start, so only the period's first rows
+    are gathered anew; slicing row by row instead would leave thousands of tiny chunks that
+    make the Parquet writer several times slower."""
+    position = np.searchsorted(own.arrival_ms, carry.arrival_ms, side="left")
+    n_head = int(position.max()) if len(position) else 0
+    n_carry = len(carry.arrival_ms)
+    order = np.empty(n_head + n_carry, dtype=np.int64)
+    own_before = np.searchsorted(position, np.arange(n_head), side="right")
+    order[np.arange(n_head) + own_before] = np.arange(n_head)
+    order[position + np.arange(n_carry)] = n_head + np.arange(n_carry)
+    own_table = own.load()
+    head = pa.concat_tables([own_table.slice(0, n_head), carry.load()]).combine_chunks().take(order)
+    return RenderedPeriod(
+        arrival_ms=np.concatenate(
+            [np.concatenate([own.arrival_ms[:n_head], carry.arrival_ms])[order], own.arrival_ms[n_head:]]
+        ),
+        defect=np.concatenate(
+            [np.concatenate([own.defect[:n_head], carry.defect])[order], own.defect[n_head:]]
+        ),
+        stats=own.stats,
+        table=pa.concat_tables([head, own_table.slice(n_head)]),
+    )
+
+
+def _split(rendered: RenderedPeriod, boundary_ms: int) -> tuple[RenderedPeriod, RenderedPeriod]:
+    keep = int(np.searchsorted(rendered.arrival_ms, boundary_ms, side="left"))
+    table = rendered.load()
+    head = RenderedPeriod(
+        rendered.arrival_ms[:keep], rendered.defect[:keep], rendered.stats, table.slice(0, keep)
+    )
+    tail = RenderedPeriod(
+        rendered.arrival_ms[keep:], rendered.defect[keep:], rendered.stats, table.slice(keep)
+    )
+    return head, tail
+
+
+def _rendered_periods(config: GeneratorConfig, periods: list[Period]) -> Iterator[RenderedPeriod]:
+    """Periods in order, rendered ahead by worker processes when there is more than one core."""
+    if config.worker_count <= 1:
+        _start_renderer(config)
+        for period in periods:
+            yield _render_period(period, None)
+        return
+    spill_root = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with (
+        tempfile.TemporaryDirectory(prefix="etl-poc-generate-", dir=spill_root) as spill_dir,
+        ProcessPoolExecutor(
+            max_workers=config.worker_count,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_renderer,
+            initargs=(config,),
+        ) as pool,
+    ):
+        ahead = config.worker_count + 1  # bounds memory: so many periods rendered but not written
+        queue = deque(pool.submit(_render_period, p, spill_dir) for p in periods[:ahead])
+        for index in range(len(periods)):
+            rendered = queue.popleft().result()
+            if index + ahead < len(periods):
+                queue.append(pool.submit(_render_period, periods[index + ahead], spill_dir))
+            yield rendered
+
+
+def generate(config: GeneratorConfig) -> GenerationResult:
+    """Write the landing files and the manifest for `config`; the same config, the same bytes
+    whatever the number of workers."""
+    started = time.perf_counter()
     files = landing_paths(config)
     day_file = [0] * config.days + list(range(1, config.incremental_days + 1))
-
+    periods = list(_periods(config))
     totals = {
         "visits": 0,
         "bounce_visits": 0,
@@ -167,65 +324,48 @@ def generate(config: GeneratorConfig) -> GenerationResult:
         "return_gaps": np.zeros(len(RETURN_GAP_KINDS), dtype=np.int64),
         "events_by_tier": np.zeros(len(USER_TIERS), dtype=np.int64),
     }
-    periods = list(_periods(config))
-    carry: Rows | None = None
+    carry: RenderedPeriod | None = None
     open_file = -1
     writers: _FormatWriters | None = None
-    pending: Future | None = None
     bar = tqdm(
         total=config.events, unit="ev", unit_scale=True, disable=not config.show_progress,
         desc=f"generate {config.label}",
     )  # fmt: skip
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-writer") as io_thread:
-        for index, period in enumerate(periods):
-            rng = np.random.default_rng(
-                np.random.SeedSequence(config.seed, spawn_key=(1, period.day_index, period.hours.start))
-            )
-            rows, stats = plan_period(
-                period.start_ms, period.hours, period.budget, population, pages, config.defects, rng
-            )
+    try:
+        for index, rendered in enumerate(_rendered_periods(config, periods)):
+            stats = rendered.stats
             for key in ("visits", "bounce_visits", "visits_crossing_midnight", "ipv6_events"):
                 totals[key] += getattr(stats, key)
             totals["return_gaps"] += stats.return_gaps
             totals["events_by_tier"] += stats.events_by_tier
 
-            if carry is not None and len(carry):
-                rows = Rows.concat([carry, rows])
-            rows = rows.take(np.argsort(rows.arrival_ms, kind="stable"))
-            last = index == len(periods) - 1
-            if not last:
+            if carry is not None and len(carry.arrival_ms):
+                rendered = _merge(carry, rendered)
+            carry = None
+            if index < len(periods) - 1:  # the last period writes everything left
                 nxt = periods[index + 1]
-                boundary = nxt.start_ms + nxt.hours.start * HOUR_MS
-                keep = int(np.searchsorted(rows.arrival_ms, boundary, side="left"))
-                rows, carry = rows.take(np.arange(keep)), rows.take(np.arange(keep, len(rows)))
+                rendered, carry = _split(rendered, nxt.start_ms + nxt.hours.start * HOUR_MS)
 
-            target = day_file[period.day_index]
+            target = day_file[periods[index].day_index]
             while open_file < target:  # every file is created, even one that receives no rows
-                if pending is not None:
-                    pending.result()
                 if writers is not None:
                     writers.close()
                 open_file += 1
-                writers = _FormatWriters(config.out_dir, files[open_file])
+                writers = _FormatWriters(config.out_dir, files[open_file], config.chunk_events)
             landing = files[target]
-            landing.rows += len(rows)
-            landing.defects += np.bincount(rows.defect, minlength=len(Defect))
-
-            for start in range(0, len(rows), config.chunk_events):
-                chunk = rows.take(np.arange(start, min(start + config.chunk_events, len(rows))))
-                frame = render(chunk, population, pages)
-                if pending is not None:
-                    pending.result()  # surfaces a write error, and bounds memory to two chunks
-                pending = io_thread.submit(writers.write, frame)
-                bar.update(len(chunk))
-        if pending is not None:
-            pending.result()
+            landing.rows += len(rendered.arrival_ms)
+            landing.defects += np.bincount(rendered.defect, minlength=len(Defect))
+            writers.write(rendered.load())
+            bar.update(len(rendered.arrival_ms))
         if writers is not None:
             writers.close()
-    bar.close()
+    finally:
+        bar.close()
 
-    manifest = _manifest(config, files, totals, population, ranges.info.as_dict())
+    # The tiers are the population's first draw: redrawn here without building the population.
+    tiers = draw_tiers(config.n_users, _population_rng(config))
+    users_by_tier = np.bincount(tiers, minlength=len(USER_TIERS)).tolist()
+    manifest = _manifest(config, files, totals, users_by_tier)
     path = manifest_path(config)
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return GenerationResult(manifest, path, time.perf_counter() - started)
@@ -235,7 +375,7 @@ def _defect_counts(counts: np.ndarray) -> dict[str, int]:
     return {d.key: int(counts[d]) for d in Defect if d != Defect.CLEAN}
 
 
-def _manifest(config, files, totals, population, geo_info) -> dict:
+def _manifest(config, files, totals, users_by_tier: list[int]) -> dict:
     defects = sum((f.defects for f in files), np.zeros(len(Defect), dtype=np.int64))
     must_reject = sum(
         int(defects[d])
@@ -247,7 +387,6 @@ def _manifest(config, files, totals, population, geo_info) -> dict:
             Defect.UNPARSEABLE_TIMESTAMP,
         )
     )
-    users_by_tier = np.bincount(population.tier, minlength=len(USER_TIERS))
     window_end = config.start_date + timedelta(days=config.total_days)
     return {
         "manifest_version": MANIFEST_VERSION,
@@ -259,7 +398,7 @@ def _manifest(config, files, totals, population, geo_info) -> dict:
         "days": config.days,
         "incremental_days": config.incremental_days,
         "window": [config.start_date.isoformat(), window_end.isoformat()],
-        "users": population.size,
+        "users": config.n_users,
         "columns": list(LANDING_COLUMNS),
         "files": [
             {
@@ -286,7 +425,7 @@ def _manifest(config, files, totals, population, geo_info) -> dict:
             "visits_crossing_midnight": totals["visits_crossing_midnight"],
             "return_gaps": dict(zip(RETURN_GAP_KINDS, totals["return_gaps"].tolist(), strict=True)),
             "ipv6_events": totals["ipv6_events"],
-            "users_by_tier": dict(zip(USER_TIERS, users_by_tier.tolist(), strict=True)),
+            "users_by_tier": dict(zip(USER_TIERS, users_by_tier, strict=True)),
             "events_by_tier": dict(zip(USER_TIERS, totals["events_by_tier"].tolist(), strict=True)),
         },
         "mix": {
@@ -294,7 +433,7 @@ def _manifest(config, files, totals, population, geo_info) -> dict:
             "user_tier": USER_TIER_MIX,
             "tier_activity": TIER_ACTIVITY,
         },
-        "ip_dataset": geo_info,
+        "ip_dataset": load_packaged_ranges().info.as_dict(),
         # No wall-clock time here: the same config gives a byte-identical manifest too.
         "generated_by": "etl-poc generate",
     }

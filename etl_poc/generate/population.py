@@ -65,7 +65,9 @@ def build_pages(seed: int) -> PageVocabulary:
     words = sorted({w.lower() for w in fake.words(nb=3000)})
     categories = sorted({w for w in words if len(w) > 4})[:60]
     product_ids = np.arange(100_000, 100_000 + 5000)
-    products = [f"{fake.slug()}-{pid}" for pid in product_ids]
+    # Product names from the word list: a slug per product without 5000 Faker calls.
+    name_words = np.random.default_rng(seed).integers(0, len(words), size=(len(product_ids), 2))
+    products = [f"{words[a]}-{words[b]}-{pid}" for (a, b), pid in zip(name_words, product_ids)]
     by_type: dict[str, list[str]] = {
         "PAGE_VIEW": [f"{SHOP}/"]
         + [f"{SHOP}/c/{c}" for c in categories]
@@ -80,6 +82,12 @@ def build_pages(seed: int) -> PageVocabulary:
         "LOGIN": [f"{SHOP}/account/login"],
         "LOGOUT": [f"{SHOP}/account/logout"],
     }
+    # Distinct URLs: they become a Parquet dictionary, and repeated values there are re-encoded
+    # in an order that varies from run to run.
+    seen: set[str] = set()
+    for event_type in EVENT_TYPES:
+        by_type[event_type] = [u for u in dict.fromkeys(by_type[event_type]) if u not in seen]
+        seen.update(by_type[event_type])
     sizes = np.array([len(by_type[t]) for t in EVENT_TYPES], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     urls = pa.array([u for t in EVENT_TYPES for u in by_type[t]], type=pa.string())
@@ -145,8 +153,13 @@ def _text(series: pl.Series) -> pa.Array:
     return series.to_arrow().cast(pa.string())
 
 
+def draw_tiers(n_users: int, rng: np.random.Generator) -> np.ndarray:
+    """Each user's tier (index into spec.USER_TIERS): the first draw of a population."""
+    return rng.choice(len(USER_TIERS), size=n_users, p=list(USER_TIER_MIX.values()))
+
+
 def build_population(n_users: int, ranges: IpRangeTable, rng: np.random.Generator) -> Population:
-    tier = rng.choice(len(USER_TIERS), size=n_users, p=list(USER_TIER_MIX.values()))
+    tier = draw_tiers(n_users, rng)
     tier_activity = np.array(list(TIER_ACTIVITY.values()))[tier]
     # Log-normal activity: most users visit a few times, a few users very often.
     activity = rng.lognormal(mean=0.0, sigma=1.1, size=n_users) * tier_activity

@@ -143,13 +143,20 @@ def _odd_case(text: str, variant: int) -> str:
     return pad[(variant >> 2) % 4] + cased + pad[(variant >> 4) % 4]
 
 
-def _odd_devices() -> list[str]:
-    """Every odd spelling _odd_case can give, after the clean DEVICES: a dictionary's values."""
-    return list(DEVICES) + [_odd_case(d, v) for d in DEVICES for v in range(64)]
+def _odd_spellings(device: str) -> list[str]:
+    """The distinct odd spellings of a device (odd case, padding), never the clean one."""
+    spellings = {_odd_case(device, v) for v in range(64)} - {device}
+    return sorted(spellings)
 
 
-ODD_DEVICE_TEXTS = _odd_devices()
-_DEVICE_DICTIONARY = pa.array(ODD_DEVICE_TEXTS, type=pa.string())
+# The device dictionary: the clean names, then each device's odd spellings. Its values must be
+# distinct: Parquet re-encodes a dictionary with repeated values in an order that varies by run.
+_ODD_DEVICE_SPELLINGS = [_odd_spellings(d) for d in DEVICES]
+_ODD_DEVICE_COUNT = np.array([len(s) for s in _ODD_DEVICE_SPELLINGS], dtype=np.int32)
+_ODD_DEVICE_OFFSET = len(DEVICES) + np.concatenate([[0], np.cumsum(_ODD_DEVICE_COUNT)[:-1]])
+_DEVICE_DICTIONARY = pa.array(
+    list(DEVICES) + [s for spellings in _ODD_DEVICE_SPELLINGS for s in spellings], type=pa.string()
+)
 _EVENT_TYPE_DICTIONARY = pa.array(EVENT_TYPES, type=pa.string())
 _USER_TIER_DICTIONARY = pa.array(USER_TIERS, type=pa.string())
 
@@ -168,17 +175,51 @@ RENDERED_SCHEMA = pa.schema(
 
 
 def _replace(array: pa.Array, edits: list[tuple[np.ndarray, list]]) -> pa.Array:
-    """`array` with the values at each edit's positions replaced (None writes a null)."""
+    """`array` (string, no nulls) with the values at each edit's positions replaced; None
+    writes a null. Built from buffers: the untouched runs between edits are copied as they
+    are, which is several times faster than a masked replace for a few edits per thousand."""
     edits = [(at, values) for at, values in edits if len(at)]
     if not edits:
         return array
     at = np.concatenate([e[0] for e in edits])
     values = [v for e in edits for v in e[1]]
     order = np.argsort(at, kind="stable")
-    mask = np.zeros(len(array), dtype=bool)
-    mask[at] = True
-    replacements = pa.array([values[i] for i in order], type=pa.string())
-    return pc.replace_with_mask(array, pa.array(mask), replacements)
+    at = at[order]
+    texts = [values[i] for i in order]
+    encoded = [b"" if t is None else t.encode() for t in texts]
+
+    _validity, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[
+        array.offset : array.offset + len(array) + 1
+    ]
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    lengths = np.diff(offsets)
+    lengths[at] = [len(e) for e in encoded]
+    new_offsets = np.zeros(len(array) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=new_offsets[1:])
+
+    # Untouched runs: from the end of one edited row to the start of the next.
+    run_starts = offsets[np.concatenate([[0], at + 1])]
+    run_ends = offsets[np.concatenate([at, [len(array)]])]
+    pieces: list = []
+    for i, (start, end) in enumerate(zip(run_starts.tolist(), run_ends.tolist(), strict=True)):
+        pieces.append(data[start:end])
+        if i < len(encoded):
+            pieces.append(np.frombuffer(encoded[i], dtype=np.uint8))
+    new_data = np.concatenate(pieces)
+
+    nulls = [i for i, t in enumerate(texts) if t is None]
+    validity = None
+    if nulls:
+        valid = np.ones(len(array), dtype=bool)
+        valid[at[nulls]] = False
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(
+        pa.string(),
+        len(array),
+        [validity, pa.py_buffer(new_offsets), pa.py_buffer(new_data)],
+        null_count=len(nulls),
+    )
 
 
 def render(rows: Rows, population: Population, pages: PageVocabulary) -> pa.Table:
@@ -220,8 +261,9 @@ def render(rows: Rows, population: Population, pages: PageVocabulary) -> pa.Tabl
     # Odd devices index the odd spellings that follow the clean ones in the dictionary.
     device_index = rows.device.astype(np.int32)
     at_odd = np.flatnonzero(rows.defect == Defect.ODD_DEVICE)
-    spelling = (rows.variant[at_odd] % 64).astype(np.int32)
-    device_index[at_odd] = len(DEVICES) + device_index[at_odd] * 64 + spelling
+    device = device_index[at_odd]
+    spelling = rows.variant[at_odd].astype(np.int64) % _ODD_DEVICE_COUNT[device]
+    device_index[at_odd] = _ODD_DEVICE_OFFSET[device] + spelling
 
     ip_address = pc.take(population.ip_addresses, rows.ip)
     at_padded, variant = dirty(Defect.PADDED_IP)
