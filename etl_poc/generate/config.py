@@ -22,7 +22,9 @@ EVENT_TYPE_MIX: Final[dict[str, float]] = dict(
     zip(EVENT_TYPES, (0.35, 0.25, 0.15, 0.10, 0.05, 0.04, 0.03, 0.02, 0.01), strict=True)
 )
 # Share of users per tier, and how much more active a user of that tier is than bronze.
-USER_TIER_MIX: Final[dict[str, float]] = dict(zip(USER_TIERS, (0.60, 0.25, 0.12, 0.03), strict=True))
+USER_TIER_MIX: Final[dict[str, float]] = dict(
+    zip(USER_TIERS, (0.60, 0.25, 0.12, 0.03), strict=True)
+)
 TIER_ACTIVITY: Final[dict[str, float]] = dict(zip(USER_TIERS, (1.0, 1.3, 1.6, 1.9), strict=True))
 
 
@@ -71,7 +73,9 @@ class DefectRates:
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"defect rate {name}={rate} must be in [0, 1)")
         if sum(self.row_defects().values()) >= 0.5:
-            raise ValueError("row defect rates add up to 50 % or more: that is not clickstream data")
+            raise ValueError(
+                "row defect rates add up to 50 % or more: that is not clickstream data"
+            )
 
 
 @dataclass(frozen=True)

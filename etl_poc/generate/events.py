@@ -258,9 +258,11 @@ def plan_period(
         visits_crossing_midnight=int(
             ((visit_start // DAY_MS) != ((visit_start + duration) // DAY_MS)).sum()
         ),
-        ipv6_events=int(population.ip_is_v6[rows.ip[: n_events]].sum()),
+        ipv6_events=int(population.ip_is_v6[rows.ip[:n_events]].sum()),
         return_gaps=np.bincount(gap_kind, minlength=len(RETURN_GAP_KINDS)),
-        events_by_tier=np.bincount(population.tier[rows.user[:n_events]], minlength=len(USER_TIERS)),
+        events_by_tier=np.bincount(
+            population.tier[rows.user[:n_events]], minlength=len(USER_TIERS)
+        ),
     )
     return rows, stats
 

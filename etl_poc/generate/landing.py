@@ -114,7 +114,9 @@ class _FormatWriters:
         self.buffered: list[pa.Table] = []
         self.buffered_rows = 0
         self.targets = {fmt: out_dir / rel for fmt, rel in landing.paths.items()}
-        self.temps = {fmt: path.with_name(f".{path.name}.partial") for fmt, path in self.targets.items()}
+        self.temps = {
+            fmt: path.with_name(f".{path.name}.partial") for fmt, path in self.targets.items()
+        }
         for path in self.temps.values():
             path.parent.mkdir(parents=True, exist_ok=True)
         self.csv = self.temps["csv"].open("wb") if "csv" in self.temps else None
@@ -261,7 +263,10 @@ def _merge(carry: RenderedPeriod, own: RenderedPeriod) -> RenderedPeriod:
     head = pa.concat_tables([own_table.slice(0, n_head), carry.load()]).combine_chunks().take(order)
     return RenderedPeriod(
         arrival_ms=np.concatenate(
-            [np.concatenate([own.arrival_ms[:n_head], carry.arrival_ms])[order], own.arrival_ms[n_head:]]
+            [
+                np.concatenate([own.arrival_ms[:n_head], carry.arrival_ms])[order],
+                own.arrival_ms[n_head:],
+            ]
         ),
         defect=np.concatenate(
             [np.concatenate([own.defect[:n_head], carry.defect])[order], own.defect[n_head:]]

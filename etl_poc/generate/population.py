@@ -67,7 +67,9 @@ def build_pages(seed: int) -> PageVocabulary:
     product_ids = np.arange(100_000, 100_000 + 5000)
     # Product names from the word list: a slug per product without 5000 Faker calls.
     name_words = np.random.default_rng(seed).integers(0, len(words), size=(len(product_ids), 2))
-    products = [f"{words[a]}-{words[b]}-{pid}" for (a, b), pid in zip(name_words, product_ids)]
+    products = [
+        f"{words[a]}-{words[b]}-{pid}" for (a, b), pid in zip(name_words, product_ids, strict=True)
+    ]
     by_type: dict[str, list[str]] = {
         "PAGE_VIEW": [f"{SHOP}/"]
         + [f"{SHOP}/c/{c}" for c in categories]
@@ -166,9 +168,7 @@ def build_population(n_users: int, ranges: IpRangeTable, rng: np.random.Generato
     activity_cdf = np.cumsum(activity) / activity.sum()
 
     primary_device = rng.choice(len(DEVICES), size=n_users, p=DEVICE_MIX)
-    secondary_device = (primary_device + rng.integers(1, len(DEVICES), size=n_users)) % len(
-        DEVICES
-    )
+    secondary_device = (primary_device + rng.integers(1, len(DEVICES), size=n_users)) % len(DEVICES)
 
     # Primary IP per user (a small share IPv6), secondary (e.g. a mobile network) always IPv4.
     n_ips = 2 * n_users

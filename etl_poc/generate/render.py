@@ -7,8 +7,8 @@ the few dirty values (about 2 % of rows) are then written over, each from the ro
 
 from __future__ import annotations
 
-from functools import cache
 from datetime import UTC, datetime, timedelta, timezone
+from functools import cache
 
 import numpy as np
 import pyarrow as pa
@@ -98,8 +98,10 @@ def _utc_text(ts_ms: np.ndarray) -> pa.Array:
     first_day = int(days.min(initial=0))
     n_days = int(days.max(initial=0)) - first_day + 1
     day_text = (
-        np.arange(first_day, first_day + n_days).astype("datetime64[D]").astype("S10")
-    ).view(np.uint8).reshape(-1, 10)
+        (np.arange(first_day, first_day + n_days).astype("datetime64[D]").astype("S10"))
+        .view(np.uint8)
+        .reshape(-1, 10)
+    )
     ms_of_day = ms_of_day.astype(np.int32)
     out = np.empty((len(ts_ms), 23), dtype=np.uint8)
     out[:, 0:10] = day_text[days - first_day]
@@ -115,11 +117,10 @@ def _offset_text(ts_ms: int, variant: int) -> str:
     local = datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(
         timezone(timedelta(minutes=minutes))
     )
-    text = local.isoformat(timespec="milliseconds")
+    # Some sources send microseconds: the same instant, written longer.
+    text = local.isoformat(timespec="microseconds" if variant & 8 else "milliseconds")
     if minutes == 0:
         text = text.replace("+00:00", "Z")
-    if variant & 8:  # some sources send whole seconds
-        text = text[:19] + text[23:]
     if variant & 16:  # and some a space instead of the 'T'
         text = text.replace("T", " ", 1)
     return text

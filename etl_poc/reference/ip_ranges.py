@@ -36,7 +36,12 @@ class DatasetInfo:
     source: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "date": self.date, "licence": self.licence, "source": self.source}
+        return {
+            "name": self.name,
+            "date": self.date,
+            "licence": self.licence,
+            "source": self.source,
+        }
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ def load_packaged_ranges() -> IpRangeTable:
     data_path = resources.files(_PACKAGE).joinpath(_DATA_FILE)
     with data_path.open("rb") as raw, gzip.open(raw, "rb") as unzipped:
         # A pickle from the installed, locked package: its own loader reads it the same way.
-        version, source_info, _total, database = pickle.load(unzipped)  # noqa: S301
+        version, source_info, _total, database = pickle.load(unzipped)
     if version not in (120, 121) or not source_info.get("country"):
         raise ValueError(f"unexpected geoip2fast data file (version {version}): {source_info}")
     _index, labels, first_ips, label_ids, prefix_lengths = database
@@ -81,6 +86,9 @@ def load_packaged_ranges() -> IpRangeTable:
 
     v4_start = np.array(starts[:n_v4], dtype=np.int64)
     v4_end = v4_start + (np.int64(1) << (32 - prefixes[:n_v4].astype(np.int64))) - 1
+    # A few reserved networks nest inside others (255.255.255.255/32 in 240.0.0.0/4): cut each
+    # range at the next start so that the table is disjoint, as a range join needs.
+    v4_end[:-1] = np.minimum(v4_end[:-1], v4_start[1:] - 1)
     ipv4 = pl.DataFrame(
         {
             "range_start": v4_start,
@@ -90,7 +98,12 @@ def load_packaged_ranges() -> IpRangeTable:
     ).with_columns(reserved=pl.col("country_code").is_null())
 
     v6_starts = starts[n_v4:]
-    v6_ends = [s + (1 << (128 - int(p))) - 1 for s, p in zip(v6_starts, prefixes[n_v4:])]
+    v6_ends = [
+        s + (1 << (128 - int(p))) - 1 for s, p in zip(v6_starts, prefixes[n_v4:], strict=True)
+    ]
+    v6_ends = [min(end, after - 1) for end, after in zip(v6_ends, v6_starts[1:], strict=False)] + [
+        v6_ends[-1]
+    ]
     ipv6 = pl.DataFrame(
         {
             "range_start_hi": pl.Series([s >> 64 for s in v6_starts], dtype=pl.UInt64),

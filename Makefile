@@ -1,0 +1,77 @@
+# The project's commands. A newcomer needs two: `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+# uv from PATH, else the one `make install` puts into $(PYTHON)'s site-packages.
+UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+RUN = $(UV) run --frozen
+SIZE ?= small
+REPEAT ?= 3
+FORMATS ?= csv,parquet
+DATA_DIR ?= data
+UI_PORT ?= 3000
+
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+export ETL_POC_DATA_DIR := $(DATA_DIR)
+
+.PHONY: help install check-java demo test test-fast lint format ui generate bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: check-java .venv/.installed ## install uv if missing, then the locked environment
+
+.venv/.installed: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || { \
+		echo "uv not found: installing it with pip"; \
+		$(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv; }
+	$(UV) sync --frozen
+	@touch $@
+
+check-java: ## PySpark 4 needs Java 17 or newer
+	@command -v java >/dev/null 2>&1 || { \
+		echo "error: 'java' is not on PATH. PySpark 4 needs Java 17+:" >&2; \
+		echo "  install it (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME and PATH." >&2; \
+		exit 1; }
+	@version=$$(java -version 2>&1 | awk -F'"' '/version/ {split($$2, v, "."); print v[1]; exit}'); \
+	if [ -z "$$version" ] || [ "$$version" -lt 17 ]; then \
+		echo "error: PySpark 4 needs Java 17+, found: $$(java -version 2>&1 | head -1)" >&2; exit 1; fi
+
+demo: install ## generate small data and run what the pipeline can do so far
+	$(RUN) etl-poc generate --size small --formats $(FORMATS) --out $(DATA_DIR)/landing --no-progress
+	$(RUN) dagster job execute -m etl_poc.definitions -j check_landing > $(DATA_DIR)/demo-dagster.log 2>&1 \
+		|| { tail -20 $(DATA_DIR)/demo-dagster.log; exit 1; }
+	@echo
+	@echo "Demo done. Where to look:"
+	@echo "  landing files and manifest:  $(DATA_DIR)/landing/ (manifest_small.json counts every defect)"
+	@echo "  Dagster run log:             $(DATA_DIR)/demo-dagster.log (job check_landing passed)"
+	@echo "  Dagster UI:                  make ui, then http://127.0.0.1:$(UI_PORT)"
+
+test: install ## the whole test suite (what CI runs)
+	$(RUN) pytest
+
+test-fast: install ## the tests that need no JVM and no large data
+	$(RUN) pytest -m "not spark and not slow"
+
+lint: install ## ruff and black, exactly as pre-commit runs them
+	$(RUN) pre-commit run --all-files --show-diff-on-failure
+
+format: install ## fix what ruff and black can fix
+	$(RUN) ruff check --fix .
+	$(RUN) black .
+
+ui: install ## Dagster's UI on 127.0.0.1
+	$(RUN) dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+
+generate: install ## make generate SIZE=small|medium|large [FORMATS=csv,parquet]
+	$(RUN) etl-poc generate --size $(SIZE) --formats $(FORMATS) --out $(DATA_DIR)/landing
+
+bench: install ## make bench SIZE=medium REPEAT=3: the generator, in fresh processes
+	$(RUN) etl-poc bench generator --size $(SIZE) --repeat $(REPEAT) --formats parquet
+
+clean: ## remove generated data, reports, the Dagster instance and caches (keeps .venv)
+	rm -rf $(DATA_DIR)/landing $(DATA_DIR)/demo-dagster.log reports/*.json reports/*.md reports/*.png
+	find dagster_home -mindepth 1 -maxdepth 1 ! -name .gitkeep ! -name dagster.yaml -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +

@@ -1,0 +1,154 @@
+"""`etl-poc`: the project's command line (generate data, benchmark)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+from etl_poc.generate.config import FORMATS, SIZES, DefectRates, GeneratorConfig
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
+    bad = [f for f in chosen if f not in FORMATS]
+    if bad or not chosen:
+        raise argparse.ArgumentTypeError(f"formats are a comma list of {', '.join(FORMATS)}")
+    return chosen
+
+
+def _defect_rate(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected KIND=RATE, got {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="write realistic, dirty clickstream landing files and their manifest",
+        description="Write bulk and incremental clickstream files (CSV and/or Parquet) and a "
+        "JSON manifest that counts every injected defect. The same --seed gives identical files.",
+    )
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--size", choices=sorted(SIZES, key=SIZES.get), default=None,
+                      help="small 100K, medium 10M, large 100M events (default small)")  # fmt: skip
+    size.add_argument("--events", type=_positive, help="an exact number of events instead")
+    p.add_argument("--label", help="name used in file names (default: the size, or N events)")
+    p.add_argument("--formats", type=_formats, default=FORMATS, help="csv,parquet (default both)")
+    p.add_argument("--out", type=Path, default=Path("data/landing"), help="default data/landing")
+    p.add_argument("--start-date", type=date.fromisoformat, default=date(2024, 1, 1))
+    p.add_argument("--days", type=_positive, default=30, help="days of bulk history (30)")
+    p.add_argument("--incremental-days", type=int, default=3, help="one file per day after (3)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--users", type=_positive, help="number of users (default events / 40)")
+    p.add_argument("--dirty-scale", type=float, default=1.0,
+                   help="multiply every default defect rate (0 gives clean data)")  # fmt: skip
+    p.add_argument("--defect-rate", type=_defect_rate, action="append", default=[],
+                   metavar="KIND=RATE", help=f"override one rate; kinds: {', '.join(DefectRates().as_dict())}")  # fmt: skip
+    p.add_argument("--workers", type=int, help="rendering processes (default: 2 from 5M events)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_generate(args) -> int:
+    from etl_poc.generate.landing import foreign_files, generate
+
+    defects = DefectRates().scaled(args.dirty_scale).with_overrides(dict(args.defect_rate))
+    if args.events is not None:
+        events, label = args.events, args.label or f"{args.events}ev"
+    else:
+        size = args.size or "small"
+        events, label = SIZES[size], args.label or size
+    config = GeneratorConfig(
+        events=events,
+        label=label,
+        out_dir=args.out,
+        formats=args.formats,
+        start_date=args.start_date,
+        days=args.days,
+        incremental_days=args.incremental_days,
+        seed=args.seed,
+        users=args.users,
+        defects=defects,
+        workers=args.workers,
+        progress=False if args.no_progress else None,
+    )
+    result = generate(config)
+    manifest = result.manifest
+    print(
+        f"Generated {events:,} events ({manifest['users']:,} users) in {result.seconds:.1f} s "
+        f"({result.events_per_second / 1e6:.2f} M events/s) under {config.out_dir}/"
+    )
+    for entry in manifest["files"]:
+        for path in entry["paths"].values():
+            print(f"  {path:55s} {entry['rows']:>12,} rows")
+    defects_found = {k: v for k, v in manifest["defects"].items() if v}
+    print(f"  defects: {sum(defects_found.values()):,} rows: " + ", ".join(
+        f"{k} {v:,}" for k, v in defects_found.items()))  # fmt: skip
+    print(f"  manifest: {result.manifest_path}")
+    others = foreign_files(config)
+    if others:
+        print(
+            f"warning: {len(others)} other landing file(s) under {config.out_dir} were not written "
+            f"by this run and would be ingested too, e.g. {others[0]}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks, run in fresh processes and repeated")
+    which = p.add_subparsers(dest="benchmark", required=True)
+    g = which.add_parser("generator", help="time the clickstream generator")
+    g.add_argument("--size", choices=sorted(SIZES, key=SIZES.get), default="medium")
+    g.add_argument("--repeat", type=_positive, default=3)
+    g.add_argument("--formats", default="parquet", help="what to write (default parquet)")
+    g.add_argument("--reports", type=Path, default=Path("reports"))
+    g.add_argument("--scratch", type=Path, help="where runs write (default: the system temp)")
+
+
+def _run_bench(args) -> int:
+    from etl_poc.report.generator_benchmark import run_generator_benchmark
+
+    _formats(args.formats)
+    result = run_generator_benchmark(
+        args.size, args.repeat, args.formats, args.reports, args.scratch
+    )
+    rate, wall, rss = result["events_per_second"], result["wall_seconds"], result["peak_rss_bytes"]
+    print(
+        f"generator, {args.size} ({result['events']:,} events, {args.formats}), "
+        f"median of {args.repeat}: {wall['median']:.2f} s "
+        f"[{wall['min']:.2f}-{wall['max']:.2f}], {rate['median'] / 1e6:.2f} M events/s, "
+        f"peak RSS {rss['median'] / 2**30:.2f} GiB (max {rss['max'] / 2**30:.2f})"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="etl-poc", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_generate(sub)
+    _add_bench(sub)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "generate":
+            return _run_generate(args)
+        return _run_bench(args)
+    except (ValueError, RuntimeError) as error:
+        parser.exit(2, f"etl-poc {args.command}: error: {error}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dagster wiring only: resources, assets and jobs call into logic/, lakehouse/ and measure/."""

@@ -1,0 +1,49 @@
+"""The landing zone: an external asset (files that sources drop) and a check that lists them."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from etl_poc.lakehouse.landing_zone import landing_version, scan_landing_zone
+from etl_poc.logic.spec import LANDING_COLUMNS
+
+from .resources import DataDirectory
+
+LANDING_CLICKSTREAM = dg.AssetKey("landing_clickstream")
+LANDING_FILES_CHECK = "landing_files_present"
+
+landing_clickstream = dg.AssetSpec(
+    LANDING_CLICKSTREAM,
+    group_name="landing",
+    kinds={"csv", "parquet"},
+    description=(
+        "Clickstream files as sources drop them under <data>/landing/: CSV with a header or "
+        "Parquet, every column text, possibly dirty. `etl-poc generate` writes realistic ones."
+    ),
+    metadata={
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, "string") for name in LANDING_COLUMNS]
+        )
+    },
+)
+
+
+@dg.asset_check(asset=LANDING_CLICKSTREAM, name=LANDING_FILES_CHECK)
+def landing_files_present(data_dir: DataDirectory) -> dg.AssetCheckResult:
+    """Passes when the landing zone holds at least one file; lists them with sizes and rows."""
+    files = scan_landing_zone(data_dir.landing)
+    rows = [
+        f"| {f.path.as_posix()} | {f.format} | {f.bytes:,} | {f.rows if f.rows is not None else '?'} |"
+        for f in files
+    ]
+    listing = "\n".join(["| file | format | bytes | rows |", "|---|---|---:|---:|", *rows])
+    return dg.AssetCheckResult(
+        passed=bool(files),
+        metadata={
+            "files": len(files),
+            "bytes": sum(f.bytes for f in files),
+            "version": landing_version(files, data_dir.landing),
+            "landing_dir": dg.MetadataValue.path(str(data_dir.landing.resolve())),
+            "listing": dg.MetadataValue.md(listing if files else "_no landing files yet_"),
+        },
+    )

@@ -1,0 +1,99 @@
+"""Resource usage of a process tree: the one place where the project measures itself.
+
+A background thread samples, every `interval` seconds, the resident memory of a process and
+of all its descendants (worker processes, a Spark JVM) with psutil, and keeps the peak of
+their sum. Summed RSS counts memory shared between processes once per process, so the figure
+is an upper bound; it never misses a child, which a process's own high-water mark would.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Usage:
+    wall_seconds: float
+    cpu_seconds: float  # user + system while sampled, of the root and every descendant seen
+    peak_rss_bytes: int  # peak of the tree's summed RSS, sampled
+    samples: int
+
+    @property
+    def cpu_utilisation(self) -> float:
+        """Mean number of cores busy over the wall time."""
+        return self.cpu_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "cpu_utilisation": round(self.cpu_utilisation, 3)}
+
+
+class TreeSampler:
+    """Samples a process tree until stopped; use as a context manager around the work."""
+
+    def __init__(self, pid: int | None = None, interval: float = 0.05):
+        self.root = psutil.Process(pid or os.getpid())
+        self.interval = interval
+        self.peak_rss = 0
+        self.samples = 0
+        self._cpu: dict[int, float] = {}  # last CPU time seen per process
+        self._cpu_before: dict[int, float] = {}  # CPU time already spent when sampling began
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="usage-sampler", daemon=True)
+        self._started = 0.0
+        self.usage: Usage | None = None
+
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            return [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def sample(self) -> None:
+        rss = 0
+        for process in self._tree():
+            try:
+                with process.oneshot():
+                    rss += process.memory_info().rss
+                    times = process.cpu_times()
+                    self._cpu[process.pid] = times.user + times.system
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue  # ended between listing and reading: its last CPU time is kept
+        self.peak_rss = max(self.peak_rss, rss)
+        self.samples += 1
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreeSampler:
+        self._started = time.perf_counter()
+        self.sample()
+        self._cpu_before = dict(self._cpu)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        self.usage = Usage(
+            wall_seconds=time.perf_counter() - self._started,
+            cpu_seconds=sum(t - self._cpu_before.get(pid, 0.0) for pid, t in self._cpu.items()),
+            peak_rss_bytes=self.peak_rss,
+            samples=self.samples,
+        )
+
+
+def host_facts() -> dict:
+    """The machine a figure was measured on."""
+    return {
+        "cores": psutil.cpu_count(logical=True),
+        "memory_bytes": psutil.virtual_memory().total,
+        "platform": os.uname().sysname + " " + os.uname().machine,
+    }

@@ -1,0 +1,1 @@
+"""Benchmarks and reports built from measured figures."""

@@ -1,0 +1,36 @@
+"""The sampler sees the memory and CPU of child processes, not just its own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from etl_poc.measure.usage import TreeSampler, host_facts
+
+ALLOCATE_AND_SPIN = """
+import time
+block = bytearray(300 * 1024 * 1024)
+for i in range(0, len(block), 4096):
+    block[i] = 1
+end = time.process_time() + 0.3
+while time.process_time() < end:
+    pass
+time.sleep(0.3)
+"""
+
+
+def test_sampler_sees_a_child_process_memory_and_cpu():
+    with TreeSampler(interval=0.02) as sampler:
+        subprocess.run([sys.executable, "-c", ALLOCATE_AND_SPIN], check=True)
+    usage = sampler.usage
+    assert usage.peak_rss_bytes > 300 * 1024 * 1024
+    assert usage.cpu_seconds >= 0.3
+    assert usage.samples > 5
+    assert 0 < usage.cpu_utilisation <= host_facts()["cores"] + 0.5
+
+
+def test_sampler_of_another_process_tree():
+    child = subprocess.Popen([sys.executable, "-c", ALLOCATE_AND_SPIN])
+    with TreeSampler(child.pid, interval=0.02) as sampler:
+        child.wait()
+    assert sampler.usage.peak_rss_bytes > 300 * 1024 * 1024

@@ -1,0 +1,64 @@
+"""The Dagster code location: it loads, its graph is what we expect, its jobs run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from etl_poc.definitions import defs
+from etl_poc.defs.jobs import CHECK_LANDING_JOB
+from etl_poc.defs.landing import LANDING_FILES_CHECK, landing_files_present
+from etl_poc.defs.resources import DataDirectory
+
+# A snapshot of the graph: an accidental change shows up here in review.
+EXPECTED_ASSETS = [["landing_clickstream"]]
+EXPECTED_CHECKS = [(["landing_clickstream"], LANDING_FILES_CHECK)]
+EXPECTED_JOBS = {CHECK_LANDING_JOB}
+
+
+def test_definitions_load_with_the_expected_graph():
+    graph = defs.resolve_asset_graph()
+    assert sorted(k.path for k in graph.get_all_asset_keys()) == EXPECTED_ASSETS
+    assert sorted((k.asset_key.path, k.name) for k in graph.asset_check_keys) == EXPECTED_CHECKS
+    jobs = {job.name for job in defs.resolve_all_job_defs()}
+    assert jobs >= EXPECTED_JOBS
+
+
+def test_landing_check_lists_files_and_fails_on_an_empty_zone(small_landing, tmp_path):
+    data_dir = small_landing.manifest_path.parent.parent
+    result = landing_files_present(data_dir=DataDirectory(path=str(data_dir)))
+    assert result.passed
+    assert result.metadata["files"].value == 8
+    assert "bulk/bulk_data_small.parquet" in result.metadata["listing"].value
+    empty = landing_files_present(data_dir=DataDirectory(path=str(tmp_path)))
+    assert not empty.passed
+
+
+def test_check_job_runs_from_the_dagster_cli(tmp_path):
+    """What CI and `make demo` run: `dagster job execute` in a fresh process."""
+    subprocess.run(
+        [sys.executable, "-m", "etl_poc.cli", "generate", "--events", "200",
+         "--out", str(tmp_path / "data" / "landing")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster.yaml").read_text())
+    env = {**os.environ, "DAGSTER_HOME": str(home), "ETL_POC_DATA_DIR": str(tmp_path / "data")}
+    run = subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "etl_poc.definitions",
+         "-j", CHECK_LANDING_JOB],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    instance = dg.DagsterInstance.from_config(str(home))
+    (record,) = instance.get_run_records()
+    assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    evaluation = instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(dg.AssetKey("landing_clickstream"), LANDING_FILES_CHECK)
+    )
+    assert evaluation is not None
