@@ -19,6 +19,7 @@ from itertools import chain
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 _PACKAGE = "geoip2fast"
 _DATA_FILE = "geoip2fast-ipv6.dat.gz"  # IPv4 and IPv6 networks in one file
@@ -78,8 +79,8 @@ def load_packaged_ranges() -> IpRangeTable:
     starts = list(chain.from_iterable(first_ips))
     ids = np.fromiter(chain.from_iterable(label_ids), dtype=np.int32, count=len(starts))
     prefixes = np.fromiter(chain.from_iterable(prefix_lengths), dtype=np.int16, count=len(starts))
-    codes = [_country_code(label) for label in labels]
-    country = [codes[i] for i in ids]
+    codes = pa.array([_country_code(label) for label in labels], type=pa.string())
+    country = pl.Series(pa.DictionaryArray.from_arrays(ids, codes).cast(pa.string()))
 
     # Starts are sorted and IPv4 networks are stored as plain 32-bit integers, so they come first.
     n_v4 = next(i for i, start in enumerate(starts) if start >= _IPV4_SPACE)
@@ -93,24 +94,40 @@ def load_packaged_ranges() -> IpRangeTable:
         {
             "range_start": v4_start,
             "range_end": v4_end,
-            "country_code": pl.Series(country[:n_v4], dtype=pl.String),
+            "country_code": country[:n_v4],
         }
     ).with_columns(reserved=pl.col("country_code").is_null())
 
-    v6_starts = starts[n_v4:]
-    v6_ends = [
-        s + (1 << (128 - int(p))) - 1 for s, p in zip(v6_starts, prefixes[n_v4:], strict=True)
-    ]
-    v6_ends = [min(end, after - 1) for end, after in zip(v6_ends, v6_starts[1:], strict=False)] + [
-        v6_ends[-1]
-    ]
+    # IPv6: 128-bit starts as (hi, lo) halves; a network's end is its start with the host bits
+    # set (networks are aligned), then cut at the next start like IPv4.
+    packed = b"".join(start.to_bytes(16, "big") for start in starts[n_v4:])
+    halves = np.frombuffer(packed, dtype=">u8").reshape(-1, 2).astype(np.uint64)
+    start_hi, start_lo = halves[:, 0], halves[:, 1]
+    host_bits = 128 - prefixes[n_v4:].astype(np.int64)
+    ones = np.uint64(_MASK64)
+    lo_mask = np.where(
+        host_bits >= 64, ones, (np.uint64(1) << np.minimum(host_bits, 63).astype(np.uint64)) - 1
+    )
+    hi_mask = np.where(
+        host_bits > 64,
+        (np.uint64(1) << np.clip(host_bits - 64, 0, 63).astype(np.uint64)) - 1,
+        np.uint64(0),
+    )
+    end_hi, end_lo = start_hi | hi_mask, start_lo | lo_mask
+    # The next start minus one, borrowing from the high half when the low half is zero.
+    next_hi, next_lo = start_hi[1:], start_lo[1:]
+    before_hi = np.where(next_lo == 0, next_hi - np.uint64(1), next_hi)
+    before_lo = next_lo - np.uint64(1)  # wraps to all ones when it borrows
+    cut = (end_hi[:-1] > before_hi) | ((end_hi[:-1] == before_hi) & (end_lo[:-1] > before_lo))
+    end_hi[:-1] = np.where(cut, before_hi, end_hi[:-1])
+    end_lo[:-1] = np.where(cut, before_lo, end_lo[:-1])
     ipv6 = pl.DataFrame(
         {
-            "range_start_hi": pl.Series([s >> 64 for s in v6_starts], dtype=pl.UInt64),
-            "range_start_lo": pl.Series([s & _MASK64 for s in v6_starts], dtype=pl.UInt64),
-            "range_end_hi": pl.Series([e >> 64 for e in v6_ends], dtype=pl.UInt64),
-            "range_end_lo": pl.Series([e & _MASK64 for e in v6_ends], dtype=pl.UInt64),
-            "country_code": pl.Series(country[n_v4:], dtype=pl.String),
+            "range_start_hi": start_hi,
+            "range_start_lo": start_lo,
+            "range_end_hi": end_hi,
+            "range_end_lo": end_lo,
+            "country_code": country[n_v4:],
         }
     ).with_columns(reserved=pl.col("country_code").is_null())
 
