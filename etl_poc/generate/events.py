@@ -15,7 +15,7 @@ from enum import IntEnum
 import numpy as np
 
 from etl_poc.generate.config import EVENT_TYPE_MIX, DefectRates
-from etl_poc.generate.population import PageVocabulary, Population
+from etl_poc.generate.vocab import PageVocabulary, Population
 from etl_poc.logic.spec import SESSION_GAP, USER_TIERS
 
 MINUTE_MS = 60_000

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from etl_poc.generate import worker
 from etl_poc.generate.config import EVENT_TYPE_MIX, TIER_ACTIVITY, USER_TIER_MIX, GeneratorConfig
 from etl_poc.generate.events import (
     HOUR_MS,
@@ -34,12 +35,11 @@ from etl_poc.generate.events import (
     RETURN_GAP_KINDS,
     WEEKDAY_WEIGHTS,
     Defect,
-    PeriodStats,
     allocate,
-    plan_period,
 )
 from etl_poc.generate.population import build_pages, build_population, draw_tiers
-from etl_poc.generate.render import RENDERED_SCHEMA, render
+from etl_poc.generate.render import RENDERED_SCHEMA
+from etl_poc.generate.worker import Period, RenderedPeriod
 from etl_poc.logic.spec import LANDING_COLUMNS, USER_TIERS
 from etl_poc.reference.ip_ranges import load_packaged_ranges
 
@@ -58,14 +58,6 @@ class LandingFile:
     paths: dict[str, Path]
     rows: int = 0
     defects: np.ndarray = field(default_factory=lambda: np.zeros(len(Defect), dtype=np.int64))
-
-
-@dataclass(frozen=True)
-class Period:
-    day_index: int
-    start_ms: int
-    hours: range
-    budget: int
 
 
 def landing_paths(config: GeneratorConfig) -> list[LandingFile]:
@@ -183,67 +175,8 @@ def manifest_path(config: GeneratorConfig) -> Path:
     return config.out_dir / f"manifest_{config.label}.json"
 
 
-# --- Rendering a period: in this process, or in a worker that spills it to an Arrow file ---
-
-_WORKER: dict = {}
-
-
 def _population_rng(config: GeneratorConfig) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(0,)))
-
-
-def _start_renderer(config: GeneratorConfig) -> None:
-    """Build what every period needs; the same seeds give the same users in every process."""
-    ranges = load_packaged_ranges()
-    _WORKER["population"] = build_population(config.n_users, ranges, _population_rng(config))
-    _WORKER["pages"] = build_pages(config.seed)
-    _WORKER["config"] = config
-
-
-@dataclass
-class RenderedPeriod:
-    """A period's rows in arrival order: the table (or the Arrow file holding it) plus the
-    arrival time and defect of every row, which decide where each row is written."""
-
-    arrival_ms: np.ndarray
-    defect: np.ndarray
-    stats: PeriodStats
-    table: pa.Table | None = None
-    spill: str | None = None
-
-    def load(self) -> pa.Table:
-        if self.table is None:
-            # Memory-mapped: no copy, and the mapping outlives the unlinked file.
-            self.table = pa.ipc.open_file(pa.memory_map(self.spill)).read_all()
-            os.unlink(self.spill)
-        return self.table
-
-
-def _render_period(period: Period, spill_dir: str | None) -> RenderedPeriod:
-    config: GeneratorConfig = _WORKER["config"]
-    rng = np.random.default_rng(
-        np.random.SeedSequence(config.seed, spawn_key=(1, period.day_index, period.hours.start))
-    )
-    rows, stats = plan_period(
-        period.start_ms,
-        period.hours,
-        period.budget,
-        _WORKER["population"],
-        _WORKER["pages"],
-        config.defects,
-        rng,
-    )
-    rows = rows.take(np.argsort(rows.arrival_ms, kind="stable"))
-    table = render(rows, _WORKER["population"], _WORKER["pages"])
-    rendered = RenderedPeriod(rows.arrival_ms, rows.defect, stats)
-    if spill_dir is None:
-        rendered.table = table
-        return rendered
-    path = os.path.join(spill_dir, f"period-{period.day_index}-{period.hours.start}.arrow")
-    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    rendered.spill = path
-    return rendered
 
 
 def _merge(carry: RenderedPeriod, own: RenderedPeriod) -> RenderedPeriod:
@@ -289,11 +222,16 @@ def _split(rendered: RenderedPeriod, boundary_ms: int) -> tuple[RenderedPeriod, 
 
 
 def _rendered_periods(config: GeneratorConfig, periods: list[Period]) -> Iterator[RenderedPeriod]:
-    """Periods in order, rendered ahead by worker processes when there is more than one core."""
+    """Periods in order, rendered ahead by worker processes when there is more than one core.
+
+    The users and pages are built once, here, and handed to the workers: a worker then only
+    imports NumPy and Arrow before it renders."""
+    population = build_population(config.n_users, load_packaged_ranges(), _population_rng(config))
+    pages = build_pages(config.seed)
     if config.worker_count <= 1:
-        _start_renderer(config)
+        worker.start(config, population, pages)
         for period in periods:
-            yield _render_period(period, None)
+            yield worker.render_period(period, None)
         return
     spill_root = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with (
@@ -301,16 +239,16 @@ def _rendered_periods(config: GeneratorConfig, periods: list[Period]) -> Iterato
         ProcessPoolExecutor(
             max_workers=config.worker_count,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_renderer,
-            initargs=(config,),
+            initializer=worker.start,
+            initargs=(config, population, pages),
         ) as pool,
     ):
         ahead = config.worker_count + 1  # bounds memory: so many periods rendered but not written
-        queue = deque(pool.submit(_render_period, p, spill_dir) for p in periods[:ahead])
+        queue = deque(pool.submit(worker.render_period, p, spill_dir) for p in periods[:ahead])
         for index in range(len(periods)):
             rendered = queue.popleft().result()
             if index + ahead < len(periods):
-                queue.append(pool.submit(_render_period, periods[index + ahead], spill_dir))
+                queue.append(pool.submit(worker.render_period, periods[index + ahead], spill_dir))
             yield rendered
 
 

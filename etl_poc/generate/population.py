@@ -7,7 +7,6 @@ them, drawn with NumPy, so generating a row never calls Python.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -15,6 +14,7 @@ import pyarrow as pa
 from faker import Faker
 
 from etl_poc.generate.config import TIER_ACTIVITY, USER_TIER_MIX
+from etl_poc.generate.vocab import PageVocabulary, Population
 from etl_poc.logic.spec import DEVICES, EVENT_TYPES, USER_TIERS
 from etl_poc.reference.ip_ranges import IpRangeTable
 
@@ -31,32 +31,6 @@ REST_OF_WORLD = 0.18
 IPV6_USER_SHARE = 0.03
 DEVICE_MIX = (0.46, 0.44, 0.08, 0.02)  # desktop, mobile, tablet, other
 DECLARED_COUNTRY_MATCH = 0.9  # how often the naive country column agrees with the IP
-
-
-@dataclass(frozen=True)
-class PageVocabulary:
-    """Page URLs grouped by event type: `urls[offsets[t] : offsets[t] + sizes[t]]`."""
-
-    urls: pa.Array
-    offsets: np.ndarray
-    sizes: np.ndarray
-
-
-@dataclass(frozen=True)
-class Population:
-    """One row per user, positionally: ids, tier, activity and the devices and IPs they use."""
-
-    user_ids: pa.Array
-    tier: np.ndarray  # index into spec.USER_TIERS
-    activity_cdf: np.ndarray  # cumulative, normalised activity: heavy-tailed, tier-weighted
-    device: np.ndarray  # (n_users, 2): primary and secondary device index
-    ip_addresses: pa.Array  # 2 * n_users: primary IPs, then secondary IPs
-    ip_is_v6: np.ndarray  # per entry of ip_addresses
-    declared_country: pa.Array  # the naive country column's per-user value
-
-    @property
-    def size(self) -> int:
-        return len(self.user_ids)
 
 
 def build_pages(seed: int) -> PageVocabulary:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl_poc.generate.events import Defect, Rows
-from etl_poc.generate.population import PageVocabulary, Population
+from etl_poc.generate.vocab import PageVocabulary, Population
 from etl_poc.logic.spec import DEVICES, EVENT_TYPES, LANDING_COLUMNS, USER_TIERS
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
