@@ -37,8 +37,9 @@ from etl_poc.generate.events import (
     Defect,
     allocate,
 )
-from etl_poc.generate.population import build_pages, build_population, draw_tiers
+from etl_poc.generate.population import build_pages, build_population
 from etl_poc.generate.render import RENDERED_SCHEMA
+from etl_poc.generate.vocab import PageVocabulary, Population
 from etl_poc.generate.worker import Period, RenderedPeriod
 from etl_poc.logic.spec import LANDING_COLUMNS, USER_TIERS
 from etl_poc.reference.ip_ranges import load_packaged_ranges
@@ -159,6 +160,14 @@ class _FormatWriters:
         for fmt, temp in self.temps.items():
             temp.replace(self.targets[fmt])
 
+    def abort(self) -> None:
+        if self.csv is not None:
+            self.csv.close()
+        if self.parquet is not None:
+            self.parquet.close()
+        for temp in self.temps.values():
+            temp.unlink(missing_ok=True)
+
 
 @dataclass
 class GenerationResult:
@@ -173,10 +182,6 @@ class GenerationResult:
 
 def manifest_path(config: GeneratorConfig) -> Path:
     return config.out_dir / f"manifest_{config.label}.json"
-
-
-def _population_rng(config: GeneratorConfig) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(0,)))
 
 
 def _merge(carry: RenderedPeriod, own: RenderedPeriod) -> RenderedPeriod:
@@ -221,13 +226,13 @@ def _split(rendered: RenderedPeriod, boundary_ms: int) -> tuple[RenderedPeriod, 
     return head, tail
 
 
-def _rendered_periods(config: GeneratorConfig, periods: list[Period]) -> Iterator[RenderedPeriod]:
+def _rendered_periods(
+    config: GeneratorConfig, periods: list[Period], population: Population, pages: PageVocabulary
+) -> Iterator[RenderedPeriod]:
     """Periods in order, rendered ahead by worker processes when there is more than one core.
 
-    The users and pages are built once, here, and handed to the workers: a worker then only
-    imports NumPy and Arrow before it renders."""
-    population = build_population(config.n_users, load_packaged_ranges(), _population_rng(config))
-    pages = build_pages(config.seed)
+    The users and pages are built once, by the caller, and handed to the workers: a worker
+    then only imports NumPy and Arrow before it renders."""
     if config.worker_count <= 1:
         worker.start(config, population, pages)
         for period in periods:
@@ -256,6 +261,9 @@ def generate(config: GeneratorConfig) -> GenerationResult:
     """Write the landing files and the manifest for `config`; the same config, the same bytes
     whatever the number of workers."""
     started = time.perf_counter()
+    population_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(0,)))
+    population = build_population(config.n_users, load_packaged_ranges(), population_rng)
+    pages = build_pages(config.seed)
     files = landing_paths(config)
     day_file = [0] * config.days + list(range(1, config.incremental_days + 1))
     periods = list(_periods(config))
@@ -275,7 +283,8 @@ def generate(config: GeneratorConfig) -> GenerationResult:
         desc=f"generate {config.label}",
     )  # fmt: skip
     try:
-        for index, rendered in enumerate(_rendered_periods(config, periods)):
+        rendered_periods = _rendered_periods(config, periods, population, pages)
+        for index, rendered in enumerate(rendered_periods):
             stats = rendered.stats
             for key in ("visits", "bounce_visits", "visits_crossing_midnight", "ipv6_events"):
                 totals[key] += getattr(stats, key)
@@ -302,12 +311,13 @@ def generate(config: GeneratorConfig) -> GenerationResult:
             bar.update(len(rendered.arrival_ms))
         if writers is not None:
             writers.close()
+            writers = None
     finally:
         bar.close()
+        if writers is not None:  # failed half-way: leave no partial file behind
+            writers.abort()
 
-    # The tiers are the population's first draw: redrawn here without building the population.
-    tiers = draw_tiers(config.n_users, _population_rng(config))
-    users_by_tier = np.bincount(tiers, minlength=len(USER_TIERS)).tolist()
+    users_by_tier = np.bincount(population.tier, minlength=len(USER_TIERS)).tolist()
     manifest = _manifest(config, files, totals, users_by_tier)
     path = manifest_path(config)
     path.write_text(json.dumps(manifest, indent=2) + "\n")

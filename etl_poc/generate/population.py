@@ -129,13 +129,8 @@ def _text(series: pl.Series) -> pa.Array:
     return series.to_arrow().cast(pa.string())
 
 
-def draw_tiers(n_users: int, rng: np.random.Generator) -> np.ndarray:
-    """Each user's tier (index into spec.USER_TIERS): the first draw of a population."""
-    return rng.choice(len(USER_TIERS), size=n_users, p=list(USER_TIER_MIX.values()))
-
-
 def build_population(n_users: int, ranges: IpRangeTable, rng: np.random.Generator) -> Population:
-    tier = draw_tiers(n_users, rng)
+    tier = rng.choice(len(USER_TIERS), size=n_users, p=list(USER_TIER_MIX.values()))
     tier_activity = np.array(list(TIER_ACTIVITY.values()))[tier]
     # Log-normal activity: most users visit a few times, a few users very often.
     activity = rng.lognormal(mean=0.0, sigma=1.1, size=n_users) * tier_activity

@@ -351,3 +351,21 @@ def test_ips_are_allocated_public_space_with_a_share_of_ipv6(events, small_landi
     located = [reader.lookup(ip).country_code for ip in ips[:3000] + v6[:500]]
     # The dataset's own reader finds a country for (nearly) every generated public address.
     assert sum(1 for code in located if code and code.isalpha()) / len(located) > 0.99
+
+
+def test_a_failed_run_leaves_no_partial_file(tmp_path, monkeypatch):
+    from etl_poc.generate import landing
+
+    calls = []
+
+    def failing_write(self, table):
+        calls.append(table.num_rows)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(landing._FormatWriters, "_write", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        generate(
+            GeneratorConfig(events=3000, label="f", out_dir=tmp_path, workers=1, chunk_events=1000)
+        )
+    assert calls
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
