@@ -47,3 +47,58 @@ OTHER_DEVICE: Final = "other"
 # A session ends when a user's next event is strictly more than this after the previous one;
 # a gap of exactly SESSION_GAP continues the session (the rule of Spark's session_window).
 SESSION_GAP: Final = timedelta(minutes=30)
+
+# --- Cleansing -----------------------------------------------------------------------------
+
+# Every column of the cleansed and enriched layers, in order.
+SOURCE_FILE = "source_file"  # the landing file a row came from (attributes rejects without a date)
+
+
+# Why a row was rejected, checked in this order: a row gets the first reason that applies.
+class RejectReason:
+    MALFORMED_LINE = "MALFORMED_LINE"  # a CSV line with the wrong number of fields
+    MISSING_EVENT_ID = "MISSING_EVENT_ID"
+    MISSING_USER_ID = "MISSING_USER_ID"
+    MISSING_TIMESTAMP = "MISSING_TIMESTAMP"
+    INVALID_TIMESTAMP = (
+        "INVALID_TIMESTAMP"  # not one of the accepted ISO-8601 forms, or no such time
+    )
+    BEFORE_START = "BEFORE_START"  # before the pipeline's start date
+    IN_FUTURE = "IN_FUTURE"  # more than FUTURE_TOLERANCE after the processing time
+
+    ORDER: Final = (
+        MALFORMED_LINE,
+        MISSING_EVENT_ID,
+        MISSING_USER_ID,
+        MISSING_TIMESTAMP,
+        INVALID_TIMESTAMP,
+        BEFORE_START,
+        IN_FUTURE,
+    )
+
+
+FUTURE_TOLERANCE = timedelta(days=1)
+
+# The accepted timestamp text: date, a space or 'T', time, optional fraction (digits past the
+# sixth are truncated: event_ts has microseconds), optional 'Z' or +-HH:MM offset. Without an
+# offset the time is UTC. Both engines match this one pattern (Rust and Java regex alike).
+TIMESTAMP_PATTERN: Final = (
+    r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})?$"
+)
+
+# --- Enrichment ------------------------------------------------------------------------------
+
+
+class IpStatus:
+    PUBLIC = "public"  # a global address; country_code from the range table (null if unlisted)
+    PRIVATE = "private"  # private or reserved space (the dataset's reserved networks)
+    INVALID = "invalid"  # neither an IPv4 nor an IPv6 address
+    MISSING = "missing"  # no address
+
+
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# Dotted quad, no leading zeros (as Python's ipaddress): both engines match this pattern.
+IPV4_PATTERN: Final = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
+# Characters an IPv6 address (without an embedded IPv4 part or a zone) may hold; the group
+# structure is checked after splitting on '::' and ':'.
+IPV6_CHARS_PATTERN: Final = r"^[0-9a-f:]{2,39}$"

@@ -10,6 +10,7 @@ integer that joins, so IPv6 bounds are split into a high and a low unsigned 64-b
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import pickle
 import re
 from dataclasses import dataclass
@@ -25,6 +26,18 @@ _PACKAGE = "geoip2fast"
 _DATA_FILE = "geoip2fast-ipv6.dat.gz"  # IPv4 and IPv6 networks in one file
 _IPV4_SPACE = 1 << 32
 _MASK64 = (1 << 64) - 1
+# Special-purpose IPv6 networks (IANA registry) that the packaged data leaves out: added as
+# reserved, so that loopback, link-local or documentation addresses are never "public".
+IPV6_SPECIAL_NETWORKS = (
+    "::/127",  # unspecified and loopback
+    "::ffff:0:0/96",  # IPv4-mapped
+    "64:ff9b::/96",  # IPv4/IPv6 translation
+    "100::/64",  # discard-only
+    "2001:db8::/32",  # documentation
+    "fc00::/7",  # unique local
+    "fe80::/10",  # link-local
+    "ff00::/8",  # multicast
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,35 @@ def _country_code(label: str) -> str | None:
     code = label.split(":", 1)[0]
     # geoip2fast numbers its pseudo-countries ("02:Private Network Class A", "99:<not found>").
     return code if re.fullmatch(r"[A-Z]{2}", code) else None
+
+
+def _with_special_networks(ipv6: pl.DataFrame) -> pl.DataFrame:
+    """The IPv6 table with IPV6_SPECIAL_NETWORKS added as reserved; a listed network that
+    overlaps one of them is dropped, so the table stays sorted and disjoint."""
+    special = [ipaddress.IPv6Network(n) for n in IPV6_SPECIAL_NETWORKS]
+    rows = pl.DataFrame(
+        {
+            "range_start_hi": [int(n.network_address) >> 64 for n in special],
+            "range_start_lo": [int(n.network_address) & _MASK64 for n in special],
+            "range_end_hi": [int(n.broadcast_address) >> 64 for n in special],
+            "range_end_lo": [int(n.broadcast_address) & _MASK64 for n in special],
+            "country_code": [None] * len(special),
+            "reserved": [True] * len(special),
+        },
+        schema=ipv6.schema,
+    )
+    overlaps = pl.lit(False)
+    for row in rows.iter_rows(named=True):
+        starts_before_end = (pl.col("range_start_hi") < row["range_end_hi"]) | (
+            (pl.col("range_start_hi") == row["range_end_hi"])
+            & (pl.col("range_start_lo") <= row["range_end_lo"])
+        )
+        ends_after_start = (pl.col("range_end_hi") > row["range_start_hi"]) | (
+            (pl.col("range_end_hi") == row["range_start_hi"])
+            & (pl.col("range_end_lo") >= row["range_start_lo"])
+        )
+        overlaps = overlaps | (starts_before_end & ends_after_start)
+    return pl.concat([ipv6.filter(~overlaps), rows]).sort("range_start_hi", "range_start_lo")
 
 
 @cache
@@ -121,15 +163,17 @@ def load_packaged_ranges() -> IpRangeTable:
     cut = (end_hi[:-1] > before_hi) | ((end_hi[:-1] == before_hi) & (end_lo[:-1] > before_lo))
     end_hi[:-1] = np.where(cut, before_hi, end_hi[:-1])
     end_lo[:-1] = np.where(cut, before_lo, end_lo[:-1])
-    ipv6 = pl.DataFrame(
-        {
-            "range_start_hi": start_hi,
-            "range_start_lo": start_lo,
-            "range_end_hi": end_hi,
-            "range_end_lo": end_lo,
-            "country_code": country[n_v4:],
-        }
-    ).with_columns(reserved=pl.col("country_code").is_null())
+    ipv6 = _with_special_networks(
+        pl.DataFrame(
+            {
+                "range_start_hi": start_hi,
+                "range_start_lo": start_lo,
+                "range_end_hi": end_hi,
+                "range_end_lo": end_lo,
+                "country_code": country[n_v4:],
+            }
+        ).with_columns(reserved=pl.col("country_code").is_null())
+    )
 
     label = source_info["info"]  # e.g. "MAXMIND:GeoLite2-Country-IPv4IPv6-en-20240618"
     stamp = re.search(r"(\d{4})(\d{2})(\d{2})$", label)

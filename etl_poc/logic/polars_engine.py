@@ -1,0 +1,335 @@
+"""The business rules of logic/spec.py on Polars: LazyFrame -> LazyFrame, composed with .pipe.
+
+Nothing here collects: the caller (the I/O boundary) does, so the optimizer sees the whole plan.
+Mirrored by spark_engine.py, function for function.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import polars as pl
+
+from etl_poc.logic.spec import (
+    DEVICES,
+    EVENT_TYPES,
+    FUTURE_TOLERANCE,
+    IPV4_PATTERN,
+    IPV6_CHARS_PATTERN,
+    OTHER_DEVICE,
+    SESSION_GAP,
+    SOURCE_FILE,
+    TIMESTAMP_PATTERN,
+    UNKNOWN_EVENT_TYPE,
+    UNKNOWN_USER_TIER,
+    USER_TIERS,
+    IpStatus,
+    RejectReason,
+)
+
+TEXT_COLUMNS = (
+    "event_id",
+    "user_id",
+    "timestamp",
+    "page_url",
+    "device",
+    "ip_address",
+    "event_type",
+    "user_tier",
+)
+EVENT_TS = pl.Datetime("us", "UTC")
+
+
+def _clean_text(name: str) -> pl.Expr:
+    """Trimmed text; empty text is null."""
+    trimmed = pl.col(name).str.strip_chars()
+    return pl.when(trimmed == "").then(None).otherwise(trimmed).alias(name)
+
+
+def parse_event_ts(text: pl.Expr) -> pl.Expr:
+    """spec.TIMESTAMP_PATTERN -> a UTC timestamp in microseconds; null when it does not match or
+    names no real time (February 30th, hour 25)."""
+    parts = text.str.extract_groups(TIMESTAMP_PATTERN)
+    fraction = parts.struct.field("3").fill_null("").str.slice(0, 6).str.pad_end(6, "0")
+    local = pl.concat_str(
+        [parts.struct.field("1"), pl.lit(" "), parts.struct.field("2"), pl.lit("."), fraction]
+    ).str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.6f", strict=False)
+    offset = parts.struct.field("4")
+    offset_minutes = (
+        pl.when(offset.is_null() | (offset == "Z"))
+        .then(0)
+        .otherwise(
+            (offset.str.slice(1, 2).cast(pl.Int64) * 60 + offset.str.slice(4, 2).cast(pl.Int64))
+            * pl.when(offset.str.starts_with("-")).then(-1).otherwise(1)
+        )
+    )
+    return (local - pl.duration(minutes=offset_minutes)).dt.replace_time_zone("UTC")
+
+
+def standardize(raw: pl.LazyFrame, *, start_date: date, processed_at: datetime) -> pl.LazyFrame:
+    """Trim text (empty is null), parse `timestamp` into `event_ts` and `event_date`, normalise
+    device, event_type and user_tier, and give every row that cannot be used its
+    `reject_reason` (the first of spec.RejectReason.ORDER that applies; null for a good row).
+    The raw text columns are kept, prefixed `raw_`, for the rejects."""
+    start = datetime(start_date.year, start_date.month, start_date.day)
+    latest = processed_at.replace(tzinfo=None) + FUTURE_TOLERANCE
+    event_ts = pl.col("event_ts")
+    reason = (
+        pl.when(pl.col("malformed"))
+        .then(pl.lit(RejectReason.MALFORMED_LINE))
+        .when(pl.col("event_id").is_null())
+        .then(pl.lit(RejectReason.MISSING_EVENT_ID))
+        .when(pl.col("user_id").is_null())
+        .then(pl.lit(RejectReason.MISSING_USER_ID))
+        .when(pl.col("timestamp").is_null())
+        .then(pl.lit(RejectReason.MISSING_TIMESTAMP))
+        .when(event_ts.is_null())
+        .then(pl.lit(RejectReason.INVALID_TIMESTAMP))
+        .when(event_ts < pl.lit(start).dt.replace_time_zone("UTC"))
+        .then(pl.lit(RejectReason.BEFORE_START))
+        .when(event_ts > pl.lit(latest).dt.replace_time_zone("UTC"))
+        .then(pl.lit(RejectReason.IN_FUTURE))
+    )
+    device = _clean_text("device").str.to_lowercase()
+    event_type = _clean_text("event_type").str.to_uppercase()
+    user_tier = _clean_text("user_tier").str.to_lowercase()
+    return (
+        raw.with_columns(pl.col(c).alias(f"raw_{c}") for c in TEXT_COLUMNS)
+        .with_columns(_clean_text(c) for c in TEXT_COLUMNS)
+        .with_columns(event_ts=parse_event_ts(pl.col("timestamp")))
+        .with_columns(
+            event_date=pl.col("event_ts").dt.date(),
+            device=pl.when(device.is_in(DEVICES)).then(device).otherwise(pl.lit(OTHER_DEVICE)),
+            event_type=pl.when(event_type.is_in(EVENT_TYPES))
+            .then(event_type)
+            .otherwise(pl.lit(UNKNOWN_EVENT_TYPE)),
+            user_tier=pl.when(user_tier.is_in(USER_TIERS))
+            .then(user_tier)
+            .otherwise(pl.lit(UNKNOWN_USER_TIER)),
+            reject_reason=reason,
+        )
+    )
+
+
+CLEANSED_COLUMNS = (
+    "event_id",
+    "user_id",
+    "event_ts",
+    "event_date",
+    "page_url",
+    "device",
+    "event_type",
+    "user_tier",
+    "ip_address",
+    SOURCE_FILE,
+)
+REJECT_COLUMNS = (
+    *(f"raw_{c}" for c in TEXT_COLUMNS),
+    SOURCE_FILE,
+    "event_date",
+    "reject_reason",
+)
+# Among rows with the same event_id and event_ts, the one kept is the first in this order.
+TIE_BREAK = ("user_id", "page_url", "device", "ip_address", "event_type", "user_tier", SOURCE_FILE)
+
+
+def rejected(standardized: pl.LazyFrame) -> pl.LazyFrame:
+    """Rows that cannot be used: their original text, where they came from, and why."""
+    return standardized.filter(pl.col("reject_reason").is_not_null()).select(REJECT_COLUMNS)
+
+
+def deduplicate(standardized: pl.LazyFrame) -> pl.LazyFrame:
+    """Usable rows, one per event_id: the earliest event_ts, ties broken by TIE_BREAK."""
+    keys = ["event_id", "event_ts", *TIE_BREAK]
+    return (
+        standardized.filter(pl.col("reject_reason").is_null())
+        .select(CLEANSED_COLUMNS)
+        .sort(keys, nulls_last=False)
+        .unique(subset="event_id", keep="first", maintain_order=True)
+    )
+
+
+def sessionize(events: pl.LazyFrame, context: pl.LazyFrame | None = None) -> pl.LazyFrame:
+    """30-minute sessions per user, in order of (event_ts, event_id).
+
+    A session starts at a user's first event and after every gap strictly longer than
+    spec.SESSION_GAP. `context` holds, per user, the last event already sessionized before
+    this window (user_id, event_ts, event_id, session_start, event_seq): a session running
+    into the window continues with its session_id, start and numbering. Adds session_id
+    (user_id@session start, ISO-8601 UTC with microseconds), session_start and event_seq.
+    """
+    window = events.with_columns(
+        _known_start=pl.lit(None, EVENT_TS), _known_seq=pl.lit(None, pl.Int64)
+    )
+    if context is not None:
+        prior = context.select(
+            "user_id",
+            "event_ts",
+            "event_id",
+            _known_start=pl.col("session_start"),
+            _known_seq=pl.col("event_seq").cast(pl.Int64),
+        )
+        window = pl.concat([window, prior], how="diagonal_relaxed")
+    ordered = window.sort(["user_id", "event_ts", "event_id"])
+    gap = pl.col("event_ts").diff().over("user_id")
+    new_session = gap.is_null() | (gap > pl.lit(SESSION_GAP))
+    numbered = ordered.with_columns(_session=new_session.cast(pl.Int64).cum_sum().over("user_id"))
+    group = ["user_id", "_session"]
+    first_ts = pl.col("event_ts").first().over(group)
+    start = pl.coalesce(pl.col("_known_start").first().over(group), first_ts)
+    position = pl.int_range(pl.len()).over(group)
+    seq = position + pl.coalesce(pl.col("_known_seq").first().over(group), pl.lit(1))
+    return (
+        numbered.with_columns(session_start=start, event_seq=seq.cast(pl.Int64))
+        .with_columns(
+            session_id=pl.concat_str(
+                [
+                    pl.col("user_id"),
+                    pl.lit("@"),
+                    pl.col("session_start").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                ]
+            )
+        )
+        .filter(pl.col("_known_seq").is_null())  # context rows were only there to continue
+        .drop("_known_start", "_known_seq", "_session")
+    )
+
+
+# --- Enrichment: country from IP ---------------------------------------------------------------
+
+_U64_MAX = (1 << 64) - 1
+
+
+def _hex_groups_value(groups: pl.Expr, first: int) -> pl.Expr:
+    """Four 16-bit hex groups from position `first` of an 8-group list -> one UInt64."""
+    value = pl.lit(0, pl.UInt64)
+    for i in range(4):
+        group = groups.list.get(first + i).str.to_integer(base=16, strict=False).cast(pl.UInt64)
+        value = value + group * (1 << (16 * (3 - i)))  # Polars expressions have no shifts
+    return value
+
+
+def parse_ip(text: pl.Expr) -> dict[str, pl.Expr]:
+    """`ip_version` (4, 6 or null), and the address as `ip_hi`, `ip_lo` (UInt64 halves; an IPv4
+    address is ip_lo alone)."""
+    ip = text.str.strip_chars().str.to_lowercase()
+    octets = ip.str.extract_groups(IPV4_PATTERN)
+    v4_value = sum(
+        (octets.struct.field(str(k)).cast(pl.UInt64) * (1 << (8 * (4 - k))) for k in range(1, 5)),
+        pl.lit(0, pl.UInt64),
+    )
+    halves = ip.str.split("::")
+    head = halves.list.get(0, null_on_oob=True)
+    tail = halves.list.get(1, null_on_oob=True)
+    head_groups = (
+        pl.when(head == "").then(pl.lit([], pl.List(pl.String))).otherwise(head.str.split(":"))
+    )
+    tail_groups = (
+        pl.when(tail.is_null() | (tail == ""))
+        .then(pl.lit([], pl.List(pl.String)))
+        .otherwise(tail.str.split(":"))
+    )
+    present = head_groups.list.len() + tail_groups.list.len()
+    compressed = halves.list.len() == 2
+    missing = (8 - present).clip(lower_bound=0)
+    groups = pl.concat_list(
+        [
+            head_groups,
+            pl.lit("0").repeat_by(pl.when(compressed).then(missing).otherwise(0)),
+            tail_groups,
+        ]
+    )
+    v6_ok = (
+        ip.str.contains(IPV6_CHARS_PATTERN)
+        & ip.str.contains(":")
+        & (halves.list.len() <= 2)
+        & pl.when(compressed).then(present <= 7).otherwise(present == 8)
+        & groups.list.eval(pl.element().str.len_chars().is_between(1, 4)).list.all()
+    )
+    is_v4 = octets.struct.field("1").is_not_null()
+    return {
+        "ip_version": pl.when(is_v4).then(4).when(v6_ok).then(6).otherwise(None).cast(pl.Int8),
+        "ip_hi": pl.when(v6_ok & ~is_v4).then(_hex_groups_value(groups, 0)),
+        "ip_lo": pl.when(is_v4).then(v4_value).when(v6_ok).then(_hex_groups_value(groups, 4)),
+    }
+
+
+def enrich(
+    events: pl.LazyFrame, ipv4_ranges: pl.LazyFrame, ipv6_ranges: pl.LazyFrame
+) -> pl.LazyFrame:
+    """Add `ip_status` and `country_code` by a range join against the IP-to-country tables
+    (reference.ip_ranges), as as-of joins on the sorted address."""
+    parsed = events.with_row_index("_row").with_columns(**parse_ip(pl.col("ip_address")))
+    v4 = (
+        parsed.filter(pl.col("ip_version") == 4)
+        .select("_row", _key=pl.col("ip_lo").cast(pl.Int64))
+        .sort("_key")
+        .join_asof(
+            ipv4_ranges.select("range_start", "range_end", "country_code", "reserved").sort(
+                "range_start"
+            ),
+            left_on="_key",
+            right_on="range_start",
+            strategy="backward",
+        )
+        .filter(pl.col("_key") <= pl.col("range_end"))
+        .select("_row", "country_code", "reserved")
+    )
+    ranges6 = ipv6_ranges.select(
+        "range_start_hi",
+        "range_start_lo",
+        "range_end_hi",
+        "range_end_lo",
+        "country_code",
+        "reserved",
+    )
+    aligned = (pl.col("range_start_lo") == 0) & (pl.col("range_end_lo") == _U64_MAX)
+    v6_rows = parsed.filter(pl.col("ip_version") == 6).select("_row", "ip_hi", "ip_lo")
+    # Networks of /64 or wider: by the high half alone.
+    wide = (
+        v6_rows.sort("ip_hi")
+        .join_asof(
+            ranges6.filter(aligned).sort("range_start_hi"),
+            left_on="ip_hi",
+            right_on="range_start_hi",
+            strategy="backward",
+        )
+        .filter(pl.col("ip_hi") <= pl.col("range_end_hi"))
+        .select("_row", "country_code", "reserved")
+    )
+    # Narrower networks sit inside one high half: by the low half, within it.
+    narrow = (
+        v6_rows.sort("ip_lo")
+        .join_asof(
+            ranges6.filter(~aligned).sort("range_start_lo"),
+            left_on="ip_lo",
+            right_on="range_start_lo",
+            by_left="ip_hi",
+            by_right="range_start_hi",
+            strategy="backward",
+            check_sortedness=False,  # sorted just above; Polars cannot check it within groups
+        )
+        .filter(pl.col("ip_lo") <= pl.col("range_end_lo"))
+        .select("_row", "country_code", "reserved")
+    )
+    found = pl.concat([v4, wide, narrow])
+    status = (
+        pl.when(pl.col("ip_address").is_null())
+        .then(pl.lit(IpStatus.MISSING))
+        .when(pl.col("ip_version").is_null())
+        .then(pl.lit(IpStatus.INVALID))
+        .when(pl.col("reserved").fill_null(False))
+        .then(pl.lit(IpStatus.PRIVATE))
+        .otherwise(pl.lit(IpStatus.PUBLIC))
+    )
+    return (
+        parsed.join(found, on="_row", how="left")
+        .sort("_row")
+        .with_columns(
+            ip_status=status,
+            country_code=pl.when(pl.col("reserved").fill_null(False))
+            .then(None)
+            .otherwise(pl.col("country_code")),
+        )
+        .drop("_row", "ip_version", "ip_hi", "ip_lo", "reserved")
+    )

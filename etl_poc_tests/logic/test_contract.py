@@ -1,0 +1,302 @@
+"""The business rules as one table of small explicit cases, run on every engine.
+
+Each engine module exposes the same functions (standardize, rejected, deduplicate, enrich,
+sessionize); the cases below are the contract. Engines are listed in ENGINES.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import duckdb
+import polars as pl
+import pytest
+
+from etl_poc.logic import polars_engine
+from etl_poc.logic.spec import RejectReason
+from etl_poc.reference.ip_ranges import load_packaged_ranges
+
+ENGINES = {"polars": polars_engine}
+START = date(2024, 1, 1)
+PROCESSED_AT = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def _run_polars(raw: pl.DataFrame, context: pl.DataFrame | None = None):
+    std = polars_engine.standardize(raw.lazy(), start_date=START, processed_at=PROCESSED_AT)
+    ranges = load_packaged_ranges()
+    clean = polars_engine.deduplicate(std)
+    enriched = polars_engine.enrich(clean, ranges.ipv4.lazy(), ranges.ipv6.lazy())
+    sessions = polars_engine.sessionize(enriched, None if context is None else context.lazy())
+    rejects, sessionized = pl.collect_all([polars_engine.rejected(std), sessions])
+    return rejects, sessionized
+
+
+RUNNERS = {"polars": _run_polars}
+
+
+def _raw(rows: list[dict]) -> pl.DataFrame:
+    defaults = {
+        "event_id": None,
+        "user_id": "u1",
+        "timestamp": "2024-01-10 12:00:00",
+        "page_url": "/",
+        "device": "desktop",
+        "ip_address": "8.8.8.8",
+        "event_type": "PAGE_VIEW",
+        "user_tier": "gold",
+        "source_file": "bulk/test.csv",
+        "malformed": False,
+    }
+    return pl.DataFrame(
+        [{**defaults, **row} for row in rows],
+        schema={**dict.fromkeys(list(defaults)[:-1], pl.String), "malformed": pl.Boolean},
+    )
+
+
+# (case, input row overrides, expected: a reject reason, or a dict of cleansed values)
+CASES = [
+    ("plain", {"event_id": "e01"}, {"device": "desktop", "event_ts": "2024-01-10 12:00:00"}),
+    ("padded text", {"event_id": " e02 ", "user_id": " u9 "}, {"event_id": "e02", "user_id": "u9"}),
+    ("empty event_id", {"event_id": "  "}, RejectReason.MISSING_EVENT_ID),
+    ("null event_id", {"event_id": None}, RejectReason.MISSING_EVENT_ID),
+    ("empty user_id", {"event_id": "e03", "user_id": ""}, RejectReason.MISSING_USER_ID),
+    ("null timestamp", {"event_id": "e04", "timestamp": None}, RejectReason.MISSING_TIMESTAMP),
+    (
+        "garbage timestamp",
+        {"event_id": "e05", "timestamp": "yesterday"},
+        RejectReason.INVALID_TIMESTAMP,
+    ),
+    (
+        "no such day",
+        {"event_id": "e06", "timestamp": "2024-02-30 10:00:00"},
+        RejectReason.INVALID_TIMESTAMP,
+    ),
+    (
+        "hour 25",
+        {"event_id": "e07", "timestamp": "2024-01-10 25:00:00"},
+        RejectReason.INVALID_TIMESTAMP,
+    ),
+    ("date alone", {"event_id": "e08", "timestamp": "2024-01-10"}, RejectReason.INVALID_TIMESTAMP),
+    (
+        "epoch number",
+        {"event_id": "e09", "timestamp": "1705320000"},
+        RejectReason.INVALID_TIMESTAMP,
+    ),
+    (
+        "before start",
+        {"event_id": "e10", "timestamp": "2023-12-31 23:59:59.999999"},
+        RejectReason.BEFORE_START,
+    ),
+    ("far future", {"event_id": "e11", "timestamp": "2024-03-02 00:00:01"}, RejectReason.IN_FUTURE),
+    ("ragged csv line", {"event_id": "e12", "malformed": True}, RejectReason.MALFORMED_LINE),
+    (
+        "T and Z",
+        {"event_id": "e13", "timestamp": "2024-01-10T12:00:00Z"},
+        {"event_ts": "2024-01-10 12:00:00"},
+    ),
+    (
+        "offset",
+        {"event_id": "e14", "timestamp": "2024-01-10T14:30:00+02:30"},
+        {"event_ts": "2024-01-10 12:00:00"},
+    ),
+    (
+        "negative offset over midnight",
+        {"event_id": "e15", "timestamp": "2024-01-09 20:00:00-05:00"},
+        {"event_ts": "2024-01-10 01:00:00", "event_date": "2024-01-10"},
+    ),
+    (
+        "fraction",
+        {"event_id": "e16", "timestamp": "2024-01-10 12:00:00.5"},
+        {"event_ts": "2024-01-10 12:00:00.500000"},
+    ),
+    (
+        "nanoseconds truncated",
+        {"event_id": "e17", "timestamp": "2024-01-10 12:00:00.123456789"},
+        {"event_ts": "2024-01-10 12:00:00.123456"},
+    ),
+    ("odd device", {"event_id": "e18", "device": "  MoBile "}, {"device": "mobile"}),
+    ("unknown device", {"event_id": "e19", "device": "smart-tv"}, {"device": "other"}),
+    ("null device", {"event_id": "e20", "device": None}, {"device": "other"}),
+    (
+        "lower event type",
+        {"event_id": "e21", "event_type": "add_to_cart"},
+        {"event_type": "ADD_TO_CART"},
+    ),
+    ("unknown event type", {"event_id": "e22", "event_type": "CLICK"}, {"event_type": "UNKNOWN"}),
+    ("tier case", {"event_id": "e23", "user_tier": "Platinum"}, {"user_tier": "platinum"}),
+    ("unknown tier", {"event_id": "e24", "user_tier": None}, {"user_tier": "unknown"}),
+    (
+        "public ipv4",
+        {"event_id": "e25", "ip_address": "8.8.8.8"},
+        {"ip_status": "public", "country_code": "US"},
+    ),
+    (
+        "padded ipv4",
+        {"event_id": "e26", "ip_address": " 1.1.1.1 "},
+        {"ip_status": "public", "country_code": "AU"},
+    ),
+    (
+        "private ipv4",
+        {"event_id": "e27", "ip_address": "192.168.0.7"},
+        {"ip_status": "private", "country_code": None},
+    ),
+    (
+        "cgnat ipv4",
+        {"event_id": "e28", "ip_address": "100.64.1.1"},
+        {"ip_status": "private", "country_code": None},
+    ),
+    (
+        "malformed ipv4",
+        {"event_id": "e29", "ip_address": "256.1.1.1"},
+        {"ip_status": "invalid", "country_code": None},
+    ),
+    ("leading zero", {"event_id": "e30", "ip_address": "1.2.3.04"}, {"ip_status": "invalid"}),
+    (
+        "missing ip",
+        {"event_id": "e31", "ip_address": ""},
+        {"ip_status": "missing", "country_code": None},
+    ),
+    (
+        "public ipv6",
+        {"event_id": "e32", "ip_address": "2001:4860:4860::8888"},
+        {"ip_status": "public", "country_code": "US"},
+    ),
+    (
+        "ipv6 upper case",
+        {"event_id": "e33", "ip_address": "2A00:1450:4001:81C::200E"},
+        {"ip_status": "public", "country_code": "DE"},
+    ),
+    ("ipv6 loopback", {"event_id": "e34", "ip_address": "::1"}, {"ip_status": "private"}),
+    ("ipv6 two ::", {"event_id": "e35", "ip_address": "1::2::3"}, {"ip_status": "invalid"}),
+]
+
+
+@pytest.fixture(scope="module", params=list(RUNNERS))
+def contract_result(request):
+    rows = [{**overrides} for _, overrides, _ in CASES]
+    return RUNNERS[request.param](_raw(rows))
+
+
+@pytest.mark.parametrize(("case", "overrides", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_contract_case(contract_result, case, overrides, expected):
+    rejects, sessionized = contract_result
+    raw_id = overrides.get("event_id")
+    if isinstance(expected, str):
+        match = rejects.filter(pl.col("raw_event_id").eq_missing(raw_id))
+        assert match["reject_reason"].to_list() == [expected]
+        return
+    row = sessionized.filter(pl.col("event_id") == raw_id.strip()).to_dicts()
+    assert len(row) == 1
+    for column, value in expected.items():
+        got = row[0][column]
+        if column == "event_ts":
+            got = got.strftime("%Y-%m-%d %H:%M:%S.%f" if "." in value else "%Y-%m-%d %H:%M:%S")
+        if column == "event_date":
+            got = got.isoformat()
+        assert got == value, column
+
+
+def test_every_row_is_accounted_for(contract_result):
+    rejects, sessionized = contract_result
+    assert rejects.height + sessionized.height == len(CASES)
+
+
+@pytest.mark.parametrize("runner", list(RUNNERS))
+def test_duplicates_keep_the_earliest_then_a_fixed_order(runner):
+    raw = _raw(
+        [
+            {"event_id": "d1", "timestamp": "2024-01-10 12:00:05", "page_url": "/late"},
+            {"event_id": "d1", "timestamp": "2024-01-10 12:00:00", "page_url": "/b"},
+            {"event_id": "d1", "timestamp": "2024-01-10 12:00:00", "page_url": "/a"},
+            {"event_id": "d1", "timestamp": "2024-01-10 12:00:00", "page_url": "/a"},
+            {"event_id": "d2"},
+        ]
+    )
+    rejects, sessionized = RUNNERS[runner](raw)
+    assert rejects.height == 0
+    assert sessionized.height == 2  # 5 in = 2 clean + 0 rejected + 3 duplicates
+    assert sessionized.filter(pl.col("event_id") == "d1")["page_url"].to_list() == ["/a"]
+
+
+def _events(user_times: list[tuple[str, str, str]]) -> pl.DataFrame:
+    return _raw([{"event_id": e, "user_id": u, "timestamp": t} for e, u, t in user_times])
+
+
+SESSION_CASES = [
+    # (event_id, user, time): gaps of exactly 30 min continue, 30 min + 1 us breaks
+    ("a1", "ua", "2024-01-10 23:50:00"),
+    ("a2", "ua", "2024-01-11 00:20:00"),  # exactly 30 minutes, across midnight
+    ("a3", "ua", "2024-01-11 00:50:00.000001"),  # 30 min + 1 microsecond: new session
+    ("a4", "ua", "2024-01-11 00:50:00.000001"),  # a tie: ordered by event_id
+    ("b1", "ub", "2024-01-10 10:00:00"),
+    ("b2", "ub", "2024-01-10 10:29:59"),
+    ("b3", "ub", "2024-01-10 11:00:00"),  # 30:01 after b2: new session
+]
+
+
+@pytest.mark.parametrize("runner", list(RUNNERS))
+def test_sessions_follow_the_30_minute_rule(runner):
+    _, sessionized = RUNNERS[runner](_events(SESSION_CASES))
+    by_id = {r["event_id"]: r for r in sessionized.to_dicts()}
+    assert (
+        by_id["a2"]["session_id"] == by_id["a1"]["session_id"] == "ua@2024-01-10T23:50:00.000000Z"
+    )
+    assert by_id["a3"]["session_id"] == by_id["a4"]["session_id"] != by_id["a2"]["session_id"]
+    assert [by_id[e]["event_seq"] for e in ("a1", "a2", "a3", "a4")] == [1, 2, 1, 2]
+    assert by_id["b1"]["session_id"] == by_id["b2"]["session_id"] != by_id["b3"]["session_id"]
+    assert by_id["b3"]["session_start"] == datetime(2024, 1, 10, 11, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("runner", list(RUNNERS))
+def test_sessions_continue_across_processing_windows(runner):
+    """Day by day, with the previous day's last events as context, gives the same sessions
+    as both days at once."""
+    events = _events(SESSION_CASES)
+    _, together = RUNNERS[runner](events)
+    day1 = events.filter(pl.col("timestamp") < "2024-01-11")
+    day2 = events.filter(pl.col("timestamp") >= "2024-01-11")
+    _, first = RUNNERS[runner](day1)
+    context = first.sort("event_ts", "event_id").group_by("user_id").last()
+    _, second = RUNNERS[runner](
+        day2, context.select("user_id", "event_ts", "event_id", "session_start", "event_seq")
+    )
+    columns = ["event_id", "session_id", "session_start", "event_seq"]
+    assert (
+        pl.concat([first, second])
+        .select(columns)
+        .sort("event_id")
+        .equals(together.select(columns).sort("event_id"))
+    )
+
+
+def test_sessions_agree_with_an_independent_sql_reference():
+    """DuckDB with LAG and a running sum: the textbook formulation of the same rule."""
+    rows = [
+        (f"e{i:03d}", f"u{i % 7}", f"2024-01-10 {10 + i // 20:02d}:{(i * 7) % 60:02d}:00")
+        for i in range(140)
+    ]
+    _, sessionized = _run_polars(_events(rows))
+    connection = duckdb.connect()
+    connection.register("frame", sessionized.select("event_id", "user_id", "event_ts").to_arrow())
+    reference = connection.sql("""
+        WITH gaps AS (
+            SELECT event_id, user_id, event_ts,
+                   CASE WHEN lag(event_ts) OVER w IS NULL
+                          OR event_ts - lag(event_ts) OVER w > INTERVAL 30 MINUTE
+                        THEN 1 ELSE 0 END AS starts
+            FROM frame WINDOW w AS (PARTITION BY user_id ORDER BY event_ts, event_id)
+        ), numbered AS (
+            SELECT *, sum(starts) OVER (PARTITION BY user_id ORDER BY event_ts, event_id) AS n
+            FROM gaps
+        )
+        SELECT event_id, min(event_ts) OVER (PARTITION BY user_id, n) AS session_start,
+               row_number() OVER (PARTITION BY user_id, n ORDER BY event_ts, event_id) AS event_seq
+        FROM numbered ORDER BY event_id
+        """).pl()
+    ours = sessionized.select("event_id", "session_start", "event_seq").sort("event_id")
+    assert ours.with_columns(pl.col("event_seq").cast(pl.Int64)).equals(
+        reference.with_columns(
+            pl.col("event_seq").cast(pl.Int64),
+            pl.col("session_start").cast(ours.schema["session_start"]),
+        )
+    )
