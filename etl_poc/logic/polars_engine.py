@@ -11,38 +11,32 @@ from datetime import date, datetime
 import polars as pl
 
 from etl_poc.logic.spec import (
+    CLEANSED_COLUMNS,
     DEVICES,
     EVENT_TYPES,
     FUTURE_TOLERANCE,
     IPV4_PATTERN,
     IPV6_CHARS_PATTERN,
     OTHER_DEVICE,
+    REJECT_COLUMNS,
     SESSION_GAP,
-    SOURCE_FILE,
+    TEXT_COLUMNS,
+    TIE_BREAK,
     TIMESTAMP_PATTERN,
     UNKNOWN_EVENT_TYPE,
     UNKNOWN_USER_TIER,
     USER_TIERS,
+    WHITESPACE,
     IpStatus,
     RejectReason,
 )
 
-TEXT_COLUMNS = (
-    "event_id",
-    "user_id",
-    "timestamp",
-    "page_url",
-    "device",
-    "ip_address",
-    "event_type",
-    "user_tier",
-)
 EVENT_TS = pl.Datetime("us", "UTC")
 
 
 def _clean_text(name: str) -> pl.Expr:
     """Trimmed text; empty text is null."""
-    trimmed = pl.col(name).str.strip_chars()
+    trimmed = pl.col(name).str.strip_chars(WHITESPACE)
     return pl.when(trimmed == "").then(None).otherwise(trimmed).alias(name)
 
 
@@ -109,28 +103,6 @@ def standardize(raw: pl.LazyFrame, *, start_date: date, processed_at: datetime) 
             reject_reason=reason,
         )
     )
-
-
-CLEANSED_COLUMNS = (
-    "event_id",
-    "user_id",
-    "event_ts",
-    "event_date",
-    "page_url",
-    "device",
-    "event_type",
-    "user_tier",
-    "ip_address",
-    SOURCE_FILE,
-)
-REJECT_COLUMNS = (
-    *(f"raw_{c}" for c in TEXT_COLUMNS),
-    SOURCE_FILE,
-    "event_date",
-    "reject_reason",
-)
-# Among rows with the same event_id and event_ts, the one kept is the first in this order.
-TIE_BREAK = ("user_id", "page_url", "device", "ip_address", "event_type", "user_tier", SOURCE_FILE)
 
 
 def rejected(standardized: pl.LazyFrame) -> pl.LazyFrame:
@@ -212,7 +184,7 @@ def _hex_groups_value(groups: pl.Expr, first: int) -> pl.Expr:
 def parse_ip(text: pl.Expr) -> dict[str, pl.Expr]:
     """`ip_version` (4, 6 or null), and the address as `ip_hi`, `ip_lo` (UInt64 halves; an IPv4
     address is ip_lo alone)."""
-    ip = text.str.strip_chars().str.to_lowercase()
+    ip = text.str.strip_chars(WHITESPACE).str.to_lowercase()
     octets = ip.str.extract_groups(IPV4_PATTERN)
     v4_value = sum(
         (octets.struct.field(str(k)).cast(pl.UInt64) * (1 << (8 * (4 - k))) for k in range(1, 5)),

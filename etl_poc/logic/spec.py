@@ -50,7 +50,10 @@ SESSION_GAP: Final = timedelta(minutes=30)
 
 # --- Cleansing -----------------------------------------------------------------------------
 
-# Every column of the cleansed and enriched layers, in order.
+# Text is trimmed of these (ASCII whitespace, as both engines' regex and trim agree on them);
+# text that is empty after trimming is null.
+WHITESPACE: Final = " \t\n\r\f\v"
+
 SOURCE_FILE = "source_file"  # the landing file a row came from (attributes rejects without a date)
 
 
@@ -78,6 +81,53 @@ class RejectReason:
 
 
 FUTURE_TOLERANCE = timedelta(days=1)
+
+# The landing columns the rules read, as text; a reject keeps each as `raw_<name>`.
+TEXT_COLUMNS: Final = (
+    "event_id",
+    "user_id",
+    "timestamp",
+    "page_url",
+    "device",
+    "ip_address",
+    "event_type",
+    "user_tier",
+)
+
+CLEANSED_COLUMNS: Final = (
+    "event_id",
+    "user_id",
+    "event_ts",
+    "event_date",
+    "page_url",
+    "device",
+    "event_type",
+    "user_tier",
+    "ip_address",
+    SOURCE_FILE,
+)
+REJECT_COLUMNS: Final = (
+    *(f"raw_{c}" for c in TEXT_COLUMNS),
+    SOURCE_FILE,
+    "event_date",
+    "reject_reason",
+)
+# Among usable rows with the same event_id and event_ts, the one kept is the first in this order.
+TIE_BREAK: Final = (
+    "user_id",
+    "page_url",
+    "device",
+    "ip_address",
+    "event_type",
+    "user_tier",
+    SOURCE_FILE,
+)
+
+# What sessionizing a window needs to know of the events before it: per user, the last event.
+SESSION_CONTEXT_COLUMNS: Final = ("user_id", "event_ts", "event_id", "session_start", "event_seq")
+# session_id is user_id, '@', and the session's start as ISO-8601 UTC with microseconds:
+# deterministic, identical in every engine, unique, and stable when data is re-processed.
+SESSION_ID_SEPARATOR: Final = "@"
 
 # The accepted timestamp text: date, a space or 'T', time, optional fraction (digits past the
 # sixth are truncated: event_ts has microseconds), optional 'Z' or +-HH:MM offset. Without an
