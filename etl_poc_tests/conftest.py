@@ -21,3 +21,23 @@ def small_landing(tmp_path_factory) -> GenerationResult:
 
 def landing_file(result: GenerationResult, entry: dict, fmt: str) -> Path:
     return result.manifest_path.parent / entry["paths"][fmt]
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for the whole test run: one core, no UI, UTC."""
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("etl-poc-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -226,60 +226,55 @@ def parse_ip(text: pl.Expr) -> dict[str, pl.Expr]:
     }
 
 
-def enrich(
-    events: pl.LazyFrame, ipv4_ranges: pl.LazyFrame, ipv6_ranges: pl.LazyFrame
-) -> pl.LazyFrame:
-    """Add `ip_status` and `country_code` by a range join against the IP-to-country tables
-    (reference.ip_ranges), as as-of joins on the sorted address."""
+def prepare_ranges(ipv4_ranges: pl.LazyFrame, ipv6_ranges: pl.LazyFrame) -> dict[str, pl.LazyFrame]:
+    """The IP-to-country tables (reference.ip_ranges) laid out for enrich, each sorted by the
+    key it is joined on. Built once per run."""
+    columns = ["country_code", "reserved"]
+    aligned = (pl.col("range_start_lo") == 0) & (pl.col("range_end_lo") == _U64_MAX)
+    return {
+        "ipv4": ipv4_ranges.select("range_start", "range_end", *columns).sort("range_start"),
+        # Networks of /64 or wider: by the high half alone.
+        "ipv6_wide": ipv6_ranges.filter(aligned)
+        .select("range_start_hi", "range_end_hi", *columns)
+        .sort("range_start_hi"),
+        # Narrower networks sit inside one high half: by the low half, within it.
+        "ipv6_narrow": ipv6_ranges.filter(~aligned)
+        .select("range_start_hi", "range_start_lo", "range_end_lo", *columns)
+        .sort("range_start_lo"),
+    }
+
+
+def enrich(events: pl.LazyFrame, ranges: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
+    """Add `ip_status` and `country_code` by a range join against prepare_ranges' tables, as
+    as-of joins on the sorted address."""
     parsed = events.with_row_index("_row").with_columns(**parse_ip(pl.col("ip_address")))
     v4 = (
         parsed.filter(pl.col("ip_version") == 4)
         .select("_row", _key=pl.col("ip_lo").cast(pl.Int64))
         .sort("_key")
-        .join_asof(
-            ipv4_ranges.select("range_start", "range_end", "country_code", "reserved").sort(
-                "range_start"
-            ),
-            left_on="_key",
-            right_on="range_start",
-            strategy="backward",
-        )
+        .join_asof(ranges["ipv4"], left_on="_key", right_on="range_start", strategy="backward")
         .filter(pl.col("_key") <= pl.col("range_end"))
         .select("_row", "country_code", "reserved")
     )
-    ranges6 = ipv6_ranges.select(
-        "range_start_hi",
-        "range_start_lo",
-        "range_end_hi",
-        "range_end_lo",
-        "country_code",
-        "reserved",
-    )
-    aligned = (pl.col("range_start_lo") == 0) & (pl.col("range_end_lo") == _U64_MAX)
     v6_rows = parsed.filter(pl.col("ip_version") == 6).select("_row", "ip_hi", "ip_lo")
-    # Networks of /64 or wider: by the high half alone.
     wide = (
         v6_rows.sort("ip_hi")
         .join_asof(
-            ranges6.filter(aligned).sort("range_start_hi"),
-            left_on="ip_hi",
-            right_on="range_start_hi",
-            strategy="backward",
+            ranges["ipv6_wide"], left_on="ip_hi", right_on="range_start_hi", strategy="backward"
         )
         .filter(pl.col("ip_hi") <= pl.col("range_end_hi"))
         .select("_row", "country_code", "reserved")
     )
-    # Narrower networks sit inside one high half: by the low half, within it.
     narrow = (
         v6_rows.sort("ip_lo")
         .join_asof(
-            ranges6.filter(~aligned).sort("range_start_lo"),
+            ranges["ipv6_narrow"],
             left_on="ip_lo",
             right_on="range_start_lo",
             by_left="ip_hi",
             by_right="range_start_hi",
             strategy="backward",
-            check_sortedness=False,  # sorted just above; Polars cannot check it within groups
+            check_sortedness=False,  # both sorted on the key; Polars cannot check within groups
         )
         .filter(pl.col("ip_lo") <= pl.col("range_end_lo"))
         .select("_row", "country_code", "reserved")

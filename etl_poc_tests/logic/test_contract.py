@@ -1,37 +1,93 @@
 """The business rules as one table of small explicit cases, run on every engine.
 
 Each engine module exposes the same functions (standardize, rejected, deduplicate, enrich,
-sessionize); the cases below are the contract. Engines are listed in ENGINES.
+sessionize); the cases below are the contract, and every test runs once per engine (ENGINES).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from functools import partial
 
 import duckdb
 import polars as pl
 import pytest
 
 from etl_poc.logic import polars_engine
-from etl_poc.logic.spec import RejectReason
+from etl_poc.logic.spec import SESSION_CONTEXT_COLUMNS, RejectReason
 from etl_poc.reference.ip_ranges import load_packaged_ranges
 
-ENGINES = {"polars": polars_engine}
 START = date(2024, 1, 1)
 PROCESSED_AT = datetime(2024, 3, 1, tzinfo=UTC)
 
 
-def _run_polars(raw: pl.DataFrame, context: pl.DataFrame | None = None):
+def _run_polars(raw: pl.DataFrame, context: pl.DataFrame | None = None, enrich: bool = True):
     std = polars_engine.standardize(raw.lazy(), start_date=START, processed_at=PROCESSED_AT)
     ranges = load_packaged_ranges()
     clean = polars_engine.deduplicate(std)
-    enriched = polars_engine.enrich(clean, ranges.ipv4.lazy(), ranges.ipv6.lazy())
-    sessions = polars_engine.sessionize(enriched, None if context is None else context.lazy())
+    if enrich:
+        prepared = polars_engine.prepare_ranges(ranges.ipv4.lazy(), ranges.ipv6.lazy())
+        clean = polars_engine.enrich(clean, prepared)
+    sessions = polars_engine.sessionize(clean, None if context is None else context.lazy())
     rejects, sessionized = pl.collect_all([polars_engine.rejected(std), sessions])
     return rejects, sessionized
 
 
-RUNNERS = {"polars": _run_polars}
+def _spark_frame(spark, frame: pl.DataFrame):
+    # Spark has no unsigned long: the IPv6 halves go over as decimal(20,0).
+    unsigned = [c for c, t in frame.schema.items() if t == pl.UInt64]
+    return spark.createDataFrame(
+        frame.with_columns(pl.col(unsigned).cast(pl.Decimal(20, 0))).to_arrow()
+    )
+
+
+def _to_polars(frame) -> pl.DataFrame:
+    return pl.from_arrow(frame.toArrow())
+
+
+_PREPARED: dict = {}
+
+
+def _spark_ranges(spark):
+    """Prepared once per test session and cached, as a pipeline run does."""
+    if "spark" not in _PREPARED:
+        from etl_poc.logic import spark_engine
+
+        ranges = load_packaged_ranges()
+        prepared = spark_engine.prepare_ranges(
+            _spark_frame(spark, ranges.ipv4), _spark_frame(spark, ranges.ipv6)
+        )
+        _PREPARED["spark"] = {k: v.cache() for k, v in prepared.items()}
+    return _PREPARED["spark"]
+
+
+def _run_spark(spark, raw: pl.DataFrame, context: pl.DataFrame | None = None, enrich: bool = True):
+    from etl_poc.logic import spark_engine
+
+    std = spark_engine.standardize(
+        _spark_frame(spark, raw), start_date=START, processed_at=PROCESSED_AT
+    ).cache()
+    clean = spark_engine.deduplicate(std)
+    if enrich:
+        clean = spark_engine.enrich(clean, _spark_ranges(spark))
+    sessions = spark_engine.sessionize(
+        clean, None if context is None else _spark_frame(spark, context)
+    )
+    result = _to_polars(spark_engine.rejected(std)), _to_polars(sessions)
+    std.unpersist()
+    return result
+
+
+ENGINES = [pytest.param("polars"), pytest.param("spark", marks=pytest.mark.spark)]
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def run(request):
+    """Runs the whole chain (standardize, rejected, deduplicate, enrich, sessionize) on one
+    engine and returns (rejects, sessionized) as Polars frames."""
+    if request.param == "spark":
+        return partial(_run_spark, request.getfixturevalue("spark"))
+    return _run_polars
 
 
 def _raw(rows: list[dict]) -> pl.DataFrame:
@@ -171,10 +227,9 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module", params=list(RUNNERS))
-def contract_result(request):
-    rows = [{**overrides} for _, overrides, _ in CASES]
-    return RUNNERS[request.param](_raw(rows))
+@pytest.fixture(scope="module")
+def contract_result(run):
+    return run(_raw([{**overrides} for _, overrides, _ in CASES]))
 
 
 @pytest.mark.parametrize(("case", "overrides", "expected"), CASES, ids=[c[0] for c in CASES])
@@ -201,8 +256,7 @@ def test_every_row_is_accounted_for(contract_result):
     assert rejects.height + sessionized.height == len(CASES)
 
 
-@pytest.mark.parametrize("runner", list(RUNNERS))
-def test_duplicates_keep_the_earliest_then_a_fixed_order(runner):
+def test_duplicates_keep_the_earliest_then_a_fixed_order(run):
     raw = _raw(
         [
             {"event_id": "d1", "timestamp": "2024-01-10 12:00:05", "page_url": "/late"},
@@ -212,7 +266,7 @@ def test_duplicates_keep_the_earliest_then_a_fixed_order(runner):
             {"event_id": "d2"},
         ]
     )
-    rejects, sessionized = RUNNERS[runner](raw)
+    rejects, sessionized = run(raw, enrich=False)
     assert rejects.height == 0
     assert sessionized.height == 2  # 5 in = 2 clean + 0 rejected + 3 duplicates
     assert sessionized.filter(pl.col("event_id") == "d1")["page_url"].to_list() == ["/a"]
@@ -234,9 +288,8 @@ SESSION_CASES = [
 ]
 
 
-@pytest.mark.parametrize("runner", list(RUNNERS))
-def test_sessions_follow_the_30_minute_rule(runner):
-    _, sessionized = RUNNERS[runner](_events(SESSION_CASES))
+def test_sessions_follow_the_30_minute_rule(run):
+    _, sessionized = run(_events(SESSION_CASES), enrich=False)
     by_id = {r["event_id"]: r for r in sessionized.to_dicts()}
     assert (
         by_id["a2"]["session_id"] == by_id["a1"]["session_id"] == "ua@2024-01-10T23:50:00.000000Z"
@@ -247,19 +300,16 @@ def test_sessions_follow_the_30_minute_rule(runner):
     assert by_id["b3"]["session_start"] == datetime(2024, 1, 10, 11, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("runner", list(RUNNERS))
-def test_sessions_continue_across_processing_windows(runner):
+def test_sessions_continue_across_processing_windows(run):
     """Day by day, with the previous day's last events as context, gives the same sessions
     as both days at once."""
     events = _events(SESSION_CASES)
-    _, together = RUNNERS[runner](events)
+    _, together = run(events, enrich=False)
     day1 = events.filter(pl.col("timestamp") < "2024-01-11")
     day2 = events.filter(pl.col("timestamp") >= "2024-01-11")
-    _, first = RUNNERS[runner](day1)
+    _, first = run(day1, enrich=False)
     context = first.sort("event_ts", "event_id").group_by("user_id").last()
-    _, second = RUNNERS[runner](
-        day2, context.select("user_id", "event_ts", "event_id", "session_start", "event_seq")
-    )
+    _, second = run(day2, context.select(SESSION_CONTEXT_COLUMNS), enrich=False)
     columns = ["event_id", "session_id", "session_start", "event_seq"]
     assert (
         pl.concat([first, second])

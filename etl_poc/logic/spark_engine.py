@@ -1,0 +1,382 @@
+"""The business rules of logic/spec.py on PySpark: DataFrame -> DataFrame, built-in functions only.
+
+Mirrors polars_engine.py function for function, in the same order. Needs a session whose
+spark.sql.session.timeZone is UTC (the Spark resource sets it): naive times are UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from etl_poc.logic.spec import (
+    CLEANSED_COLUMNS,
+    DEVICES,
+    EVENT_TYPES,
+    FUTURE_TOLERANCE,
+    IPV4_PATTERN,
+    IPV6_CHARS_PATTERN,
+    OTHER_DEVICE,
+    REJECT_COLUMNS,
+    SESSION_GAP,
+    SESSION_ID_SEPARATOR,
+    TEXT_COLUMNS,
+    TIE_BREAK,
+    TIMESTAMP_PATTERN,
+    UNKNOWN_EVENT_TYPE,
+    UNKNOWN_USER_TIER,
+    USER_TIERS,
+    WHITESPACE,
+    IpStatus,
+    RejectReason,
+)
+
+_SPACE_CLASS = "[" + "".join(f"\\u{ord(c):04x}" for c in WHITESPACE) + "]"
+_U64_BIAS = 1 << 63
+
+
+def _trim(column: Column) -> Column:
+    return F.regexp_replace(column, f"^{_SPACE_CLASS}+|{_SPACE_CLASS}+$", "")
+
+
+def _clean_text(name: str) -> Column:
+    """Trimmed text; empty text is null."""
+    trimmed = _trim(F.col(name))
+    return F.when(trimmed == "", None).otherwise(trimmed).alias(name)
+
+
+def parse_event_ts(text: Column) -> Column:
+    """spec.TIMESTAMP_PATTERN -> a UTC timestamp in microseconds; null when it does not match or
+    names no real time (February 30th, hour 25)."""
+
+    def part(i: int) -> Column:
+        return F.regexp_extract(text, TIMESTAMP_PATTERN, i)
+
+    fraction = F.rpad(F.substring(part(3), 1, 6), 6, "0")
+    local = F.try_to_timestamp(
+        F.concat_ws("", part(1), F.lit(" "), part(2), F.lit("."), fraction),
+        F.lit("yyyy-MM-dd HH:mm:ss.SSSSSS"),
+    )
+    offset = part(4)
+    sign = F.when(F.substring(offset, 1, 1) == "-", -1).otherwise(1)
+    offset_minutes = (
+        F.when((offset == "") | (offset == "Z"), 0)
+        .otherwise(
+            (F.substring(offset, 2, 2).cast("long") * 60 + F.substring(offset, 5, 2).cast("long"))
+            * sign
+        )
+        .cast("long")
+    )
+    utc = F.timestamp_micros(F.unix_micros(local) - offset_minutes * 60_000_000)
+    return F.when(text.rlike(TIMESTAMP_PATTERN), utc)
+
+
+def standardize(raw: DataFrame, *, start_date: date, processed_at: datetime) -> DataFrame:
+    """Trim text (empty is null), parse `timestamp` into `event_ts` and `event_date`, normalise
+    device, event_type and user_tier, and give every row that cannot be used its
+    `reject_reason` (the first of spec.RejectReason.ORDER that applies; null for a good row).
+    The raw text columns are kept, prefixed `raw_`, for the rejects."""
+    start = datetime(start_date.year, start_date.month, start_date.day)
+    latest = processed_at.replace(tzinfo=None) + FUTURE_TOLERANCE
+    event_ts = F.col("event_ts")
+    reason = (
+        F.when(F.col("malformed"), F.lit(RejectReason.MALFORMED_LINE))
+        .when(F.col("event_id").isNull(), F.lit(RejectReason.MISSING_EVENT_ID))
+        .when(F.col("user_id").isNull(), F.lit(RejectReason.MISSING_USER_ID))
+        .when(F.col("timestamp").isNull(), F.lit(RejectReason.MISSING_TIMESTAMP))
+        .when(event_ts.isNull(), F.lit(RejectReason.INVALID_TIMESTAMP))
+        .when(event_ts < F.lit(start), F.lit(RejectReason.BEFORE_START))
+        .when(event_ts > F.lit(latest), F.lit(RejectReason.IN_FUTURE))
+    )
+    device = F.lower(F.col("device"))
+    event_type = F.upper(F.col("event_type"))
+    user_tier = F.lower(F.col("user_tier"))
+    return (
+        raw.withColumns({f"raw_{c}": F.col(c) for c in TEXT_COLUMNS})
+        .withColumns({c: _clean_text(c) for c in TEXT_COLUMNS})
+        .withColumn("event_ts", parse_event_ts(F.col("timestamp")))
+        .withColumns(
+            {
+                "event_date": F.to_date(event_ts),
+                "device": F.when(device.isin(*DEVICES), device).otherwise(F.lit(OTHER_DEVICE)),
+                "event_type": F.when(event_type.isin(*EVENT_TYPES), event_type).otherwise(
+                    F.lit(UNKNOWN_EVENT_TYPE)
+                ),
+                "user_tier": F.when(user_tier.isin(*USER_TIERS), user_tier).otherwise(
+                    F.lit(UNKNOWN_USER_TIER)
+                ),
+                "reject_reason": reason,
+            }
+        )
+    )
+
+
+def rejected(standardized: DataFrame) -> DataFrame:
+    """Rows that cannot be used: their original text, where they came from, and why."""
+    return standardized.where(F.col("reject_reason").isNotNull()).select(*REJECT_COLUMNS)
+
+
+def deduplicate(standardized: DataFrame) -> DataFrame:
+    """Usable rows, one per event_id: the earliest event_ts, ties broken by TIE_BREAK."""
+    order = [F.col(c).asc_nulls_first() for c in ("event_ts", *TIE_BREAK)]
+    first = Window.partitionBy("event_id").orderBy(*order)
+    return (
+        standardized.where(F.col("reject_reason").isNull())
+        .select(*CLEANSED_COLUMNS)
+        .withColumn("_rank", F.row_number().over(first))
+        .where(F.col("_rank") == 1)
+        .drop("_rank")
+    )
+
+
+# --- Sessionization ------------------------------------------------------------------------------
+
+
+def sessionize(events: DataFrame, context: DataFrame | None = None) -> DataFrame:
+    """30-minute sessions per user, in order of (event_ts, event_id).
+
+    A session starts at a user's first event and after every gap strictly longer than
+    spec.SESSION_GAP. `context` holds, per user, the last event already sessionized before
+    this window (spec.SESSION_CONTEXT_COLUMNS): a session running into the window continues
+    with its session_id, start and numbering. Adds session_id, session_start and event_seq.
+    """
+    window = events.withColumns(
+        {"_known_start": F.lit(None).cast("timestamp"), "_known_seq": F.lit(None).cast("long")}
+    )
+    if context is not None:
+        prior = context.select(
+            "user_id",
+            "event_ts",
+            "event_id",
+            F.col("session_start").alias("_known_start"),
+            F.col("event_seq").cast("long").alias("_known_seq"),
+        )
+        window = window.unionByName(prior, allowMissingColumns=True)
+    by_user = Window.partitionBy("user_id").orderBy("event_ts", "event_id")
+    gap_micros = F.unix_micros(F.col("event_ts")) - F.unix_micros(F.lag("event_ts").over(by_user))
+    gap_limit = int(SESSION_GAP.total_seconds() * 1_000_000)
+    new_session = (gap_micros.isNull() | (gap_micros > gap_limit)).cast("long")
+    numbered = window.withColumn("_new", new_session).withColumn(
+        "_session", F.sum("_new").over(by_user)
+    )
+    by_session = Window.partitionBy("user_id", "_session").orderBy("event_ts", "event_id")
+    whole_session = by_session.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+    start = F.coalesce(
+        F.first("_known_start").over(whole_session), F.first("event_ts").over(whole_session)
+    )
+    seq = (
+        F.row_number().over(by_session)
+        - 1
+        + F.coalesce(F.first("_known_seq").over(whole_session), F.lit(1))
+    )
+    return (
+        numbered.withColumns({"session_start": start, "event_seq": seq.cast("long")})
+        .withColumn(
+            "session_id",
+            F.concat(
+                F.col("user_id"),
+                F.lit(SESSION_ID_SEPARATOR),
+                F.date_format("session_start", "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"),
+            ),
+        )
+        .where(F.col("_known_seq").isNull())  # context rows were only there to continue
+        .drop("_known_start", "_known_seq", "_session", "_new")
+    )
+
+
+# --- Enrichment: country from IP ------------------------------------------------------------------
+
+
+def _biased(groups: Column, first: int) -> Column:
+    """Four 16-bit hex groups from position `first` (0-based) -> one unsigned 64-bit value,
+    stored as a signed long minus 2**63 so that it fits and sorts the same way."""
+    value = F.lit(0).cast("long")
+    for i in range(4):
+        group = F.conv(F.element_at(groups, first + i + 1), 16, 10).cast("long")
+        if i == 0:
+            group = group - 0x8000  # the bias, applied to the top group: no overflow
+        value = value + group * F.lit(1 << (16 * (3 - i))).cast("long")
+    return value
+
+
+def parse_ip(text: Column) -> dict[str, Column]:
+    """`ip_version` (4, 6 or null), and the address as `ip_hi`, `ip_lo`: unsigned 64-bit
+    halves biased by -2**63 into longs (an IPv4 address is ip_lo alone, unbiased)."""
+    ip = F.lower(_trim(text))
+    is_v4 = ip.rlike(IPV4_PATTERN)
+    v4_value = sum(
+        (
+            F.regexp_extract(ip, IPV4_PATTERN, k).cast("long") * F.lit(1 << (8 * (4 - k)))
+            for k in range(1, 5)
+        ),
+        F.lit(0).cast("long"),
+    )
+    halves = F.split(ip, "::")
+    head = F.element_at(halves, 1)
+    tail = F.try_element_at(halves, F.lit(2))
+    empty = F.array().cast("array<string>")
+    head_groups = F.when(head == "", empty).otherwise(F.split(head, ":"))
+    tail_groups = F.when(tail.isNull() | (tail == ""), empty).otherwise(F.split(tail, ":"))
+    present = F.size(head_groups) + F.size(tail_groups)
+    compressed = F.size(halves) == 2
+    missing = F.greatest(F.lit(8) - present, F.lit(0))
+    groups = F.concat(
+        head_groups,
+        F.array_repeat(F.lit("0"), F.when(compressed, missing).otherwise(0).cast("int")),
+        tail_groups,
+    )
+    v6_ok = (
+        ip.rlike(IPV6_CHARS_PATTERN)
+        & ip.contains(":")
+        & (F.size(halves) <= 2)
+        & F.when(compressed, present <= 7).otherwise(present == 8)
+        & F.forall(groups, lambda g: F.length(g).between(1, 4))
+    )
+    v6 = v6_ok & ~is_v4
+    return {
+        "ip_version": F.when(is_v4, 4).when(v6, 6).cast("tinyint"),
+        "ip_hi": F.when(v6, _biased(groups, 0)),
+        "ip_lo": F.when(is_v4, v4_value).when(v6, _biased(groups, 4)),
+    }
+
+
+def _decimal(value: int) -> Column:
+    """An integer too large for a long literal, as decimal(20,0)."""
+    return F.lit(str(value)).cast("decimal(20,0)")
+
+
+def _bias(unsigned: Column) -> Column:
+    """A non-negative decimal(20,0) up to 2**64 - 1 -> the biased long of parse_ip."""
+    return (unsigned - _decimal(_U64_BIAS)).cast("long")
+
+
+def _range_lookup(keys: DataFrame, ranges: DataFrame, partition: list[str]) -> DataFrame:
+    """An as-of range join with built-ins: keys (_row, _key, *partition) and ranges (_start,
+    _end, country_code, reserved, *partition) in one frame, ordered by key within each
+    partition; each key takes the last range starting at or before it, if it also ends after."""
+    # Only the parts of the address space that some key falls in: often a small share of it.
+    ranges = ranges.join(F.broadcast(keys.select(*partition).distinct()), partition, "left_semi")
+    stacked = keys.select("_row", *partition, F.col("_key"), F.lit(1).alias("_is_key")).unionByName(
+        ranges.select(
+            F.lit(None).cast("string").alias("_row"),
+            *partition,
+            F.col("_start").alias("_key"),
+            F.lit(0).alias("_is_key"),
+            "_end",
+            "country_code",
+            "reserved",
+        ),
+        allowMissingColumns=True,
+    )
+    ordered = (
+        Window.partitionBy(*partition)
+        .orderBy("_key", "_is_key")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    # The last range row seen carries its end; its country may be null, so carry a struct.
+    last_range = F.last(
+        F.when(F.col("_is_key") == 0, F.struct("_end", "country_code", "reserved")),
+        ignorenulls=True,
+    ).over(ordered)
+    return (
+        stacked.withColumn("_range", last_range)
+        .where((F.col("_is_key") == 1) & (F.col("_key") <= F.col("_range._end")))
+        .select("_row", "_range.country_code", "_range.reserved")
+    )
+
+
+def prepare_ranges(ipv4_ranges: DataFrame, ipv6_ranges: DataFrame) -> dict[str, DataFrame]:
+    """The IP-to-country tables (reference.ip_ranges; IPv6 bounds as decimal(20,0), Spark
+    having no unsigned long) laid out for enrich: keyed by partition of the address space,
+    bounds as longs. Built once per run; the caller caches it."""
+    v4 = ipv4_ranges.select(
+        F.explode(F.sequence(F.shiftright("range_start", 24), F.shiftright("range_end", 24))).alias(
+            "_part"
+        ),
+        "range_start",
+        F.col("range_end").alias("_end"),
+        "country_code",
+        "reserved",
+    ).select(
+        "_part",
+        F.greatest("range_start", F.shiftleft("_part", 24)).alias("_start"),
+        "_end",
+        "country_code",
+        "reserved",
+    )
+    hi_start, hi_end = _bias(F.col("range_start_hi")), _bias(F.col("range_end_hi"))
+    lo_start, lo_end = _bias(F.col("range_start_lo")), _bias(F.col("range_end_lo"))
+    aligned = (F.col("range_start_lo") == 0) & (F.col("range_end_lo") == _decimal((1 << 64) - 1))
+    # Networks of /64 or wider: by the high half, partitioned by its top 16 bits.
+    wide = (
+        ipv6_ranges.where(aligned)
+        .select(hi_start.alias("_s"), hi_end.alias("_end"), "country_code", "reserved")
+        .select(
+            F.explode(F.sequence(F.shiftright("_s", 48), F.shiftright("_end", 48))).alias("_part"),
+            "_s",
+            "_end",
+            "country_code",
+            "reserved",
+        )
+        .select(
+            "_part",
+            F.greatest("_s", F.shiftleft("_part", 48)).alias("_start"),
+            "_end",
+            "country_code",
+            "reserved",
+        )
+    )
+    # Narrower networks sit inside one high half: by the low half, within it.
+    narrow = ipv6_ranges.where(~aligned).select(
+        hi_start.alias("_part"),
+        lo_start.alias("_start"),
+        lo_end.alias("_end"),
+        "country_code",
+        "reserved",
+    )
+    return {"ipv4": v4, "ipv6_wide": wide, "ipv6_narrow": narrow}
+
+
+def enrich(events: DataFrame, ranges: dict[str, DataFrame]) -> DataFrame:
+    """Add `ip_status` and `country_code` by a range join against prepare_ranges' tables: a
+    sort-based as-of join per partition of the address space. event_id must be unique."""
+    # Rows are joined back by event_id, unique after deduplicate (a generated id would not be
+    # stable if Spark recomputed the input).
+    parsed = events.withColumn("_row", F.col("event_id")).withColumns(parse_ip(F.col("ip_address")))
+    v4 = _range_lookup(
+        parsed.where(F.col("ip_version") == 4).select(
+            "_row", F.col("ip_lo").alias("_key"), F.shiftright("ip_lo", 24).alias("_part")
+        ),
+        ranges["ipv4"],
+        ["_part"],
+    )
+    v6_rows = parsed.where(F.col("ip_version") == 6)
+    wide = _range_lookup(
+        v6_rows.select(
+            "_row", F.col("ip_hi").alias("_key"), F.shiftright("ip_hi", 48).alias("_part")
+        ),
+        ranges["ipv6_wide"],
+        ["_part"],
+    )
+    narrow = _range_lookup(
+        v6_rows.select("_row", F.col("ip_lo").alias("_key"), F.col("ip_hi").alias("_part")),
+        ranges["ipv6_narrow"],
+        ["_part"],
+    )
+    found = v4.unionByName(wide).unionByName(narrow)
+    reserved = F.coalesce(F.col("reserved"), F.lit(False))
+    status = (
+        F.when(F.col("ip_address").isNull(), F.lit(IpStatus.MISSING))
+        .when(F.col("ip_version").isNull(), F.lit(IpStatus.INVALID))
+        .when(reserved, F.lit(IpStatus.PRIVATE))
+        .otherwise(F.lit(IpStatus.PUBLIC))
+    )
+    return (
+        parsed.join(found, on="_row", how="left")
+        .withColumns(
+            {"ip_status": status, "country_code": F.when(~reserved, F.col("country_code"))}
+        )
+        .drop("_row", "ip_version", "ip_hi", "ip_lo", "reserved")
+    )
