@@ -112,13 +112,15 @@ def rejected(standardized: pl.LazyFrame) -> pl.LazyFrame:
 
 def deduplicate(standardized: pl.LazyFrame) -> pl.LazyFrame:
     """Usable rows, one per event_id: the earliest event_ts, ties broken by TIE_BREAK."""
-    keys = ["event_id", "event_ts", *TIE_BREAK]
-    return (
-        standardized.filter(pl.col("reject_reason").is_null())
-        .select(CLEANSED_COLUMNS)
-        .sort(keys, nulls_last=False)
+    usable = standardized.filter(pl.col("reject_reason").is_null()).select(CLEANSED_COLUMNS)
+    repeated = pl.col("event_id").is_duplicated()
+    # Only the (few) repeated ids need ordering to choose the one to keep.
+    chosen = (
+        usable.filter(repeated)
+        .sort(["event_id", "event_ts", *TIE_BREAK], nulls_last=False)
         .unique(subset="event_id", keep="first", maintain_order=True)
     )
+    return pl.concat([usable.filter(~repeated), chosen])
 
 
 def sessionize(events: pl.LazyFrame, context: pl.LazyFrame | None = None) -> pl.LazyFrame:
@@ -181,48 +183,44 @@ def _hex_groups_value(groups: pl.Expr, first: int) -> pl.Expr:
     return value
 
 
-def parse_ip(text: pl.Expr) -> dict[str, pl.Expr]:
-    """`ip_version` (4, 6 or null), and the address as `ip_hi`, `ip_lo` (UInt64 halves; an IPv4
-    address is ip_lo alone)."""
-    ip = text.str.strip_chars(WHITESPACE).str.to_lowercase()
+def parse_ipv4(ip: pl.Expr) -> dict[str, pl.Expr]:
+    """A trimmed, lower-cased address -> `ip_version` 4 (or null) and its value as `ip_lo`."""
     octets = ip.str.extract_groups(IPV4_PATTERN)
-    v4_value = sum(
+    value = sum(
         (octets.struct.field(str(k)).cast(pl.UInt64) * (1 << (8 * (4 - k))) for k in range(1, 5)),
         pl.lit(0, pl.UInt64),
     )
+    is_v4 = octets.struct.field("1").is_not_null()
+    return {
+        "ip_version": pl.when(is_v4).then(pl.lit(4, pl.Int8)),
+        "ip_hi": pl.lit(None, pl.UInt64),
+        "ip_lo": pl.when(is_v4).then(value),
+    }
+
+
+def parse_ipv6(ip: pl.Expr) -> dict[str, pl.Expr]:
+    """A trimmed, lower-cased address -> `ip_version` 6 (or null) and its value as `ip_hi`,
+    `ip_lo` (UInt64 halves): '::' expanded to the missing zero groups, each group 1-4 hex."""
     halves = ip.str.split("::")
     head = halves.list.get(0, null_on_oob=True)
     tail = halves.list.get(1, null_on_oob=True)
-    head_groups = (
-        pl.when(head == "").then(pl.lit([], pl.List(pl.String))).otherwise(head.str.split(":"))
-    )
-    tail_groups = (
-        pl.when(tail.is_null() | (tail == ""))
-        .then(pl.lit([], pl.List(pl.String)))
-        .otherwise(tail.str.split(":"))
-    )
+    empty = pl.lit([], pl.List(pl.String))
+    head_groups = pl.when(head == "").then(empty).otherwise(head.str.split(":"))
+    tail_groups = pl.when(tail.is_null() | (tail == "")).then(empty).otherwise(tail.str.split(":"))
     present = head_groups.list.len() + tail_groups.list.len()
     compressed = halves.list.len() == 2
-    missing = (8 - present).clip(lower_bound=0)
-    groups = pl.concat_list(
-        [
-            head_groups,
-            pl.lit("0").repeat_by(pl.when(compressed).then(missing).otherwise(0)),
-            tail_groups,
-        ]
-    )
+    missing = pl.when(compressed).then((8 - present).clip(lower_bound=0)).otherwise(0)
+    groups = pl.concat_list([head_groups, pl.lit("0").repeat_by(missing), tail_groups])
     v6_ok = (
         ip.str.contains(IPV6_CHARS_PATTERN)
-        & ip.str.contains(":")
         & (halves.list.len() <= 2)
         & pl.when(compressed).then(present <= 7).otherwise(present == 8)
         & groups.list.eval(pl.element().str.len_chars().is_between(1, 4)).list.all()
     )
-    is_v4 = octets.struct.field("1").is_not_null()
     return {
-        "ip_version": pl.when(is_v4).then(4).when(v6_ok).then(6).otherwise(None).cast(pl.Int8),
-        "ip_hi": pl.when(v6_ok & ~is_v4).then(_hex_groups_value(groups, 0)),
-        "ip_lo": pl.when(is_v4).then(v4_value).when(v6_ok).then(_hex_groups_value(groups, 4)),
+        "ip_version": pl.when(v6_ok).then(pl.lit(6, pl.Int8)),
+        "ip_hi": pl.when(v6_ok).then(_hex_groups_value(groups, 0)),
+        "ip_lo": pl.when(v6_ok).then(_hex_groups_value(groups, 4)),
     }
 
 
@@ -247,7 +245,17 @@ def prepare_ranges(ipv4_ranges: pl.LazyFrame, ipv6_ranges: pl.LazyFrame) -> dict
 def enrich(events: pl.LazyFrame, ranges: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
     """Add `ip_status` and `country_code` by a range join against prepare_ranges' tables, as
     as-of joins on the sorted address."""
-    parsed = events.with_row_index("_row").with_columns(**parse_ip(pl.col("ip_address")))
+    rows = events.with_row_index("_row").with_columns(
+        _ip=pl.col("ip_address").str.strip_chars(WHITESPACE).str.to_lowercase()
+    )
+    # Only addresses with a colon can be IPv6: the list work of parse_ipv6 is done for those alone.
+    colon = pl.col("_ip").str.contains(":", literal=True)
+    parsed = pl.concat(
+        [
+            rows.filter(colon.not_() | colon.is_null()).with_columns(**parse_ipv4(pl.col("_ip"))),
+            rows.filter(colon).with_columns(**parse_ipv6(pl.col("_ip"))),
+        ]
+    ).drop("_ip")
     v4 = (
         parsed.filter(pl.col("ip_version") == 4)
         .select("_row", _key=pl.col("ip_lo").cast(pl.Int64))
