@@ -30,8 +30,11 @@ def run_polars(
     raw = polars_read_landing(files, landing_dir)
     std = engine.standardize(raw, start_date=start_date, processed_at=processed_at)
     prepared = engine.prepare_ranges(ranges.ipv4.lazy(), ranges.ipv6.lazy())
-    sessions = engine.sessionize(engine.enrich(engine.deduplicate(std), prepared))
-    rejects, sessionized = pl.collect_all([engine.rejected(std), sessions])
+    # Each layer is materialized, as the asset graph persists it: branching plans (rejects and
+    # clean rows from one standardized frame) would otherwise be computed more than once.
+    rejects, clean = pl.collect_all([engine.rejected(std), engine.deduplicate(std)])
+    enriched = engine.enrich(clean.lazy(), prepared).collect()
+    sessionized = engine.sessionize(enriched.lazy()).collect()
     sessionized.write_parquet(out / "sessionized.parquet")
     rejects.write_parquet(out / "rejects.parquet")
     return {

@@ -20,6 +20,7 @@ from etl_poc.logic.spec import (
     OTHER_DEVICE,
     REJECT_COLUMNS,
     SESSION_GAP,
+    SESSION_ID_SEPARATOR,
     TEXT_COLUMNS,
     TIE_BREAK,
     TIMESTAMP_PATTERN,
@@ -144,28 +145,33 @@ def sessionize(events: pl.LazyFrame, context: pl.LazyFrame | None = None) -> pl.
             _known_seq=pl.col("event_seq").cast(pl.Int64),
         )
         window = pl.concat([window, prior], how="diagonal_relaxed")
+    # One sort, then running values along it: no grouping (hashing) of user_id at all.
     ordered = window.sort(["user_id", "event_ts", "event_id"])
-    gap = pl.col("event_ts").diff().over("user_id")
-    new_session = gap.is_null() | (gap > pl.lit(SESSION_GAP))
-    numbered = ordered.with_columns(_session=new_session.cast(pl.Int64).cum_sum().over("user_id"))
-    group = ["user_id", "_session"]
-    first_ts = pl.col("event_ts").first().over(group)
-    start = pl.coalesce(pl.col("_known_start").first().over(group), first_ts)
-    position = pl.int_range(pl.len()).over(group)
-    seq = position + pl.coalesce(pl.col("_known_seq").first().over(group), pl.lit(1))
+    same_user = pl.col("user_id") == pl.col("user_id").shift()
+    gap = pl.col("event_ts") - pl.col("event_ts").shift()
+    new_session = ~same_user.fill_null(False) | (gap > pl.lit(SESSION_GAP))
+    position = pl.int_range(pl.len(), dtype=pl.Int64)
+    # At each session's first row: its start (a context row brings its own) and first number.
+    at_start = pl.when(pl.col("_new"))
     return (
-        numbered.with_columns(session_start=start, event_seq=seq.cast(pl.Int64))
+        ordered.with_columns(_new=new_session, _position=position)
         .with_columns(
+            session_start=at_start.then(pl.coalesce("_known_start", "event_ts")).forward_fill(),
+            _first_seq=at_start.then(pl.coalesce("_known_seq", pl.lit(1))).forward_fill(),
+            _first_position=at_start.then(pl.col("_position")).forward_fill(),
+        )
+        .with_columns(
+            event_seq=(pl.col("_first_seq") + pl.col("_position") - pl.col("_first_position")),
             session_id=pl.concat_str(
                 [
                     pl.col("user_id"),
-                    pl.lit("@"),
+                    pl.lit(SESSION_ID_SEPARATOR),
                     pl.col("session_start").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
                 ]
-            )
+            ),
         )
         .filter(pl.col("_known_seq").is_null())  # context rows were only there to continue
-        .drop("_known_start", "_known_seq", "_session")
+        .drop("_known_start", "_known_seq", "_new", "_position", "_first_seq", "_first_position")
     )
 
 
