@@ -55,25 +55,14 @@ def run_spark(
     master: str,
 ) -> dict:
     started = time.perf_counter()
-    import polars as pl
 
     from etl_poc.lakehouse.landing_readers import spark_read_landing
-    from etl_poc.lakehouse.spark_session import build_spark_session
+    from etl_poc.lakehouse.spark_session import build_spark_session, spark_ip_ranges
     from etl_poc.logic import spark_engine as engine
 
     spark = build_spark_session(master)
-    ranges = load_packaged_ranges()
 
-    def to_spark(frame: pl.DataFrame):
-        unsigned = [c for c, t in frame.schema.items() if t == pl.UInt64]
-        return spark.createDataFrame(
-            frame.with_columns(pl.col(unsigned).cast(pl.Decimal(20, 0))).to_arrow()
-        )
-
-    prepared = {
-        k: v.cache()
-        for k, v in engine.prepare_ranges(to_spark(ranges.ipv4), to_spark(ranges.ipv6)).items()
-    }
+    prepared = spark_ip_ranges(spark)
     ready = time.perf_counter()
     raw = spark_read_landing(spark, files, landing_dir)
     std = engine.standardize(raw, start_date=start_date, processed_at=processed_at).cache()

@@ -26,6 +26,15 @@ def _relative(path: Path, landing_dir: Path) -> str:
     return path.relative_to(landing_dir).as_posix()
 
 
+_REQUIRED = ("event_id", "user_id", "timestamp")
+
+
+def _require_columns(path: Path, present) -> None:
+    missing = [c for c in _REQUIRED if c not in present]
+    if missing:
+        raise ValueError(f"{path}: lacks required column(s) {missing}")
+
+
 def _csv_header(path: Path) -> list[str]:
     with path.open(encoding="utf-8", newline="") as handle:
         first = handle.readline().rstrip("\r\n")
@@ -39,9 +48,7 @@ def _csv_header(path: Path) -> list[str]:
 
 def polars_read_csv(path: Path, landing_dir: Path) -> pl.LazyFrame:
     header = _csv_header(path)
-    missing = [c for c in ("event_id", "user_id", "timestamp") if c not in header]
-    if missing:
-        raise ValueError(f"{path}: CSV header lacks required column(s) {missing}")
+    _require_columns(path, header)
     rows = pl.scan_csv(path, infer_schema=False, truncate_ragged_lines=True)
     # The same file as whole lines, to count each line's fields outside quotes.
     lines = pl.scan_csv(
@@ -70,9 +77,7 @@ def polars_read_csv(path: Path, landing_dir: Path) -> pl.LazyFrame:
 def polars_read_parquet(path: Path, landing_dir: Path) -> pl.LazyFrame:
     frame = pl.scan_parquet(path)
     schema = frame.collect_schema()
-    missing = [c for c in ("event_id", "user_id", "timestamp") if c not in schema]
-    if missing:
-        raise ValueError(f"{path}: Parquet file lacks required column(s) {missing}")
+    _require_columns(path, schema)
     columns = []
     for name in TEXT_COLUMNS:
         dtype = schema.get(name)
@@ -107,9 +112,7 @@ def spark_read_csv(spark, path: Path, landing_dir: Path):
     from pyspark.sql import functions as F
 
     header = _csv_header(path)
-    missing = [c for c in ("event_id", "user_id", "timestamp") if c not in header]
-    if missing:
-        raise ValueError(f"{path}: CSV header lacks required column(s) {missing}")
+    _require_columns(path, header)
     with path.open(encoding="utf-8", newline="") as handle:
         first_line = handle.readline().rstrip("\r\n")
     schema = ", ".join(f"`{name}` STRING" for name in header)
@@ -138,9 +141,7 @@ def spark_read_parquet(spark, path: Path, landing_dir: Path):
 
     frame = spark.read.parquet(str(path))
     types = {f.name: f.dataType for f in frame.schema.fields}
-    missing = [c for c in ("event_id", "user_id", "timestamp") if c not in types]
-    if missing:
-        raise ValueError(f"{path}: Parquet file lacks required column(s) {missing}")
+    _require_columns(path, types)
     columns = []
     for name in TEXT_COLUMNS:
         dtype = types.get(name)

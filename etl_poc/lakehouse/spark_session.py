@@ -31,3 +31,26 @@ def build_spark_session(
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .getOrCreate()
     )
+
+
+def spark_frame(spark, frame):
+    """A Polars frame as a Spark DataFrame, through Arrow. Spark has no unsigned long, so
+    UInt64 columns (the IPv6 halves of the range table) go over as decimal(20,0)."""
+    import polars as pl
+
+    unsigned = [c for c, t in frame.schema.items() if t == pl.UInt64]
+    return spark.createDataFrame(
+        frame.with_columns(pl.col(unsigned).cast(pl.Decimal(20, 0))).to_arrow()
+    )
+
+
+def spark_ip_ranges(spark):
+    """The packaged IP-to-country tables prepared for spark_engine.enrich, cached."""
+    from etl_poc.logic import spark_engine
+    from etl_poc.reference.ip_ranges import load_packaged_ranges
+
+    ranges = load_packaged_ranges()
+    prepared = spark_engine.prepare_ranges(
+        spark_frame(spark, ranges.ipv4), spark_frame(spark, ranges.ipv6)
+    )
+    return {name: table.cache() for name, table in prepared.items()}

@@ -13,6 +13,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from etl_poc.lakehouse.spark_session import spark_frame, spark_ip_ranges
 from etl_poc.logic import polars_engine
 from etl_poc.logic.spec import SESSION_CONTEXT_COLUMNS, RejectReason
 from etl_poc.reference.ip_ranges import load_packaged_ranges
@@ -33,14 +34,6 @@ def _run_polars(raw: pl.DataFrame, context: pl.DataFrame | None = None, enrich: 
     return rejects, sessionized
 
 
-def _spark_frame(spark, frame: pl.DataFrame):
-    # Spark has no unsigned long: the IPv6 halves go over as decimal(20,0).
-    unsigned = [c for c, t in frame.schema.items() if t == pl.UInt64]
-    return spark.createDataFrame(
-        frame.with_columns(pl.col(unsigned).cast(pl.Decimal(20, 0))).to_arrow()
-    )
-
-
 def _to_polars(frame) -> pl.DataFrame:
     return pl.from_arrow(frame.toArrow())
 
@@ -51,13 +44,7 @@ _PREPARED: dict = {}
 def _spark_ranges(spark):
     """Prepared once per test session and cached, as a pipeline run does."""
     if "spark" not in _PREPARED:
-        from etl_poc.logic import spark_engine
-
-        ranges = load_packaged_ranges()
-        prepared = spark_engine.prepare_ranges(
-            _spark_frame(spark, ranges.ipv4), _spark_frame(spark, ranges.ipv6)
-        )
-        _PREPARED["spark"] = {k: v.cache() for k, v in prepared.items()}
+        _PREPARED["spark"] = spark_ip_ranges(spark)
     return _PREPARED["spark"]
 
 
@@ -65,13 +52,13 @@ def _run_spark(spark, raw: pl.DataFrame, context: pl.DataFrame | None = None, en
     from etl_poc.logic import spark_engine
 
     std = spark_engine.standardize(
-        _spark_frame(spark, raw), start_date=START, processed_at=PROCESSED_AT
+        spark_frame(spark, raw), start_date=START, processed_at=PROCESSED_AT
     ).cache()
     clean = spark_engine.deduplicate(std)
     if enrich:
         clean = spark_engine.enrich(clean, _spark_ranges(spark))
     sessions = spark_engine.sessionize(
-        clean, None if context is None else _spark_frame(spark, context)
+        clean, None if context is None else spark_frame(spark, context)
     )
     result = _to_polars(spark_engine.rejected(std)), _to_polars(sessions)
     std.unpersist()

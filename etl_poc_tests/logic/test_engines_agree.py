@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from etl_poc.lakehouse.landing_readers import polars_read_landing, spark_read_landing
+from etl_poc.lakehouse.spark_session import spark_ip_ranges
 from etl_poc.logic import polars_engine
 from etl_poc.logic.compare import compare_frames
 from etl_poc.reference.ip_ranges import load_packaged_ranges
@@ -79,15 +80,7 @@ def test_spark_gives_the_same_rows(spark, small_landing, polars_outputs):
     root, files = _parquet_files(small_landing)
     raw = spark_read_landing(spark, files, root)
     std = spark_engine.standardize(raw, start_date=START, processed_at=PROCESSED_AT).cache()
-    ranges = load_packaged_ranges()
-
-    def to_spark(frame: pl.DataFrame):
-        unsigned = [c for c, t in frame.schema.items() if t == pl.UInt64]
-        return spark.createDataFrame(
-            frame.with_columns(pl.col(unsigned).cast(pl.Decimal(20, 0))).to_arrow()
-        )
-
-    prepared = spark_engine.prepare_ranges(to_spark(ranges.ipv4), to_spark(ranges.ipv6))
+    prepared = spark_ip_ranges(spark)
     sessions = spark_engine.sessionize(spark_engine.enrich(spark_engine.deduplicate(std), prepared))
     spark_sessionized = pl.from_arrow(sessions.toArrow())
     spark_rejects = pl.from_arrow(spark_engine.rejected(std).toArrow())

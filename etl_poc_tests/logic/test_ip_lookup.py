@@ -9,9 +9,10 @@ import polars as pl
 import pytest
 from geoip2fast import GeoIP2Fast
 
+from etl_poc.lakehouse.spark_session import spark_frame
 from etl_poc.logic import polars_engine
 from etl_poc.reference.ip_ranges import load_packaged_ranges
-from etl_poc_tests.logic.test_contract import _spark_frame, _spark_ranges
+from etl_poc_tests.logic.test_contract import _spark_ranges
 
 
 @pytest.fixture(scope="module")
@@ -63,5 +64,5 @@ def test_polars_lookup_agrees_with_the_reader(sample):
 def test_spark_lookup_agrees_with_the_reader(spark, sample):
     from etl_poc.logic import spark_engine
 
-    result = spark_engine.enrich(_spark_frame(spark, sample), _spark_ranges(spark))
+    result = spark_engine.enrich(spark_frame(spark, sample), _spark_ranges(spark))
     _check(pl.from_arrow(result.toArrow()), _expected(sample))

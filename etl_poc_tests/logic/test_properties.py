@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from etl_poc.lakehouse.spark_session import spark_frame
 from etl_poc.logic.compare import compare_frames
 from etl_poc.logic.spec import SESSION_GAP, TEXT_COLUMNS
-from etl_poc_tests.logic.test_contract import PROCESSED_AT, START, _run_polars, _spark_frame
+from etl_poc_tests.logic.test_contract import PROCESSED_AT, START, _run_polars
 
 BASE = datetime(2024, 1, 10, 23, 0)
 _texts = st.sampled_from(
@@ -127,7 +128,7 @@ def test_both_engines_return_identical_rows(spark, raw):
 
     polars_rejects, polars_sessions = _run_polars(raw, enrich=False)
     std = spark_engine.standardize(
-        _spark_frame(spark, raw), start_date=START, processed_at=PROCESSED_AT
+        spark_frame(spark, raw), start_date=START, processed_at=PROCESSED_AT
     )
     spark_sessions = pl.from_arrow(spark_engine.sessionize(spark_engine.deduplicate(std)).toArrow())
     spark_rejects = pl.from_arrow(spark_engine.rejected(std).toArrow())
