@@ -63,9 +63,8 @@ class RejectReason:
     MISSING_EVENT_ID = "MISSING_EVENT_ID"
     MISSING_USER_ID = "MISSING_USER_ID"
     MISSING_TIMESTAMP = "MISSING_TIMESTAMP"
-    INVALID_TIMESTAMP = (
-        "INVALID_TIMESTAMP"  # not one of the accepted ISO-8601 forms, or no such time
-    )
+    # Not one of the accepted ISO-8601 forms, or no such time (February 30th, hour 25).
+    INVALID_TIMESTAMP = "INVALID_TIMESTAMP"
     BEFORE_START = "BEFORE_START"  # before the pipeline's start date
     IN_FUTURE = "IN_FUTURE"  # more than FUTURE_TOLERANCE after the processing time
 

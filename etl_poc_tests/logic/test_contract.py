@@ -337,3 +337,29 @@ def test_sessions_agree_with_an_independent_sql_reference():
             pl.col("session_start").cast(ours.schema["session_start"]),
         )
     )
+
+
+def test_a_row_gets_the_first_reason_that_applies(run):
+    """Each row below fails every check from one reason of RejectReason.ORDER on."""
+    failing = {
+        RejectReason.MALFORMED_LINE: {"malformed": True},
+        RejectReason.MISSING_EVENT_ID: {"event_id": None},
+        RejectReason.MISSING_USER_ID: {"user_id": " "},
+        RejectReason.MISSING_TIMESTAMP: {"timestamp": None},
+        RejectReason.INVALID_TIMESTAMP: {"timestamp": "2024-13-01 00:00:00"},
+        RejectReason.BEFORE_START: {"timestamp": "2020-01-01 00:00:00"},
+        RejectReason.IN_FUTURE: {"timestamp": "2099-01-01 00:00:00"},
+    }
+    rows = []
+    for i in range(len(RejectReason.ORDER)):
+        row = {"source_file": f"f{i}", "event_id": f"r{i}"}
+        # This reason's failure, plus the failures of every later reason that can coexist.
+        for later in RejectReason.ORDER[i:]:
+            if "timestamp" in failing[later] and "timestamp" in row:
+                continue
+            row.update(failing[later])
+        rows.append(row)
+    rejects, sessionized = run(_raw(rows), enrich=False)
+    assert sessionized.height == 0
+    got = dict(rejects.select("source_file", "reject_reason").iter_rows())
+    assert got == {f"f{i}": reason for i, reason in enumerate(RejectReason.ORDER)}
