@@ -201,18 +201,27 @@ def _biased(groups: Column, first: int) -> Column:
     return value
 
 
-def parse_ip(text: Column) -> dict[str, Column]:
-    """`ip_version` (4, 6 or null), and the address as `ip_hi`, `ip_lo`: unsigned 64-bit
-    halves biased by -2**63 into longs (an IPv4 address is ip_lo alone, unbiased)."""
-    ip = F.lower(_trim(text))
+def parse_ipv4(ip: Column) -> dict[str, Column]:
+    """A trimmed, lower-cased address -> `ip_version` 4 (or null) and its value as `ip_lo`."""
     is_v4 = ip.rlike(IPV4_PATTERN)
-    v4_value = sum(
+    value = sum(
         (
             F.regexp_extract(ip, IPV4_PATTERN, k).cast("long") * F.lit(1 << (8 * (4 - k)))
             for k in range(1, 5)
         ),
         F.lit(0).cast("long"),
     )
+    return {
+        "ip_version": F.when(is_v4, F.lit(4).cast("tinyint")),
+        "ip_hi": F.lit(None).cast("long"),
+        "ip_lo": F.when(is_v4, value),
+    }
+
+
+def parse_ipv6(ip: Column) -> dict[str, Column]:
+    """A trimmed, lower-cased address -> `ip_version` 6 (or null) and its value as `ip_hi`,
+    `ip_lo`: unsigned 64-bit halves biased by -2**63 into longs ('::' expanded to the missing
+    zero groups, each group 1-4 hex)."""
     halves = F.split(ip, "::")
     head = F.element_at(halves, 1)
     tail = F.try_element_at(halves, F.lit(2))
@@ -221,24 +230,18 @@ def parse_ip(text: Column) -> dict[str, Column]:
     tail_groups = F.when(tail.isNull() | (tail == ""), empty).otherwise(F.split(tail, ":"))
     present = F.size(head_groups) + F.size(tail_groups)
     compressed = F.size(halves) == 2
-    missing = F.greatest(F.lit(8) - present, F.lit(0))
-    groups = F.concat(
-        head_groups,
-        F.array_repeat(F.lit("0"), F.when(compressed, missing).otherwise(0).cast("int")),
-        tail_groups,
-    )
+    missing = F.when(compressed, F.greatest(F.lit(8) - present, F.lit(0))).otherwise(0)
+    groups = F.concat(head_groups, F.array_repeat(F.lit("0"), missing.cast("int")), tail_groups)
     v6_ok = (
         ip.rlike(IPV6_CHARS_PATTERN)
-        & ip.contains(":")
         & (F.size(halves) <= 2)
         & F.when(compressed, present <= 7).otherwise(present == 8)
         & F.forall(groups, lambda g: F.length(g).between(1, 4))
     )
-    v6 = v6_ok & ~is_v4
     return {
-        "ip_version": F.when(is_v4, 4).when(v6, 6).cast("tinyint"),
-        "ip_hi": F.when(v6, _biased(groups, 0)),
-        "ip_lo": F.when(is_v4, v4_value).when(v6, _biased(groups, 4)),
+        "ip_version": F.when(v6_ok, F.lit(6).cast("tinyint")),
+        "ip_hi": F.when(v6_ok, _biased(groups, 0)),
+        "ip_lo": F.when(v6_ok, _biased(groups, 4)),
     }
 
 
@@ -248,7 +251,7 @@ def _decimal(value: int) -> Column:
 
 
 def _bias(unsigned: Column) -> Column:
-    """A non-negative decimal(20,0) up to 2**64 - 1 -> the biased long of parse_ip."""
+    """A non-negative decimal(20,0) up to 2**64 - 1 -> the biased long of parse_ipv6."""
     return (unsigned - _decimal(_U64_BIAS)).cast("long")
 
 
@@ -344,7 +347,13 @@ def enrich(events: DataFrame, ranges: dict[str, DataFrame]) -> DataFrame:
     sort-based as-of join per partition of the address space. event_id must be unique."""
     # Rows are joined back by event_id, unique after deduplicate (a generated id would not be
     # stable if Spark recomputed the input).
-    parsed = events.withColumn("_row", F.col("event_id")).withColumns(parse_ip(F.col("ip_address")))
+    ip = F.lower(_trim(F.col("ip_address")))
+    # As in Polars: only an address with a colon can be IPv6.
+    as_v4, as_v6 = parse_ipv4(ip), parse_ipv6(ip)
+    colon = ip.contains(":")
+    parsed = events.withColumn("_row", F.col("event_id")).withColumns(
+        {name: F.when(colon, as_v6[name]).otherwise(as_v4[name]) for name in as_v4}
+    )
     v4 = _range_lookup(
         parsed.where(F.col("ip_version") == 4).select(
             "_row", F.col("ip_lo").alias("_key"), F.shiftright("ip_lo", 24).alias("_part")
