@@ -37,28 +37,60 @@ EVENT_TS = pl.Datetime("us", "UTC")
 
 def _clean_text(name: str) -> pl.Expr:
     """Trimmed text; empty text is null."""
-    trimmed = pl.col(name).str.strip_chars(WHITESPACE)
-    return pl.when(trimmed == "").then(None).otherwise(trimmed).alias(name)
+    return pl.col(name).str.strip_chars(WHITESPACE).replace("", None).alias(name)
 
 
-def parse_event_ts(text: pl.Expr) -> pl.Expr:
-    """spec.TIMESTAMP_PATTERN -> a UTC timestamp in microseconds; null when it does not match or
-    names no real time (February 30th, hour 25)."""
-    parts = text.str.extract_groups(TIMESTAMP_PATTERN)
-    fraction = parts.struct.field("3").fill_null("").str.slice(0, 6).str.pad_end(6, "0")
-    local = pl.concat_str(
-        [parts.struct.field("1"), pl.lit(" "), parts.struct.field("2"), pl.lit("."), fraction]
-    ).str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.6f", strict=False)
-    offset = parts.struct.field("4")
-    offset_minutes = (
-        pl.when(offset.is_null() | (offset == "Z"))
-        .then(0)
-        .otherwise(
-            (offset.str.slice(1, 2).cast(pl.Int64) * 60 + offset.str.slice(4, 2).cast(pl.Int64))
-            * pl.when(offset.str.starts_with("-")).then(-1).otherwise(1)
+def parse_event_ts(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Add `event_ts`: `timestamp` matching spec.TIMESTAMP_PATTERN -> a UTC timestamp in
+    microseconds; null when it does not match or names no real time (February 30th, hour 25)."""
+    # The pattern is checked once (a match test, no captures). A matching value has its date and
+    # time in its first 19 characters, then an optional fraction and an optional offset. Each
+    # step is its own column so no part is computed twice.
+    text = pl.col("timestamp")
+    rest = pl.col("_rest")
+    offset = pl.col("_offset")
+    return (
+        frame.with_columns(
+            _seconds=pl.when(text.str.contains(TIMESTAMP_PATTERN))
+            .then(text.str.slice(0, 19).str.replace("T", " ", literal=True))
+            .str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False),
+            _rest=text.str.slice(19),
         )
+        .with_columns(
+            _zulu=rest.str.ends_with("Z"),
+            _offset=pl.when(rest.str.slice(-6, 1).is_in(["+", "-"])).then(rest.str.tail(6)),
+        )
+        .with_columns(
+            _micros=pl.when(rest.str.starts_with("."))
+            .then(
+                rest.str.slice(
+                    1,
+                    rest.str.len_bytes()
+                    - 1
+                    - pl.when("_zulu").then(1).otherwise(offset.str.len_bytes().fill_null(0)),
+                )
+            )
+            .str.slice(0, 6)
+            .str.pad_end(6, "0")
+            .str.to_integer(strict=False)
+            .fill_null(0),
+            _offset_minutes=(
+                (
+                    offset.str.slice(1, 2).str.to_integer(strict=False) * 60
+                    + offset.str.slice(4, 2).str.to_integer(strict=False)
+                )
+                * pl.when(offset.str.starts_with("-")).then(-1).otherwise(1)
+            ).fill_null(0),
+        )
+        .with_columns(
+            event_ts=(
+                pl.col("_seconds")
+                + pl.duration(microseconds="_micros")
+                - pl.duration(minutes="_offset_minutes")
+            ).dt.replace_time_zone("UTC")
+        )
+        .drop("_seconds", "_rest", "_zulu", "_offset", "_micros", "_offset_minutes")
     )
-    return (local - pl.duration(minutes=offset_minutes)).dt.replace_time_zone("UTC")
 
 
 def standardize(raw: pl.LazyFrame, *, start_date: date, processed_at: datetime) -> pl.LazyFrame:
@@ -91,7 +123,7 @@ def standardize(raw: pl.LazyFrame, *, start_date: date, processed_at: datetime) 
     return (
         raw.with_columns(pl.col(c).alias(f"raw_{c}") for c in TEXT_COLUMNS)
         .with_columns(_clean_text(c) for c in TEXT_COLUMNS)
-        .with_columns(event_ts=parse_event_ts(pl.col("timestamp")))
+        .pipe(parse_event_ts)
         .with_columns(
             event_date=pl.col("event_ts").dt.date(),
             device=pl.when(device.is_in(DEVICES)).then(device).otherwise(pl.lit(OTHER_DEVICE)),
@@ -114,14 +146,18 @@ def rejected(standardized: pl.LazyFrame) -> pl.LazyFrame:
 def deduplicate(standardized: pl.LazyFrame) -> pl.LazyFrame:
     """Usable rows, one per event_id: the earliest event_ts, ties broken by TIE_BREAK."""
     usable = standardized.filter(pl.col("reject_reason").is_null()).select(CLEANSED_COLUMNS)
-    repeated = pl.col("event_id").is_duplicated()
-    # Only the (few) repeated ids need ordering to choose the one to keep.
-    chosen = (
-        usable.filter(repeated)
-        .sort(["event_id", "event_ts", *TIE_BREAK], nulls_last=False)
-        .unique(subset="event_id", keep="first", maintain_order=True)
+    # Hashing the ids and sorting the hashes finds the candidates far faster than grouping the
+    # strings; a candidate is then confirmed on the id itself, so a hash collision costs nothing.
+    id_hash = pl.col("event_id").hash()
+    sorted_hashes = id_hash.sort()
+    repeated_hashes = sorted_hashes.filter(sorted_hashes == sorted_hashes.shift()).implode()
+    candidate = id_hash.is_in(repeated_hashes)
+    candidates = usable.filter(candidate)
+    # Only the (few) candidates need ordering to choose the one to keep.
+    chosen = candidates.sort(["event_id", "event_ts", *TIE_BREAK], nulls_last=False).unique(
+        subset="event_id", keep="first", maintain_order=True
     )
-    return pl.concat([usable.filter(~repeated), chosen])
+    return pl.concat([usable.filter(~candidate), chosen])
 
 
 def sessionize(events: pl.LazyFrame, context: pl.LazyFrame | None = None) -> pl.LazyFrame:

@@ -47,9 +47,10 @@ def _clean_text(name: str) -> Column:
     return F.when(trimmed == "", None).otherwise(trimmed).alias(name)
 
 
-def parse_event_ts(text: Column) -> Column:
-    """spec.TIMESTAMP_PATTERN -> a UTC timestamp in microseconds; null when it does not match or
-    names no real time (February 30th, hour 25)."""
+def parse_event_ts(frame: DataFrame) -> DataFrame:
+    """Add `event_ts`: `timestamp` matching spec.TIMESTAMP_PATTERN -> a UTC timestamp in
+    microseconds; null when it does not match or names no real time (February 30th, hour 25)."""
+    text = F.col("timestamp")
 
     def part(i: int) -> Column:
         return F.regexp_extract(text, TIMESTAMP_PATTERN, i)
@@ -70,7 +71,7 @@ def parse_event_ts(text: Column) -> Column:
         .cast("long")
     )
     utc = F.timestamp_micros(F.unix_micros(local) - offset_minutes * 60_000_000)
-    return F.when(text.rlike(TIMESTAMP_PATTERN), utc)
+    return frame.withColumn("event_ts", F.when(text.rlike(TIMESTAMP_PATTERN), utc))
 
 
 def standardize(raw: DataFrame, *, start_date: date, processed_at: datetime) -> DataFrame:
@@ -96,7 +97,7 @@ def standardize(raw: DataFrame, *, start_date: date, processed_at: datetime) -> 
     return (
         raw.withColumns({f"raw_{c}": F.col(c) for c in TEXT_COLUMNS})
         .withColumns({c: _clean_text(c) for c in TEXT_COLUMNS})
-        .withColumn("event_ts", parse_event_ts(F.col("timestamp")))
+        .transform(parse_event_ts)
         .withColumns(
             {
                 "event_date": F.to_date(event_ts),
