@@ -227,12 +227,16 @@ def _hex_groups_value(groups: pl.Expr, first: int) -> pl.Expr:
 
 def parse_ipv4(ip: pl.Expr) -> dict[str, pl.Expr]:
     """A trimmed, lower-cased address -> `ip_version` 4 (or null) and its value as `ip_lo`."""
-    octets = ip.str.extract_groups(IPV4_PATTERN)
+    # A match test (no captures) checks it; splitting on the dots is then enough to read it.
+    is_v4 = ip.str.contains(IPV4_PATTERN)
+    octets = ip.str.split_exact(".", 3)
     value = sum(
-        (octets.struct.field(str(k)).cast(pl.UInt64) * (1 << (8 * (4 - k))) for k in range(1, 5)),
+        (
+            octets.struct.field(f"field_{k}").cast(pl.UInt64, strict=False) * (1 << (8 * (3 - k)))
+            for k in range(4)
+        ),
         pl.lit(0, pl.UInt64),
     )
-    is_v4 = octets.struct.field("1").is_not_null()
     return {
         "ip_version": pl.when(is_v4).then(pl.lit(4, pl.Int8)),
         "ip_hi": pl.lit(None, pl.UInt64),
@@ -284,31 +288,32 @@ def prepare_ranges(ipv4_ranges: pl.LazyFrame, ipv6_ranges: pl.LazyFrame) -> dict
     }
 
 
-def enrich(events: pl.LazyFrame, ranges: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
-    """Add `ip_status` and `country_code` by a range join against prepare_ranges' tables, as
-    as-of joins on the sorted address."""
-    rows = events.with_row_index("_row").with_columns(
-        _ip=pl.col("ip_address").str.strip_chars(WHITESPACE).str.to_lowercase()
-    )
-    # Only addresses with a colon can be IPv6: the list work of parse_ipv6 is done for those alone.
-    colon = pl.col("_ip").str.contains(":", literal=True)
-    parsed = pl.concat(
-        [
-            rows.filter(colon.not_() | colon.is_null()).with_columns(**parse_ipv4(pl.col("_ip"))),
-            rows.filter(colon).with_columns(**parse_ipv6(pl.col("_ip"))),
-        ]
-    ).drop("_ip")
-    v4 = (
-        parsed.filter(pl.col("ip_version") == 4)
-        .select("_row", _key=pl.col("ip_lo").cast(pl.Int64))
+def _ipv4_lookup(v4_rows: pl.LazyFrame, ranges: pl.LazyFrame) -> pl.LazyFrame:
+    """Country and reserved flag for IPv4 rows: the keys alone are sorted and as-of joined, and
+    the answers put back in row order, so the wide rows are never sorted or hash-joined."""
+    answers = (
+        v4_rows.select(_key=pl.col("ip_lo").cast(pl.Int64))
+        .with_row_index("_row")
         .sort("_key")
-        .join_asof(ranges["ipv4"], left_on="_key", right_on="range_start", strategy="backward")
-        .filter(pl.col("_key") <= pl.col("range_end"))
-        .select("_row", "country_code", "reserved")
+        .join_asof(ranges, left_on="_key", right_on="range_start", strategy="backward")
+        .select(
+            "_row",
+            pl.when(pl.col("_key") <= pl.col("range_end")).then(pl.col("country_code")),
+            pl.when(pl.col("_key") <= pl.col("range_end")).then(pl.col("reserved")),
+        )
+        .sort("_row")
+        .drop("_row")
     )
-    v6_rows = parsed.filter(pl.col("ip_version") == 6).select("_row", "ip_hi", "ip_lo")
+    return pl.concat([v4_rows, answers], how="horizontal")
+
+
+def _ipv6_lookup(v6_rows: pl.LazyFrame, ranges: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
+    """Country and reserved flag for IPv6 rows (few): /64-or-wider networks by the high half,
+    narrower ones by the low half within their high half."""
+    rows = v6_rows.with_row_index("_row")
     wide = (
-        v6_rows.sort("ip_hi")
+        rows.select("_row", "ip_hi")
+        .sort("ip_hi")
         .join_asof(
             ranges["ipv6_wide"], left_on="ip_hi", right_on="range_start_hi", strategy="backward"
         )
@@ -316,7 +321,8 @@ def enrich(events: pl.LazyFrame, ranges: dict[str, pl.LazyFrame]) -> pl.LazyFram
         .select("_row", "country_code", "reserved")
     )
     narrow = (
-        v6_rows.sort("ip_lo")
+        rows.select("_row", "ip_hi", "ip_lo")
+        .sort("ip_lo")
         .join_asof(
             ranges["ipv6_narrow"],
             left_on="ip_lo",
@@ -329,7 +335,19 @@ def enrich(events: pl.LazyFrame, ranges: dict[str, pl.LazyFrame]) -> pl.LazyFram
         .filter(pl.col("ip_lo") <= pl.col("range_end_lo"))
         .select("_row", "country_code", "reserved")
     )
-    found = pl.concat([v4, wide, narrow])
+    return rows.join(pl.concat([wide, narrow]), on="_row", how="left").drop("_row")
+
+
+def enrich(events: pl.LazyFrame, ranges: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
+    """Add `ip_status` and `country_code` by a range join against prepare_ranges' tables, as
+    as-of joins on the sorted address. The order of the rows is not kept."""
+    rows = events.with_columns(
+        _ip=pl.col("ip_address").str.strip_chars(WHITESPACE).str.to_lowercase()
+    )
+    # Only addresses with a colon can be IPv6: the list work of parse_ipv6 is done for those alone.
+    colon = pl.col("_ip").str.contains(":", literal=True)
+    v4_side = rows.filter(colon.not_() | colon.is_null()).with_columns(**parse_ipv4(pl.col("_ip")))
+    v6_side = rows.filter(colon).with_columns(**parse_ipv6(pl.col("_ip")))
     status = (
         pl.when(pl.col("ip_address").is_null())
         .then(pl.lit(IpStatus.MISSING))
@@ -340,13 +358,15 @@ def enrich(events: pl.LazyFrame, ranges: dict[str, pl.LazyFrame]) -> pl.LazyFram
         .otherwise(pl.lit(IpStatus.PUBLIC))
     )
     return (
-        parsed.join(found, on="_row", how="left")
-        .sort("_row")
+        pl.concat(
+            [_ipv4_lookup(v4_side, ranges["ipv4"]), _ipv6_lookup(v6_side, ranges)],
+            how="vertical_relaxed",
+        )
         .with_columns(
             ip_status=status,
             country_code=pl.when(pl.col("reserved").fill_null(False))
             .then(None)
             .otherwise(pl.col("country_code")),
         )
-        .drop("_row", "ip_version", "ip_hi", "ip_lo", "reserved")
+        .drop("_ip", "ip_version", "ip_hi", "ip_lo", "reserved")
     )
