@@ -181,23 +181,59 @@ def sessionize(events: pl.LazyFrame, context: pl.LazyFrame | None = None) -> pl.
             _known_seq=pl.col("event_seq").cast(pl.Int64),
         )
         window = pl.concat([window, prior], how="diagonal_relaxed")
-    # One sort, then running values along it: no grouping (hashing) of user_id at all.
-    ordered = window.sort(["user_id", "event_ts", "event_id"])
-    same_user = pl.col("user_id") == pl.col("user_id").shift()
+    # Only the ordering keys are sorted: user (as a number), event_ts, event_id. The session
+    # values are computed along that order as running values (no grouping), then put back in
+    # row order beside the untouched wide rows.
+    user_code = pl.col("user_id").cast(pl.Categorical).to_physical().cast(pl.Int128)
+    user_then_time = user_code * (1 << 64) + pl.col("event_ts").dt.epoch("us").cast(pl.Int128)
+    same_user = pl.col("_user") == pl.col("_user").shift()
     gap = pl.col("event_ts") - pl.col("event_ts").shift()
     new_session = ~same_user.fill_null(False) | (gap > pl.lit(SESSION_GAP))
     position = pl.int_range(pl.len(), dtype=pl.Int64)
     # At each session's first row: its start (a context row brings its own) and first number.
     at_start = pl.when(pl.col("_new"))
-    return (
-        ordered.with_columns(_new=new_session, _position=position)
+    key = pl.col("_user_then_time")
+    keyed = (
+        window.select(
+            "event_ts",
+            "event_id",
+            "_known_start",
+            "_known_seq",
+            _user=user_code,
+            _user_then_time=user_then_time,
+        )
+        .with_row_index("_row")
+        .sort("_user_then_time")  # one 128-bit key: far cheaper than sorting by three columns
+        .with_row_index("_sorted_position")
+        .with_columns(_tie=key.eq_missing(key.shift()) | key.eq_missing(key.shift(-1)))
+    )
+    # Rows of one user at one instant (rare) are put in event_id order among their positions.
+    tied = keyed.filter("_tie")
+    ties_in_order = pl.concat(
+        [tied.select("_sorted_position"), tied.drop("_sorted_position").sort(key, "event_id")],
+        how="horizontal",
+    )
+    sessions = (
+        pl.concat([keyed.filter(~pl.col("_tie")), ties_in_order])
+        .sort("_sorted_position")
+        .with_columns(_new=new_session, _position=position)
         .with_columns(
             session_start=at_start.then(pl.coalesce("_known_start", "event_ts")).forward_fill(),
             _first_seq=at_start.then(pl.coalesce("_known_seq", pl.lit(1))).forward_fill(),
             _first_position=at_start.then(pl.col("_position")).forward_fill(),
         )
+        .select(
+            "_row",
+            "session_start",
+            event_seq=pl.col("_first_seq") + pl.col("_position") - pl.col("_first_position"),
+        )
+        .sort("_row")
+        .drop("_row")
+    )
+    return (
+        pl.concat([window, sessions], how="horizontal")
+        .filter(pl.col("_known_seq").is_null())  # context rows were only there to continue
         .with_columns(
-            event_seq=(pl.col("_first_seq") + pl.col("_position") - pl.col("_first_position")),
             session_id=pl.concat_str(
                 [
                     pl.col("user_id"),
@@ -206,8 +242,7 @@ def sessionize(events: pl.LazyFrame, context: pl.LazyFrame | None = None) -> pl.
                 ]
             ),
         )
-        .filter(pl.col("_known_seq").is_null())  # context rows were only there to continue
-        .drop("_known_start", "_known_seq", "_new", "_position", "_first_seq", "_first_position")
+        .drop("_known_start", "_known_seq")
     )
 
 
