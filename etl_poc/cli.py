@@ -117,18 +117,31 @@ def _add_bench(sub) -> None:
     g.add_argument("--formats", default="parquet", help="what to write (default parquet)")
     g.add_argument("--reports", type=Path, default=Path("reports"))
     g.add_argument("--scratch", type=Path, help="where runs write (default: the system temp)")
-    e = which.add_parser("engines", help="the whole chain on Polars and on Spark, same files")
+    e = which.add_parser(
+        "engines", help="the whole chain on Polars, Spark and the DuckDB SQL baseline, same files"
+    )
     e.add_argument("--landing", type=Path, required=True, help="a landing directory (Parquet)")
     e.add_argument("--label", default="custom", help="names the report file")
     e.add_argument("--repeat", type=_positive, default=1)
     e.add_argument("--reports", type=Path, default=Path("reports"))
+    e.add_argument(
+        "--engines",
+        default="polars,spark,duckdb",
+        help="comma-separated, from polars, spark, duckdb (the plain SQL baseline)",
+    )
 
 
 def _run_bench(args) -> int:
     if args.benchmark == "engines":
         from etl_poc.report.engine_benchmark import run_engine_benchmark
 
-        run_engine_benchmark(args.landing, args.label, args.repeat, args.reports)
+        engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+        unknown = set(engines) - {"polars", "spark", "duckdb"}
+        if unknown or not engines:
+            raise SystemExit(
+                f"etl-poc: unknown engine(s) {sorted(unknown)}; use polars, spark, duckdb"
+            )
+        run_engine_benchmark(args.landing, args.label, args.repeat, args.reports, engines)
         return 0
     from etl_poc.report.generator_benchmark import run_generator_benchmark
 

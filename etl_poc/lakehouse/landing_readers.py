@@ -105,6 +105,47 @@ def polars_read_landing(paths: list[Path], landing_dir: Path) -> pl.LazyFrame:
     return pl.concat(frames, how="vertical")
 
 
+# --- DuckDB (the SQL baseline of the benchmark) ---------------------------------------------
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def duckdb_read_parquet(connection, path: Path, landing_dir: Path):
+    """One Parquet landing file as the raw contract, a DuckDBPyRelation."""
+    source = f"read_parquet({_sql_text(path.as_posix())})"
+    described = connection.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    schema = {row[0]: row[1] for row in described}
+    _require_columns(path, schema)
+    columns = []
+    for name in TEXT_COLUMNS:
+        dtype = schema.get(name)
+        if dtype is None:
+            columns.append(f"NULL::VARCHAR AS {name}")
+        elif dtype.startswith("TIMESTAMP"):
+            utc = f"timezone('UTC', {name})" if "TIME ZONE" in dtype else name
+            columns.append(f"strftime({utc}, '%Y-%m-%d %H:%M:%S.%f') AS {name}")
+        else:
+            columns.append(f"CAST({name} AS VARCHAR) AS {name}")
+    return connection.sql(
+        f"SELECT {', '.join(columns)}, {_sql_text(_relative(path, landing_dir))} AS {SOURCE_FILE},"
+        f" FALSE AS malformed FROM {source}"
+    )
+
+
+def duckdb_read_landing(connection, paths: list[Path], landing_dir: Path):
+    """Every Parquet file as the raw contract, one DuckDBPyRelation (the baseline reads no CSV)."""
+    not_parquet = [p for p in paths if p.suffix != ".parquet"]
+    if not_parquet or not paths:
+        raise ValueError(f"the DuckDB baseline reads Parquet landing files only: {not_parquet}")
+    relations = [duckdb_read_parquet(connection, p, landing_dir) for p in paths]
+    combined = relations[0]
+    for relation in relations[1:]:
+        combined = combined.union(relation)
+    return combined
+
+
 # --- Spark ----------------------------------------------------------------------------------
 
 

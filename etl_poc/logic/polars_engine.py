@@ -370,7 +370,10 @@ def _ipv6_lookup(v6_rows: pl.LazyFrame, ranges: dict[str, pl.LazyFrame]) -> pl.L
         .filter(pl.col("ip_lo") <= pl.col("range_end_lo"))
         .select("_row", "country_code", "reserved")
     )
-    return rows.join(pl.concat([wide, narrow]), on="_row", how="left").drop("_row")
+    # Row order must not depend on the join: enrich's output feeds horizontal concatenations.
+    return rows.join(pl.concat([wide, narrow]), on="_row", how="left", maintain_order="left").drop(
+        "_row"
+    )
 
 
 def enrich(events: pl.LazyFrame, ranges: dict[str, pl.LazyFrame]) -> pl.LazyFrame:

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from etl_poc.lakehouse.spark_session import spark_frame, spark_ip_ranges
-from etl_poc.logic import polars_engine
+from etl_poc.logic import duckdb_sql, polars_engine
 from etl_poc.logic.spec import SESSION_CONTEXT_COLUMNS, RejectReason
 from etl_poc.reference.ip_ranges import load_packaged_ranges
 
@@ -65,7 +65,38 @@ def _run_spark(spark, raw: pl.DataFrame, context: pl.DataFrame | None = None, en
     return result
 
 
-ENGINES = [pytest.param("polars"), pytest.param("spark", marks=pytest.mark.spark)]
+def _run_duckdb(raw: pl.DataFrame, context: pl.DataFrame | None = None, enrich: bool = True):
+    """The SQL baseline of the benchmark, held to the same contract."""
+    connection = duckdb.connect()
+    std = duckdb_sql.standardize(
+        connection.from_arrow(raw.to_arrow()), start_date=START, processed_at=PROCESSED_AT
+    )
+    clean = duckdb_sql.deduplicate(std)
+    if enrich:
+        ranges = load_packaged_ranges()
+        prepared = duckdb_sql.prepare_ranges(
+            connection.from_arrow(ranges.ipv4.to_arrow()),
+            connection.from_arrow(ranges.ipv6.to_arrow()),
+        )
+        clean = duckdb_sql.enrich(clean, prepared)
+    if context is not None:
+        context = connection.from_arrow(
+            context.with_columns(pl.col(pl.Datetime).dt.replace_time_zone(None)).to_arrow()
+        )
+    sessions = duckdb_sql.sessionize(clean, context)
+    return tuple(
+        pl.from_arrow(relation.to_arrow_table()).with_columns(
+            pl.col(pl.Datetime).dt.replace_time_zone("UTC")
+        )
+        for relation in (duckdb_sql.rejected(std), sessions)
+    )
+
+
+ENGINES = [
+    pytest.param("polars"),
+    pytest.param("duckdb"),
+    pytest.param("spark", marks=pytest.mark.spark),
+]
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -74,7 +105,7 @@ def run(request):
     engine and returns (rejects, sessionized) as Polars frames."""
     if request.param == "spark":
         return partial(_run_spark, request.getfixturevalue("spark"))
-    return _run_polars
+    return {"polars": _run_polars, "duckdb": _run_duckdb}[request.param]
 
 
 def _raw(rows: list[dict]) -> pl.DataFrame:

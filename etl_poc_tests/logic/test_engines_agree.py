@@ -90,3 +90,31 @@ def test_spark_gives_the_same_rows(spark, small_landing, polars_outputs):
     assert rejects.equal, rejects.summary()
     sessionized = compare_frames(polars_outputs["sessionized"], spark_sessionized)
     assert sessionized.equal, (sessionized.summary(), sessionized.only_left, sessionized.only_right)
+
+
+def test_the_duckdb_sql_baseline_gives_the_same_rows(small_landing, polars_outputs):
+    """The benchmark's SQL baseline computes the same rows, from the same files."""
+    import duckdb
+
+    from etl_poc.lakehouse.landing_readers import duckdb_read_landing
+    from etl_poc.logic import duckdb_sql
+
+    root, files = _parquet_files(small_landing)
+    connection = duckdb.connect()
+    ranges = load_packaged_ranges()
+    prepared = duckdb_sql.prepare_ranges(
+        connection.from_arrow(ranges.ipv4.to_arrow()), connection.from_arrow(ranges.ipv6.to_arrow())
+    )
+    std = duckdb_sql.standardize(
+        duckdb_read_landing(connection, files, root), start_date=START, processed_at=PROCESSED_AT
+    )
+    sessions = duckdb_sql.sessionize(duckdb_sql.enrich(duckdb_sql.deduplicate(std), prepared))
+
+    def utc(relation) -> pl.DataFrame:
+        frame = pl.from_arrow(relation.to_arrow_table())
+        return frame.with_columns(pl.col(pl.Datetime).dt.replace_time_zone("UTC"))
+
+    rejects = compare_frames(polars_outputs["rejects"], utc(duckdb_sql.rejected(std)))
+    assert rejects.equal, rejects.summary()
+    sessionized = compare_frames(polars_outputs["sessionized"], utc(sessions))
+    assert sessionized.equal, sessionized.summary()
