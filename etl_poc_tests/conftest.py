@@ -31,6 +31,7 @@ def spark():
     session = (
         SparkSession.builder.master("local[1]")
         .appName("etl-poc-tests")
+        .config("spark.driver.memory", "2g")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.sql.session.timeZone", "UTC")
