@@ -18,9 +18,11 @@ from etl_poc.logic.spec import (
     IPV4_PATTERN,
     IPV6_CHARS_PATTERN,
     OTHER_DEVICE,
+    PARTITION_DATE,
     REJECT_COLUMNS,
     SESSION_GAP,
     SESSION_ID_SEPARATOR,
+    SOURCE_FILE,
     TEXT_COLUMNS,
     TIE_BREAK,
     TIMESTAMP_PATTERN,
@@ -141,6 +143,27 @@ def standardize(raw: pl.LazyFrame, *, start_date: date, processed_at: datetime) 
 def rejected(standardized: pl.LazyFrame) -> pl.LazyFrame:
     """Rows that cannot be used: their original text, where they came from, and why."""
     return standardized.filter(pl.col("reject_reason").is_not_null()).select(REJECT_COLUMNS)
+
+
+def attribute_partition_date(
+    standardized: pl.LazyFrame, *, start_date: date, processed_at: datetime
+) -> pl.LazyFrame:
+    """Add spec.PARTITION_DATE: event_date when the timestamp is usable, else the earliest
+    usable day of the row's landing file (the start date when it has none)."""
+    start = datetime(start_date.year, start_date.month, start_date.day)
+    latest = processed_at.replace(tzinfo=None) + FUTURE_TOLERANCE
+    event_ts = pl.col("event_ts")
+    usable_day = (
+        event_ts.is_not_null()
+        & ~pl.col("malformed")
+        & (event_ts >= pl.lit(start).dt.replace_time_zone("UTC"))
+        & (event_ts <= pl.lit(latest).dt.replace_time_zone("UTC"))
+    )
+    day = pl.when(usable_day).then(pl.col("event_date"))
+    file_day = day.min().over(SOURCE_FILE)
+    return standardized.with_columns(
+        pl.coalesce(day, file_day, pl.lit(start_date)).alias(PARTITION_DATE)
+    )
 
 
 def deduplicate(standardized: pl.LazyFrame) -> pl.LazyFrame:

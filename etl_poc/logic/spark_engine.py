@@ -19,9 +19,11 @@ from etl_poc.logic.spec import (
     IPV4_PATTERN,
     IPV6_CHARS_PATTERN,
     OTHER_DEVICE,
+    PARTITION_DATE,
     REJECT_COLUMNS,
     SESSION_GAP,
     SESSION_ID_SEPARATOR,
+    SOURCE_FILE,
     TEXT_COLUMNS,
     TIE_BREAK,
     TIMESTAMP_PATTERN,
@@ -118,6 +120,25 @@ def standardize(raw: DataFrame, *, start_date: date, processed_at: datetime) -> 
 def rejected(standardized: DataFrame) -> DataFrame:
     """Rows that cannot be used: their original text, where they came from, and why."""
     return standardized.where(F.col("reject_reason").isNotNull()).select(*REJECT_COLUMNS)
+
+
+def attribute_partition_date(
+    standardized: DataFrame, *, start_date: date, processed_at: datetime
+) -> DataFrame:
+    """Add spec.PARTITION_DATE: event_date when the timestamp is usable, else the earliest
+    usable day of the row's landing file (the start date when it has none)."""
+    start = datetime(start_date.year, start_date.month, start_date.day)
+    latest = processed_at.replace(tzinfo=None) + FUTURE_TOLERANCE
+    event_ts = F.col("event_ts")
+    usable_day = (
+        event_ts.isNotNull()
+        & ~F.col("malformed")
+        & (event_ts >= F.lit(start))
+        & (event_ts <= F.lit(latest))
+    )
+    day = F.when(usable_day, F.col("event_date"))
+    file_day = F.min(day).over(Window.partitionBy(SOURCE_FILE))
+    return standardized.withColumn(PARTITION_DATE, F.coalesce(day, file_day, F.lit(start_date)))
 
 
 def deduplicate(standardized: DataFrame) -> DataFrame:

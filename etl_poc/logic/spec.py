@@ -111,6 +111,12 @@ REJECT_COLUMNS: Final = (
     "event_date",
     "reject_reason",
 )
+# The day a row belongs to when the pipeline runs day by day: its event_date when its timestamp
+# is usable (parsed, not before the start, not in the future, on a well-formed line); otherwise
+# the earliest such day of its landing file (or the start date when the file has none), so a
+# row without a usable date is rejected exactly once, not once per processed day.
+PARTITION_DATE: Final = "partition_date"
+
 # Among usable rows with the same event_id and event_ts, the one kept is the first in this order.
 TIE_BREAK: Final = (
     "user_id",

@@ -66,7 +66,8 @@ def _run_spark(spark, raw: pl.DataFrame, context: pl.DataFrame | None = None, en
 
 
 def _run_duckdb(raw: pl.DataFrame, context: pl.DataFrame | None = None, enrich: bool = True):
-    """The SQL baseline of the benchmark, held to the same contract."""
+    """The SQL baseline of the benchmark, held to the same contract (it does not partition
+    by day, so attribute_partition_date is not part of it)."""
     connection = duckdb.connect()
     std = duckdb_sql.standardize(
         connection.from_arrow(raw.to_arrow()), start_date=START, processed_at=PROCESSED_AT
@@ -394,3 +395,41 @@ def test_a_row_gets_the_first_reason_that_applies(run):
     assert sessionized.height == 0
     got = dict(rejects.select("source_file", "reject_reason").iter_rows())
     assert got == {f"f{i}": reason for i, reason in enumerate(RejectReason.ORDER)}
+
+
+ATTRIBUTION_CASES = [
+    # (source_file, event_id, timestamp, expected partition_date)
+    ("a.csv", "p1", "2024-01-12 10:00:00", "2024-01-12"),
+    ("a.csv", "p2", "2024-01-11 23:59:59", "2024-01-11"),
+    ("a.csv", "p3", "not a time", "2024-01-11"),  # the file's earliest usable day
+    ("a.csv", "p4", "2020-01-01 00:00:00", "2024-01-11"),  # before the start: no usable day
+    ("a.csv", "p5", "2099-01-01 00:00:00", "2024-01-11"),  # in the future: neither
+    ("b.csv", "p6", None, "2024-01-01"),  # a file without one usable day: the start date
+]
+
+
+@pytest.mark.parametrize(
+    "engine", [pytest.param("polars"), pytest.param("spark", marks=pytest.mark.spark)]
+)
+def test_rows_without_a_usable_day_are_attributed_by_their_file(request, engine):
+    raw = _raw(
+        [{"source_file": f, "event_id": e, "timestamp": t} for f, e, t, _ in ATTRIBUTION_CASES]
+    )
+    if engine == "spark":
+        from etl_poc.logic import spark_engine
+
+        spark = request.getfixturevalue("spark")
+        std = spark_engine.standardize(
+            spark_frame(spark, raw), start_date=START, processed_at=PROCESSED_AT
+        )
+        frame = spark_engine.attribute_partition_date(
+            std, start_date=START, processed_at=PROCESSED_AT
+        )
+        got = _to_polars(frame.select("event_id", "partition_date"))
+    else:
+        std = polars_engine.standardize(raw.lazy(), start_date=START, processed_at=PROCESSED_AT)
+        got = polars_engine.attribute_partition_date(
+            std, start_date=START, processed_at=PROCESSED_AT
+        ).collect()
+    days = {r["event_id"]: r["partition_date"].isoformat() for r in got.to_dicts()}
+    assert days == {e: d for _, e, _, d in ATTRIBUTION_CASES}

@@ -1,0 +1,118 @@
+"""The intermediate layers on disk, for both engines: one place for their reads and writes.
+
+Layout: <data>/layers/<engine>/<layer>/<key>=YYYY-MM-DD/part-*.parquet, Hive style, the day key
+in the directory name only (as Spark's partitionBy writes it). `key` is `event_date` for event
+layers and `partition_date` for rejects (a reject without a usable date is attributed to a day
+by its landing file). Writing a window first removes every day directory of that window, so a
+re-run replaces the window exactly: no duplicate and no stale day is left behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+
+EVENT_KEY = "event_date"
+REJECT_KEY = "partition_date"
+
+
+def days(start: date, end: date) -> list[date]:
+    """The days of the window [start, end)."""
+    return [start + timedelta(days=i) for i in range((end - start).days)]
+
+
+def layer_dir(root: Path, engine: str, layer: str) -> Path:
+    return root / engine / layer
+
+
+def _day_dir(root: Path, engine: str, layer: str, key: str, day: date) -> Path:
+    return layer_dir(root, engine, layer) / f"{key}={day.isoformat()}"
+
+
+def clear_window(root: Path, engine: str, layer: str, key: str, start: date, end: date) -> None:
+    for day in days(start, end):
+        shutil.rmtree(_day_dir(root, engine, layer, key, day), ignore_errors=True)
+
+
+def window_files(
+    root: Path, engine: str, layer: str, key: str, start: date, end: date
+) -> list[Path]:
+    """The Parquet files of the window's days, in day order."""
+    files: list[Path] = []
+    for day in days(start, end):
+        files.extend(sorted(_day_dir(root, engine, layer, key, day).glob("*.parquet")))
+    return files
+
+
+def window_dirs(root: Path, engine: str, layer: str, key: str, start: date, end: date) -> list[str]:
+    """The day directories of the window that hold data, for Spark's reader."""
+    return [
+        str(path)
+        for path in (_day_dir(root, engine, layer, key, day) for day in days(start, end))
+        if any(path.glob("*.parquet"))
+    ]
+
+
+# --- Polars ---------------------------------------------------------------------------------
+
+
+def polars_write(
+    frame: pl.DataFrame,
+    root: Path,
+    engine: str,
+    layer: str,
+    key: str,
+    start: date,
+    end: date,
+) -> None:
+    """Replace the window [start, end) of a layer with `frame` (rows outside it are an error)."""
+    outside = frame.filter((pl.col(key) < start) | (pl.col(key) >= end) | pl.col(key).is_null())
+    if outside.height:
+        raise ValueError(f"{layer}: {outside.height} rows outside the window [{start}, {end})")
+    clear_window(root, engine, layer, key, start, end)
+    for (day,), part in frame.partition_by(key, as_dict=True, maintain_order=False).items():
+        target = _day_dir(root, engine, layer, key, day)
+        target.mkdir(parents=True, exist_ok=True)
+        part.drop(key).write_parquet(target / "part-0.parquet")
+
+
+def polars_read(
+    root: Path,
+    engine: str,
+    layer: str,
+    key: str,
+    start: date,
+    end: date,
+    schema: dict[str, pl.DataType] | None = None,
+) -> pl.LazyFrame:
+    """The window of a layer, with its day key as a column. Empty (with `schema`, if given)
+    when no day of the window holds data."""
+    files = window_files(root, engine, layer, key, start, end)
+    if not files:
+        if schema is None:
+            raise FileNotFoundError(
+                f"{layer_dir(root, engine, layer)}: nothing for [{start}, {end})"
+            )
+        return pl.LazyFrame(schema=schema)
+    # The day key comes from each file's directory name.
+    return pl.scan_parquet(files, hive_partitioning=True, hive_schema={key: pl.Date})
+
+
+# --- Spark ----------------------------------------------------------------------------------
+
+
+def spark_write(frame, root: Path, engine: str, layer: str, key: str, start: date, end: date):
+    """Replace the window [start, end) of a layer with a Spark DataFrame."""
+    clear_window(root, engine, layer, key, start, end)
+    (frame.write.mode("append").partitionBy(key).parquet(str(layer_dir(root, engine, layer))))
+
+
+def spark_read(spark, root: Path, engine: str, layer: str, key: str, start: date, end: date):
+    """The window of a layer, with its day key as a column; None when no day holds data."""
+    dirs = window_dirs(root, engine, layer, key, start, end)
+    if not dirs:
+        return None
+    return spark.read.option("basePath", str(layer_dir(root, engine, layer))).parquet(*dirs)
