@@ -1,4 +1,5 @@
-"""Jobs that CI and the demo run with `dagster job execute`."""
+"""Jobs that CI and the demo run with `dagster job execute`; every job runs in one process,
+so the Spark steps of a run share one session."""
 
 import dagster as dg
 
@@ -11,3 +12,29 @@ check_landing = dg.define_asset_job(
     selection=dg.AssetSelection.checks_for_assets(LANDING_CLICKSTREAM),
     description="Lists the landing zone's files and fails when it is empty.",
 )
+
+
+def _lineage(engine: str) -> dg.AssetSelection:
+    return dg.AssetSelection.groups(engine)
+
+
+polars_etl = dg.define_asset_job(
+    "polars_etl",
+    selection=_lineage("polars"),
+    description="The Polars lineage for a partition or a range (one run per range).",
+    executor_def=dg.in_process_executor,
+)
+spark_etl = dg.define_asset_job(
+    "spark_etl",
+    selection=_lineage("spark"),
+    description="The Spark lineage for a partition or a range (one Spark session per run).",
+    executor_def=dg.in_process_executor,
+)
+compare_engines = dg.define_asset_job(
+    "compare_engines",
+    selection=_lineage("polars") | _lineage("spark"),
+    description="Both lineages and the checks that they agree, for a partition or a range.",
+    executor_def=dg.in_process_executor,
+)
+
+JOBS = [check_landing, polars_etl, spark_etl, compare_engines]

@@ -3,21 +3,69 @@
 from __future__ import annotations
 
 import os
+import time
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
+from pydantic import PrivateAttr
+
+from etl_poc.lakehouse.runners import Paths
 
 DATA_DIR_ENV = "ETL_POC_DATA_DIR"
+START_DATE_ENV = "ETL_POC_START_DATE"
+SPARK_MASTER_ENV = "ETL_POC_SPARK_MASTER"
+SPARK_DRIVER_MEMORY_ENV = "ETL_POC_SPARK_DRIVER_MEMORY"
+
+START_DATE = date.fromisoformat(os.environ.get(START_DATE_ENV, "2024-01-01"))
 
 
 class DataDirectory(dg.ConfigurableResource):
-    """ETL_POC_DATA_DIR (default ./data): landing/ now; the layers and warehouse/ later."""
+    """ETL_POC_DATA_DIR (default ./data): landing/, the layers (layers/<engine>/<layer>/) and
+    the Iceberg warehouse (warehouse/)."""
 
     path: str = os.environ.get(DATA_DIR_ENV, "data")
 
     @property
+    def paths(self) -> Paths:
+        return Paths(Path(self.path))
+
+    @property
     def landing(self) -> Path:
-        return Path(self.path) / "landing"
+        return self.paths.landing
 
 
-RESOURCES = {"data_dir": DataDirectory()}
+class SparkResource(dg.ConfigurableResource):
+    """One Spark session per run, started on first use (a Polars-only run starts no JVM), so
+    its start-up is paid once and reported. ETL_POC_SPARK_MASTER: local[*] (default) or a
+    spark:// URL."""
+
+    master: str = os.environ.get(SPARK_MASTER_ENV, "local[*]")
+    driver_memory: str = os.environ.get(SPARK_DRIVER_MEMORY_ENV, "8g")
+    _session = PrivateAttr(default=None)
+    _owned = PrivateAttr(default=False)
+    _startup_seconds = PrivateAttr(default=None)
+
+    def session(self):
+        if self._session is None:
+            from pyspark.sql import SparkSession
+
+            from etl_poc.lakehouse.spark_session import build_spark_session
+
+            started = time.perf_counter()
+            self._owned = SparkSession.getActiveSession() is None
+            self._session = build_spark_session(self.master, self.driver_memory)
+            self._startup_seconds = time.perf_counter() - started
+        return self._session
+
+    def take_startup_seconds(self) -> float | None:
+        """The session's start-up time, once: to the first asset of the run that used it."""
+        seconds, self._startup_seconds = self._startup_seconds, None
+        return seconds
+
+    def teardown_after_execution(self, context) -> None:
+        if self._session is not None and self._owned:
+            self._session.stop()  # a session this run did not start (tests) is left running
+
+
+RESOURCES = {"data_dir": DataDirectory(), "spark": SparkResource()}

@@ -141,6 +141,14 @@ def arrow_for(table: pa.Table, layout: TableLayout) -> pa.Table:
     return table.select([f.name for f in target]).cast(target)
 
 
+def window_filter(layout: TableLayout, start: date, end: date):
+    """The rows of the window [start, end), as an Iceberg expression."""
+    return And(
+        GreaterThanOrEqual(layout.window_column, start.isoformat()),
+        LessThan(layout.window_column, end.isoformat()),
+    )
+
+
 def replace_window(
     catalog: SqlCatalog,
     namespace: str,
@@ -152,10 +160,7 @@ def replace_window(
 ) -> dict:
     """Replace the window [start, end) of a table with `rows` in one transaction; returns the
     new snapshot's id and summary."""
-    window = And(
-        GreaterThanOrEqual(layout.window_column, start.isoformat()),
-        LessThan(layout.window_column, end.isoformat()),
-    )
+    window = window_filter(layout, start, end)
     data = arrow_for(rows, layout)
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         table = table_for(catalog, namespace, layout)

@@ -141,8 +141,12 @@ def standardize(raw: pl.LazyFrame, *, start_date: date, processed_at: datetime) 
 
 
 def rejected(standardized: pl.LazyFrame) -> pl.LazyFrame:
-    """Rows that cannot be used: their original text, where they came from, and why."""
-    return standardized.filter(pl.col("reject_reason").is_not_null()).select(REJECT_COLUMNS)
+    """Rows that cannot be used: their original text, where they came from, and why (and the
+    day they are attributed to, once attribute_partition_date has run)."""
+    columns = [*REJECT_COLUMNS]
+    if PARTITION_DATE in standardized.collect_schema():
+        columns.append(PARTITION_DATE)
+    return standardized.filter(pl.col("reject_reason").is_not_null()).select(columns)
 
 
 def attribute_partition_date(

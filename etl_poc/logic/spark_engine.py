@@ -118,8 +118,12 @@ def standardize(raw: DataFrame, *, start_date: date, processed_at: datetime) -> 
 
 
 def rejected(standardized: DataFrame) -> DataFrame:
-    """Rows that cannot be used: their original text, where they came from, and why."""
-    return standardized.where(F.col("reject_reason").isNotNull()).select(*REJECT_COLUMNS)
+    """Rows that cannot be used: their original text, where they came from, and why (and the
+    day they are attributed to, once attribute_partition_date has run)."""
+    columns = [*REJECT_COLUMNS]
+    if PARTITION_DATE in standardized.columns:
+        columns.append(PARTITION_DATE)
+    return standardized.where(F.col("reject_reason").isNotNull()).select(*columns)
 
 
 def attribute_partition_date(

@@ -1,0 +1,186 @@
+"""The two lineages, built by one factory: each asset turns its partition window into
+arguments, calls one runner method (lakehouse.runners) and reports what it wrote."""
+
+import warnings
+from datetime import UTC, date, datetime
+
+import dagster as dg
+import polars as pl
+
+from etl_poc.lakehouse.runners import LayerResult, PolarsRunner, SparkRunner
+from etl_poc.measure.usage import TreeSampler
+from etl_poc.reference.ip_ranges import load_packaged_ranges
+
+from .landing import LANDING_CLICKSTREAM
+from .partitions import daily
+from .resources import START_DATE, DataDirectory, SparkResource
+
+ENGINES = ("polars", "spark")
+IP_COUNTRY_RANGES = dg.AssetKey("ip_country_ranges")
+
+# (layer: runner method, asset name, what it holds)
+LAYERS = (
+    ("raw", "raw_clickstream", "Landing rows of the window, typed: trimmed text, event_ts "
+     "(UTC), event_date, normalised device/event_type/user_tier, the original text as raw_*, "
+     "and reject_reason (null for a usable row). Per day of partition_date."),
+    ("cleansed", "cleansed_clickstream", "Usable rows, one per event_id (the earliest, ties "
+     "broken in a fixed order). Rejected rows go to the rejects layer with their reason."),
+    ("enriched", "enriched_clickstream", "Cleansed rows with ip_status (public, private, "
+     "invalid, missing) and country_code from a range join on the IP-to-country table."),
+    ("sessionized", "sessionized_clickstream", "Enriched rows with 30-minute sessions: "
+     "session_id (user_id@start), session_start, event_seq; sessions continue from the day "
+     "before."),
+    ("events", "clickstream_events", "The Iceberg tables <engine>.clickstream_events and "
+     "<engine>.clickstream_rejects: each run replaces its window in one transaction."),
+)  # fmt: skip
+
+# Columns derived from upstream ones, for Dagster's column lineage.
+_DERIVED = {
+    "raw": {},
+    "cleansed": {},
+    "enriched": {"ip_status": ["ip_address"], "country_code": ["ip_address"]},
+    "sessionized": {
+        "session_id": ["user_id", "event_ts"],
+        "session_start": ["user_id", "event_ts"],
+        "event_seq": ["user_id", "event_ts", "event_id"],
+    },
+    "events": {},
+}
+
+
+def asset_key(engine: str, layer: str) -> dg.AssetKey:
+    name = next(name for method, name, _ in LAYERS if method == layer)
+    return dg.AssetKey([engine, name])
+
+
+def partition_window(context) -> tuple[date, date]:
+    """The run's window [start, end) as dates (a single-run backfill covers several days)."""
+    window = context.partition_time_window
+    return window.start.date(), window.end.date()
+
+
+def _markdown(frame: pl.DataFrame) -> str:
+    if frame.is_empty():
+        return "_no rows_"
+    shown = frame.select(frame.columns[:10]).cast(pl.String)
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * shown.width]
+    for row in shown.iter_rows():
+        lines.append("| " + " | ".join("" if v is None else v for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _schema(frame: pl.DataFrame) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
+    )
+
+
+def _lineage(engine: str, layer: str, upstream: dg.AssetKey | None) -> dict:
+    derived = _DERIVED[layer]
+    if upstream is None or not derived:
+        return {}
+    return {
+        "dagster/column_lineage": dg.TableColumnLineage(
+            deps_by_column={
+                column: [dg.TableColumnDep(asset_key=upstream, column_name=c) for c in sources]
+                for column, sources in derived.items()
+            }
+        )
+    }
+
+
+def _metadata(result: LayerResult, usage: dict, startup: float | None) -> dict:
+    metadata = {
+        "dagster/row_count": result.rows,
+        "preview": dg.MetadataValue.md(_markdown(result.preview)),
+        "seconds": round(usage["wall_seconds"], 3),
+        "cpu_seconds": round(usage["cpu_seconds"], 3),
+        "cpu_utilisation": usage["cpu_utilisation"],
+        "peak_rss_bytes": usage["peak_rss_bytes"],
+        "peak_rss_gib": round(usage["peak_rss_bytes"] / 2**30, 3),
+        **{name: int(value) for name, value in result.counts.items()},
+    }
+    if not result.preview.is_empty():
+        metadata["dagster/column_schema"] = _schema(result.preview)
+    if startup is not None:
+        metadata["spark_startup_seconds"] = round(startup, 3)
+    for name, value in result.details.items():
+        metadata[name] = dg.MetadataValue.json(value) if value is not None else "none"
+    return metadata
+
+
+def _runner(engine: str, data_dir: DataDirectory, spark: SparkResource, processed_at: datetime):
+    if engine == "polars":
+        return PolarsRunner(data_dir.paths, START_DATE, processed_at)
+    return SparkRunner(data_dir.paths, START_DATE, processed_at, spark.session())
+
+
+def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
+    layer, _, description = LAYERS[index]
+    upstream = asset_key(engine, LAYERS[index - 1][0]) if index else None
+    deps = [upstream] if upstream else [LANDING_CLICKSTREAM]
+    if layer == "enriched":
+        deps.append(IP_COUNTRY_RANGES)
+
+    @dg.asset(
+        key=asset_key(engine, layer),
+        deps=deps,
+        partitions_def=daily,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=engine,
+        kinds={engine, "iceberg" if layer == "events" else "parquet"},
+        description=description,
+    )
+    def _asset(
+        context: dg.AssetExecutionContext, data_dir: DataDirectory, spark: SparkResource
+    ) -> dg.MaterializeResult:
+        start, end = partition_window(context)
+        # One processing time per run, so every layer of a run judges 'in the future' alike.
+        processed_at = context.run.tags.get("etl_poc/processed_at") or datetime.now(UTC)
+        if isinstance(processed_at, str):
+            processed_at = datetime.fromisoformat(processed_at)
+        runner = _runner(engine, data_dir, spark, processed_at)
+        with TreeSampler() as sampler:
+            if layer == "events":
+                result = runner.events(start, end, context.run.run_id)
+            else:
+                result = getattr(runner, layer)(start, end)
+        startup = spark.take_startup_seconds() if engine == "spark" else None
+        metadata = _metadata(result, sampler.usage.as_dict(), startup)
+        metadata.update(_lineage(engine, layer, upstream))
+        metadata["window"] = f"[{start}, {end})"
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _asset
+
+
+def build_engine_assets(engine: str) -> list[dg.AssetsDefinition]:
+    """One engine's lineage: raw -> cleansed -> enriched -> sessionized -> Iceberg."""
+    with warnings.catch_warnings():  # BackfillPolicy is beta in Dagster 1.13; we rely on it
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return [_layer_asset(engine, i) for i in range(len(LAYERS))]
+
+
+@dg.asset(
+    key=IP_COUNTRY_RANGES,
+    group_name="reference",
+    kinds={"polars"},
+    description="The IP-to-country range table both engines join against: GeoLite2-derived "
+    "data shipped in the geoip2fast package, IPv4 and IPv6, with special-purpose networks "
+    "marked reserved. Name, date and licence in the metadata.",
+)
+def ip_country_ranges() -> dg.MaterializeResult:
+    ranges = load_packaged_ranges()
+    return dg.MaterializeResult(
+        metadata={
+            "ipv4_ranges": ranges.ipv4.height,
+            "ipv6_ranges": ranges.ipv6.height,
+            "dagster/row_count": ranges.ipv4.height + ranges.ipv6.height,
+            "dagster/column_schema": _schema(ranges.ipv4),
+            "preview": dg.MetadataValue.md(_markdown(ranges.ipv4.head(5))),
+            **{f"dataset_{k}": v for k, v in ranges.info.as_dict().items()},
+        }
+    )
+
+
+ENGINE_ASSETS = [a for engine in ENGINES for a in build_engine_assets(engine)]
