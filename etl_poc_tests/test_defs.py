@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from etl_poc.definitions import defs
 from etl_poc.defs.jobs import CHECK_LANDING_JOB
@@ -15,9 +16,22 @@ from etl_poc.defs.landing import LANDING_FILES_CHECK, landing_files_present
 from etl_poc.defs.resources import DataDirectory
 
 # A snapshot of the graph: an accidental change shows up here in review.
-EXPECTED_ASSETS = [["landing_clickstream"]]
-EXPECTED_CHECKS = [(["landing_clickstream"], LANDING_FILES_CHECK)]
-EXPECTED_JOBS = {CHECK_LANDING_JOB}
+_LAYERS = [
+    "cleansed_clickstream",
+    "clickstream_events",
+    "enriched_clickstream",
+    "raw_clickstream",
+    "sessionized_clickstream",
+]
+EXPECTED_ASSETS = sorted(
+    [["ip_country_ranges"], ["landing_clickstream"]]
+    + [[engine, layer] for engine in ("polars", "spark") for layer in _LAYERS]
+)
+EXPECTED_CHECKS = sorted(
+    [(["landing_clickstream"], LANDING_FILES_CHECK)]
+    + [(["spark", layer], "same_rows_as_polars") for layer in _LAYERS]
+)
+EXPECTED_JOBS = {CHECK_LANDING_JOB, "polars_etl", "spark_etl", "compare_engines"}
 
 
 def test_definitions_load_with_the_expected_graph():
@@ -36,6 +50,43 @@ def test_landing_check_lists_files_and_fails_on_an_empty_zone(small_landing, tmp
     assert "bulk/bulk_data_small.parquet" in result.metadata["listing"].value
     empty = landing_files_present(data_dir=DataDirectory(path=str(tmp_path)))
     assert not empty.passed
+
+
+@pytest.mark.spark
+def test_compare_engines_runs_from_the_dagster_cli(tmp_path):
+    """What CI and `make demo` run: `dagster job execute` over a partition range, in a fresh
+    process (its own Spark session), every check evaluated and passing."""
+    subprocess.run(
+        [sys.executable, "-m", "etl_poc.cli", "generate", "--events", "600", "--days", "2",
+         "--incremental-days", "1", "--formats", "parquet", "--no-progress",
+         "--out", str(tmp_path / "data" / "landing")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster.yaml").read_text())
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "ETL_POC_DATA_DIR": str(tmp_path / "data"),
+        "ETL_POC_SPARK_MASTER": "local[1]",
+        "ETL_POC_SPARK_DRIVER_MEMORY": "2g",
+    }
+    tags = '{"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-02"}'
+    run = subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "etl_poc.definitions",
+         "-j", "compare_engines", "--tags", tags],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    instance = dg.DagsterInstance.from_config(str(home))
+    (record,) = instance.get_run_records()
+    assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    for layer in _LAYERS:
+        evaluation = instance.get_latest_asset_check_evaluation_record(
+            dg.AssetCheckKey(dg.AssetKey(["spark", layer]), "same_rows_as_polars")
+        )
+        assert evaluation is not None and evaluation.event.dagster_event.event_specific_data.passed
 
 
 def test_check_job_runs_from_the_dagster_cli(tmp_path):
