@@ -86,7 +86,8 @@ def test_compare_engines_runs_from_the_dagster_cli(tmp_path):
         evaluation = instance.get_latest_asset_check_evaluation_record(
             dg.AssetCheckKey(dg.AssetKey(["spark", layer]), "same_rows_as_polars")
         )
-        assert evaluation is not None and evaluation.event.dagster_event.event_specific_data.passed
+        assert evaluation is not None, layer
+        assert evaluation.event.dagster_event.event_specific_data.passed, layer
 
 
 def test_check_job_runs_from_the_dagster_cli(tmp_path):

@@ -72,7 +72,8 @@ def test_both_lineages_materialize_and_agree(compared):
     data, result = compared
     assert result.success, result.all_events[-1]
     checks = _checks(result)
-    assert len(checks) == 5 and all(checks.values()), checks
+    assert len(checks) == 5, checks
+    assert all(checks.values()), checks
     polars_rows, spark_rows = _iceberg_rows(data, "polars"), _iceberg_rows(data, "spark")
     assert polars_rows.height > 2500
     assert compare_frames(polars_rows, spark_rows).equal
