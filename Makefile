@@ -38,15 +38,31 @@ check-java: ## PySpark 4 needs Java 17 or newer
 	if [ -z "$$version" ] || [ "$$version" -lt 17 ]; then \
 		echo "error: PySpark 4 needs Java 17+, found: $$(java -version 2>&1 | head -1)" >&2; exit 1; fi
 
-demo: install ## generate small data and run what the pipeline can do so far
-	$(RUN) etl-poc generate --size small --formats $(FORMATS) --out $(DATA_DIR)/landing --no-progress
-	$(RUN) dagster job execute -m etl_poc.definitions -j check_landing > $(DATA_DIR)/demo-dagster.log 2>&1 \
-		|| { tail -20 $(DATA_DIR)/demo-dagster.log; exit 1; }
+BULK_RANGE = {"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-30"}
+INCREMENTAL_DAYS = 2024-01-31 2024-02-01 2024-02-02
+DEMO_LOG = $(DATA_DIR)/demo-dagster.log
+
+demo: install ## small data through both engines: the bulk month in one run, then day by day
+	@mkdir -p $(DATA_DIR) && : > $(DEMO_LOG)
+	$(RUN) etl-poc generate --size small --formats parquet --out $(DATA_DIR)/landing --no-progress
+	@echo "compare_engines over the bulk window 2024-01-01 .. 2024-01-30 (one run per engine lineage)"
+	@$(RUN) dagster job execute -m etl_poc.definitions -j compare_engines --tags '$(BULK_RANGE)' \
+		>> $(DEMO_LOG) 2>&1 || { tail -30 $(DEMO_LOG); exit 1; }
+	@for day in $(INCREMENTAL_DAYS); do \
+		echo "compare_engines for the incremental day $$day"; \
+		$(RUN) dagster job execute -m etl_poc.definitions -j compare_engines \
+			--tags "{\"dagster/partition\": \"$$day\"}" >> $(DEMO_LOG) 2>&1 \
+			|| { tail -30 $(DEMO_LOG); exit 1; }; \
+	done
 	@echo
-	@echo "Demo done. Where to look:"
+	@$(RUN) etl-poc summary --data $(DATA_DIR)
+	@echo
+	@echo "Where to look:"
 	@echo "  landing files and manifest:  $(DATA_DIR)/landing/ (manifest_small.json counts every defect)"
-	@echo "  Dagster run log:             $(DATA_DIR)/demo-dagster.log (job check_landing passed)"
-	@echo "  Dagster UI:                  make ui, then http://127.0.0.1:$(UI_PORT)"
+	@echo "  layers per engine and day:   $(DATA_DIR)/layers/<engine>/<layer>/"
+	@echo "  Iceberg warehouse:           $(DATA_DIR)/warehouse/ (catalog.db: SQLite catalog 'lakehouse')"
+	@echo "  Dagster run logs:            $(DEMO_LOG)"
+	@echo "  Dagster UI (lineage, metadata, checks): make ui, then http://127.0.0.1:$(UI_PORT)"
 
 test: install ## the whole test suite (what CI runs)
 	$(RUN) pytest
@@ -71,7 +87,8 @@ bench: install ## make bench SIZE=medium REPEAT=3: the generator, in fresh proce
 	$(RUN) etl-poc bench generator --size $(SIZE) --repeat $(REPEAT) --formats parquet
 
 clean: ## remove generated data, reports, the Dagster instance and caches (keeps .venv)
-	rm -rf $(DATA_DIR)/landing $(DATA_DIR)/demo-dagster.log reports/*.json reports/*.md reports/*.png
+	rm -rf $(DATA_DIR)/landing $(DATA_DIR)/layers $(DATA_DIR)/warehouse $(DATA_DIR)/demo-dagster.log
+	rm -rf reports/*.json reports/*.md reports/*.png
 	find dagster_home -mindepth 1 -maxdepth 1 ! -name .gitkeep ! -name dagster.yaml -exec rm -rf {} +
 	rm -rf .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +

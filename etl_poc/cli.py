@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -159,15 +160,42 @@ def _run_bench(args) -> int:
     return 0
 
 
+def _add_summary(sub) -> None:
+    p = sub.add_parser(
+        "summary", help="what the lakehouse holds: rows, sessions, rejects, engines equal, checks"
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("ETL_POC_DATA_DIR", "data")),
+        help="the data directory (default $ETL_POC_DATA_DIR or data)",
+    )
+
+
+def _run_summary(args) -> int:
+    from etl_poc.report.lakehouse_summary import summarize
+
+    instance = None
+    if os.environ.get("DAGSTER_HOME"):
+        import dagster as dg
+
+        instance = dg.DagsterInstance.get()
+    print(summarize(args.data, instance))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="etl-poc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_generate(sub)
     _add_bench(sub)
+    _add_summary(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "generate":
             return _run_generate(args)
+        if args.command == "summary":
+            return _run_summary(args)
         return _run_bench(args)
     except (ValueError, RuntimeError) as error:
         parser.exit(2, f"etl-poc {args.command}: error: {error}\n")

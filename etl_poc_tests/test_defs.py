@@ -27,9 +27,16 @@ EXPECTED_ASSETS = sorted(
     [["ip_country_ranges"], ["landing_clickstream"]]
     + [[engine, layer] for engine in ("polars", "spark") for layer in _LAYERS]
 )
+_QUALITY = [
+    ("cleansed_clickstream", "rows_conserved"),
+    ("enriched_clickstream", "public_ips_have_a_country"),
+    ("sessionized_clickstream", "session_rule_holds"),
+    ("sessionized_clickstream", "unique_ids_and_keys"),
+]
 EXPECTED_CHECKS = sorted(
     [(["landing_clickstream"], LANDING_FILES_CHECK)]
     + [(["spark", layer], "same_rows_as_polars") for layer in _LAYERS]
+    + [([engine, layer], name) for engine in ("polars", "spark") for layer, name in _QUALITY]
 )
 EXPECTED_JOBS = {CHECK_LANDING_JOB, "polars_etl", "spark_etl", "compare_engines"}
 

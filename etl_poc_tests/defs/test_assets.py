@@ -72,7 +72,7 @@ def test_both_lineages_materialize_and_agree(compared):
     data, result = compared
     assert result.success, result.all_events[-1]
     checks = _checks(result)
-    assert len(checks) == 5, checks
+    assert len(checks) == 13, checks  # 5 equivalence checks, 4 quality checks per engine
     assert all(checks.values()), checks
     polars_rows, spark_rows = _iceberg_rows(data, "polars"), _iceberg_rows(data, "spark")
     assert polars_rows.height > 2500
@@ -124,7 +124,9 @@ def test_a_tampered_layer_fails_its_check(compared):
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
-    assert _checks(result) == {"spark/sessionized_clickstream:same_rows_as_polars": False}
+    checks = _checks(result)
+    assert checks["spark/sessionized_clickstream:same_rows_as_polars"] is False
+    assert checks["spark/sessionized_clickstream:unique_ids_and_keys"] is True
     frame.write_parquet(file)  # put it back for the other tests
 
 

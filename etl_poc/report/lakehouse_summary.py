@@ -1,0 +1,66 @@
+"""What the lakehouse holds after a run, in a few lines: rows, sessions and rejects per
+engine's Iceberg tables, whether the two engines' tables are equal, and the latest result of
+every check in the Dagster instance. `make demo` prints it; `etl-poc summary` runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from etl_poc.lakehouse import iceberg
+from etl_poc.logic.compare import compare_frames
+
+ENGINES = ("polars", "spark")
+
+
+def _table(catalog, engine: str, layout: iceberg.TableLayout) -> pl.DataFrame | None:
+    identifier = f"{engine}.{layout.name}"
+    if not catalog.table_exists(identifier):
+        return None
+    return pl.from_arrow(catalog.load_table(identifier).scan().to_arrow())
+
+
+def _check_lines(instance) -> list[str]:
+    from etl_poc.definitions import defs
+
+    lines = []
+    for key in sorted(defs.resolve_asset_graph().asset_check_keys, key=str):
+        record = instance.get_latest_asset_check_evaluation_record(key)
+        if record is None or record.event is None:
+            state = "not run"
+        else:
+            state = "passed" if record.event.dagster_event.event_specific_data.passed else "FAILED"
+        lines.append(f"  {key.asset_key.to_user_string()}:{key.name}: {state}")
+    return lines
+
+
+def summarize(data_dir: Path, instance=None) -> str:
+    warehouse = data_dir / "warehouse"
+    if not (warehouse / "catalog.db").exists():
+        return f"no lakehouse yet under {warehouse}: materialize the assets first"
+    catalog = iceberg.open_catalog(warehouse)
+    lines = [f"Lakehouse {warehouse} (Iceberg catalog '{iceberg.CATALOG_NAME}')"]
+    events = {}
+    for engine in ENGINES:
+        frame = _table(catalog, engine, iceberg.EVENTS)
+        rejects = _table(catalog, engine, iceberg.REJECTS)
+        if frame is None:
+            lines.append(f"  {engine}: no table yet")
+            continue
+        events[engine] = frame
+        days = frame["event_date"]
+        lines.append(
+            f"  {engine}.{iceberg.EVENTS_TABLE}: {frame.height:,} events, "
+            f"{frame['session_id'].n_unique():,} sessions, {frame['user_id'].n_unique():,} users, "
+            f"days {days.min()} .. {days.max()}; "
+            f"{0 if rejects is None else rejects.height:,} rows in {iceberg.REJECTS_TABLE}"
+        )
+    if len(events) == 2:
+        comparison = compare_frames(events["polars"], events["spark"])
+        verdict = "identical" if comparison.equal else "DIFFERENT"
+        lines.append(f"  polars vs spark events: {verdict} ({comparison.summary()})")
+    if instance is not None:
+        lines.append("Checks (latest evaluation):")
+        lines.extend(_check_lines(instance))
+    return "\n".join(lines)
