@@ -39,7 +39,9 @@ check-java: ## PySpark 4 needs Java 17 or newer
 		echo "error: PySpark 4 needs Java 17+, found: $$(java -version 2>&1 | head -1)" >&2; exit 1; fi
 
 BULK_RANGE = {"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-30"}
-INCREMENTAL_DAYS = 2024-01-31 2024-02-01 2024-02-02
+# The generator writes one file per day after the bulk month; its last sessions run past
+# midnight into 2024-02-03, which every event of the landing zone lands in by its UTC date.
+INCREMENTAL_DAYS = 2024-01-31 2024-02-01 2024-02-02 2024-02-03
 DEMO_LOG = $(DATA_DIR)/demo-dagster.log
 
 demo: install ## small data through both engines: the bulk month in one run, then day by day

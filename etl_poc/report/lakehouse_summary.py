@@ -4,6 +4,7 @@ every check in the Dagster instance. `make demo` prints it; `etl-poc summary` ru
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -56,6 +57,13 @@ def summarize(data_dir: Path, instance=None) -> str:
             f"days {days.min()} .. {days.max()}; "
             f"{0 if rejects is None else rejects.height:,} rows in {iceberg.REJECTS_TABLE}"
         )
+    for manifest in sorted((data_dir / "landing").glob("manifest_*.json")):
+        expected = json.loads(manifest.read_text()).get("expected", {})
+        if expected:
+            lines.append(
+                f"  the generator's {manifest.name} expects {expected['valid_unique_events']:,} "
+                f"events and {expected['must_reject']:,} rejects once every day is processed"
+            )
     if len(events) == 2:
         comparison = compare_frames(events["polars"], events["spark"])
         verdict = "identical" if comparison.equal else "DIFFERENT"
