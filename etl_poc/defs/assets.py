@@ -9,11 +9,10 @@ import polars as pl
 
 from etl_poc.lakehouse.runners import LayerResult, PolarsRunner, SparkRunner
 from etl_poc.measure.usage import TreeSampler
-from etl_poc.reference.ip_ranges import load_packaged_ranges
 
 from .landing import LANDING_CLICKSTREAM
 from .partitions import daily
-from .resources import START_DATE, DataDirectory, SparkResource
+from .resources import START_DATE, DataDirectory, IpRangesSource, SparkResource
 
 ENGINES = ("polars", "spark")
 IP_COUNTRY_RANGES = dg.AssetKey("ip_country_ranges")
@@ -109,10 +108,11 @@ def _metadata(result: LayerResult, usage: dict, startup: float | None) -> dict:
     return metadata
 
 
-def _runner(engine: str, data_dir: DataDirectory, spark: SparkResource, processed_at: datetime):
+def _runner(engine: str, resources: dict, processed_at: datetime):
+    paths, ranges = resources["data_dir"].paths, resources["ip_ranges"].table()
     if engine == "polars":
-        return PolarsRunner(data_dir.paths, START_DATE, processed_at)
-    return SparkRunner(data_dir.paths, START_DATE, processed_at, spark.session())
+        return PolarsRunner(paths, START_DATE, processed_at, ranges)
+    return SparkRunner(paths, START_DATE, processed_at, resources["spark"].session(), ranges)
 
 
 def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
@@ -132,14 +132,18 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
         description=description,
     )
     def _asset(
-        context: dg.AssetExecutionContext, data_dir: DataDirectory, spark: SparkResource
+        context: dg.AssetExecutionContext,
+        data_dir: DataDirectory,
+        spark: SparkResource,
+        ip_ranges: IpRangesSource,
     ) -> dg.MaterializeResult:
         start, end = partition_window(context)
         # One processing time per run, so every layer of a run judges 'in the future' alike.
         processed_at = context.run.tags.get("etl_poc/processed_at") or datetime.now(UTC)
         if isinstance(processed_at, str):
             processed_at = datetime.fromisoformat(processed_at)
-        runner = _runner(engine, data_dir, spark, processed_at)
+        resources = {"data_dir": data_dir, "spark": spark, "ip_ranges": ip_ranges}
+        runner = _runner(engine, resources, processed_at)
         with TreeSampler() as sampler:
             if layer == "events":
                 result = runner.events(start, end, context.run.run_id)
@@ -166,11 +170,12 @@ def build_engine_assets(engine: str) -> list[dg.AssetsDefinition]:
     group_name="reference",
     kinds={"polars"},
     description="The IP-to-country range table both engines join against: GeoLite2-derived "
-    "data shipped in the geoip2fast package, IPv4 and IPv6, with special-purpose networks "
-    "marked reserved. Name, date and licence in the metadata.",
+    "data shipped in the geoip2fast package, or the MaxMind MMDB file that "
+    "ETL_POC_IP_RANGES_MMDB names; IPv4 and IPv6, special-purpose networks marked reserved. "
+    "Name, date and licence in the metadata.",
 )
-def ip_country_ranges() -> dg.MaterializeResult:
-    ranges = load_packaged_ranges()
+def ip_country_ranges(ip_ranges: IpRangesSource) -> dg.MaterializeResult:
+    ranges = ip_ranges.table()
     return dg.MaterializeResult(
         metadata={
             "ipv4_ranges": ranges.ipv4.height,

@@ -16,6 +16,7 @@ DATA_DIR_ENV = "ETL_POC_DATA_DIR"
 START_DATE_ENV = "ETL_POC_START_DATE"
 SPARK_MASTER_ENV = "ETL_POC_SPARK_MASTER"
 SPARK_DRIVER_MEMORY_ENV = "ETL_POC_SPARK_DRIVER_MEMORY"
+IP_RANGES_MMDB_ENV = "ETL_POC_IP_RANGES_MMDB"
 
 START_DATE = date.fromisoformat(os.environ.get(START_DATE_ENV, "2024-01-01"))
 
@@ -33,6 +34,19 @@ class DataDirectory(dg.ConfigurableResource):
     @property
     def landing(self) -> Path:
         return self.paths.landing
+
+
+class IpRangesSource(dg.ConfigurableResource):
+    """The IP-to-country table: ETL_POC_IP_RANGES_MMDB names a MaxMind MMDB country file (for
+    example your own GeoLite2-Country.mmdb); empty (the default) means the GeoLite2 data that
+    the geoip2fast package ships."""
+
+    mmdb_path: str = os.environ.get(IP_RANGES_MMDB_ENV, "")
+
+    def table(self):
+        from etl_poc.reference.ip_ranges import load_ip_ranges
+
+        return load_ip_ranges(self.mmdb_path or None)
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -68,4 +82,4 @@ class SparkResource(dg.ConfigurableResource):
             self._session.stop()  # a session this run did not start (tests) is left running
 
 
-RESOURCES = {"data_dir": DataDirectory(), "spark": SparkResource()}
+RESOURCES = {"data_dir": DataDirectory(), "spark": SparkResource(), "ip_ranges": IpRangesSource()}

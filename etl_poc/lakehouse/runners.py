@@ -27,7 +27,7 @@ from etl_poc.logic.spec import (
     PARTITION_DATE,
     SESSION_CONTEXT_COLUMNS,
 )
-from etl_poc.reference.ip_ranges import load_packaged_ranges
+from etl_poc.reference.ip_ranges import IpRangeTable, load_packaged_ranges
 
 PREVIEW_ROWS = 5
 EVENT_KEY, REJECT_KEY = layer_store.EVENT_KEY, layer_store.REJECT_KEY
@@ -103,9 +103,15 @@ class PolarsRunner:
 
     engine = "polars"
 
-    def __init__(self, paths: Paths, start_date: date, processed_at: datetime):
+    def __init__(
+        self,
+        paths: Paths,
+        start_date: date,
+        processed_at: datetime,
+        ip_ranges: IpRangeTable | None = None,
+    ):
         self.paths, self.start_date, self.processed_at = paths, start_date, processed_at
-        self._ranges = None
+        self.ip_ranges = ip_ranges or load_packaged_ranges()
 
     def _write(self, frame: pl.DataFrame, layer: str, key: str, start: date, end: date) -> None:
         layer_store.polars_write(frame, self.paths.layers, self.engine, layer, key, start, end)
@@ -151,7 +157,7 @@ class PolarsRunner:
     def enriched(self, start: date, end: date) -> LayerResult:
         from etl_poc.logic import polars_engine as engine
 
-        ranges = load_packaged_ranges()
+        ranges = self.ip_ranges
         prepared = engine.prepare_ranges(ranges.ipv4.lazy(), ranges.ipv6.lazy())
         enriched = engine.enrich(self._read("cleansed", EVENT_KEY, start, end), prepared).collect()
         self._write(enriched, "enriched", EVENT_KEY, start, end)
@@ -198,9 +204,17 @@ class SparkRunner:
 
     engine = "spark"
 
-    def __init__(self, paths: Paths, start_date: date, processed_at: datetime, spark):
+    def __init__(
+        self,
+        paths: Paths,
+        start_date: date,
+        processed_at: datetime,
+        spark,
+        ip_ranges: IpRangeTable | None = None,
+    ):
         self.paths, self.start_date, self.processed_at = paths, start_date, processed_at
         self.spark = spark
+        self.ip_ranges = ip_ranges or load_packaged_ranges()
 
     def _write(self, frame, layer: str, key: str, start: date, end: date) -> tuple:
         layer_store.spark_write(frame, self.paths.layers, self.engine, layer, key, start, end)
@@ -253,7 +267,8 @@ class SparkRunner:
         from etl_poc.logic import spark_engine as engine
 
         enriched = engine.enrich(
-            self._read("cleansed", EVENT_KEY, start, end), spark_ip_ranges(self.spark)
+            self._read("cleansed", EVENT_KEY, start, end),
+            spark_ip_ranges(self.spark, self.ip_ranges),
         )
         rows, preview = self._write(enriched, "enriched", EVENT_KEY, start, end)
         written = layer_store.polars_read(
@@ -264,7 +279,7 @@ class SparkRunner:
             rows,
             preview,
             {f"ip_{name}": int(count) for name, count in status.items()},
-            {"ip_ranges": load_packaged_ranges().info.as_dict()},
+            {"ip_ranges": self.ip_ranges.info.as_dict()},
         )
 
     def sessionized(self, start: date, end: date) -> LayerResult:

@@ -45,12 +45,13 @@ def spark_frame(spark, frame):
     )
 
 
-def spark_ip_ranges(spark):
-    """The packaged IP-to-country tables prepared for spark_engine.enrich, cached."""
+def spark_ip_ranges(spark, ranges=None):
+    """An IP-to-country table (default: the packaged one) prepared for spark_engine.enrich,
+    cached."""
     from etl_poc.logic import spark_engine
     from etl_poc.reference.ip_ranges import load_packaged_ranges
 
-    ranges = load_packaged_ranges()
+    ranges = ranges or load_packaged_ranges()
     prepared = spark_engine.prepare_ranges(
         spark_frame(spark, ranges.ipv4), spark_frame(spark, ranges.ipv6)
     )

@@ -14,9 +14,11 @@ import ipaddress
 import pickle
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from importlib import metadata, resources
 from itertools import chain
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -187,3 +189,102 @@ def load_packaged_ranges() -> IpRangeTable:
         source=f"{_PACKAGE} {metadata.version(_PACKAGE)}: {_DATA_FILE}",
     )
     return IpRangeTable(ipv4=ipv4, ipv6=ipv6, info=info)
+
+
+# Special-purpose IPv4 networks (IANA registry). A MaxMind MMDB simply has no record for them,
+# so they are added as reserved, as the packaged data marks them.
+IPV4_SPECIAL_NETWORKS = (
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",  # shared address space (carrier-grade NAT)
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+)
+
+
+def _bounds(network) -> tuple[int, int]:
+    return int(network.network_address), int(network.broadcast_address)
+
+
+def _halves(value: int) -> tuple[int, int]:
+    return value >> 64, value & _MASK64
+
+
+def _without_overlaps(ranges: list[tuple[int, int, str | None, bool]]):
+    """Reserved networks win over the file's records where they overlap (a file has none for
+    them normally); the rest are disjoint already (an MMDB search tree's leaves)."""
+    reserved = [(s, e) for s, e, _, r in ranges if r]
+    kept = []
+    for start, end, code, is_reserved in ranges:
+        if is_reserved or not any(s <= end and start <= e for s, e in reserved):
+            kept.append((start, end, code, is_reserved))
+    return sorted(kept)
+
+
+@cache
+def load_mmdb_ranges(path: str) -> IpRangeTable:
+    """A MaxMind MMDB country database (GeoLite2-Country or GeoIP2-Country, or any MMDB whose
+    records carry country.iso_code) as the same range tables: the user's own, newer data."""
+    import maxminddb
+
+    v4: list[tuple[int, int, str | None, bool]] = []
+    v6: list[tuple[int, int, str | None, bool]] = []
+    with maxminddb.open_database(path) as reader:
+        meta = reader.metadata()
+        for network, record in reader:
+            record = record or {}
+            country = record.get("country") or record.get("registered_country") or {}
+            code = country.get("iso_code")
+            (v4 if network.version == 4 else v6).append((*_bounds(network), code, False))
+    v4 += [(*_bounds(ipaddress.ip_network(n)), None, True) for n in IPV4_SPECIAL_NETWORKS]
+    v6 += [(*_bounds(ipaddress.ip_network(n)), None, True) for n in IPV6_SPECIAL_NETWORKS]
+    v4, v6 = _without_overlaps(v4), _without_overlaps(v6)
+    ipv4 = pl.DataFrame(
+        v4,
+        schema={
+            "range_start": pl.Int64,
+            "range_end": pl.Int64,
+            "country_code": pl.String,
+            "reserved": pl.Boolean,
+        },
+        orient="row",
+    )
+    ipv6 = pl.DataFrame(
+        [(*_halves(s), *_halves(e), code, r) for s, e, code, r in v6],
+        schema={
+            "range_start_hi": pl.UInt64,
+            "range_start_lo": pl.UInt64,
+            "range_end_hi": pl.UInt64,
+            "range_end_lo": pl.UInt64,
+            "country_code": pl.String,
+            "reserved": pl.Boolean,
+        },
+        orient="row",
+    )
+    built = datetime.fromtimestamp(meta.build_epoch, UTC).date().isoformat()
+    info = DatasetInfo(
+        name=meta.database_type,
+        date=built,
+        licence="as its provider states (GeoLite2: CC BY-SA 4.0 and the MaxMind GeoLite2 EULA)",
+        source=str(path),
+    )
+    return IpRangeTable(ipv4=ipv4, ipv6=ipv6, info=info)
+
+
+def load_ip_ranges(mmdb: str | None = None) -> IpRangeTable:
+    """The range table the pipeline joins against: the given MMDB file, else the packaged
+    GeoLite2 data."""
+    if mmdb:
+        if not Path(mmdb).is_file():
+            raise FileNotFoundError(f"IP ranges: no MMDB file at {mmdb}")
+        return load_mmdb_ranges(str(Path(mmdb).resolve()))
+    return load_packaged_ranges()

@@ -14,7 +14,7 @@ from etl_poc.cli import main as cli
 from etl_poc.definitions import defs
 from etl_poc.defs.assets import asset_key
 from etl_poc.defs.checks import RANGE_END_TAG, RANGE_START_TAG
-from etl_poc.defs.resources import DataDirectory, SparkResource
+from etl_poc.defs.resources import DataDirectory, IpRangesSource, SparkResource
 from etl_poc.lakehouse import iceberg, layer_store
 from etl_poc.lakehouse.runners import Paths, read_layer
 from etl_poc.logic.compare import compare_frames
@@ -34,7 +34,11 @@ def _run(job_name: str, data: Path, first: str, last: str):
     """One run of a job over the partition range [first, last], like `dagster job execute`
     with range tags, with the code location's resources pointed at `data`."""
     job = defs.resolve_job_def(job_name)
-    resources = {"data_dir": DataDirectory(path=str(data)), "spark": SparkResource()}
+    resources = {
+        "data_dir": DataDirectory(path=str(data)),
+        "spark": SparkResource(),
+        "ip_ranges": IpRangesSource(),
+    }
     tags = {RANGE_START_TAG: first, RANGE_END_TAG: last}
     return job.execute_in_process(
         tags=tags, resources=resources, instance=dg.DagsterInstance.ephemeral(),
@@ -117,7 +121,8 @@ def test_a_tampered_layer_fails_its_check(compared):
     )
     job = dg.Definitions(
         assets=defs.assets, asset_checks=defs.asset_checks, jobs=[only_checks],
-        resources={"data_dir": DataDirectory(path=str(data)), "spark": SparkResource()},
+        resources={"data_dir": DataDirectory(path=str(data)), "spark": SparkResource(),
+                   "ip_ranges": IpRangesSource()},
     ).resolve_job_def("only_checks")  # fmt: skip
     result = job.execute_in_process(
         tags={RANGE_START_TAG: "2024-01-01", RANGE_END_TAG: "2024-01-01"},
