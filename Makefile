@@ -15,7 +15,7 @@ UI_PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export ETL_POC_DATA_DIR := $(DATA_DIR)
 
-.PHONY: help install check-java demo test test-fast lint format ui generate bench clean
+.PHONY: help install check-java demo test test-fast lint format ui query generate bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ demo: install ## small data through both engines: the bulk month in one run, the
 			--tags "{\"dagster/partition\": \"$$day\"}" >> $(DEMO_LOG) 2>&1 \
 			|| { tail -30 $(DEMO_LOG); exit 1; }; \
 	done
+	@echo "lakehouse_analytics: the SQL in etl_poc/analytics/sql on both engines' tables"
+	@$(RUN) dagster job execute -m etl_poc.definitions -j lakehouse_analytics >> $(DEMO_LOG) 2>&1 \
+		|| { tail -30 $(DEMO_LOG); exit 1; }
 	@echo
 	@$(RUN) etl-poc summary --data $(DATA_DIR)
 	@echo
@@ -64,6 +67,8 @@ demo: install ## small data through both engines: the bulk month in one run, the
 	@echo "  layers per engine and day:   $(DATA_DIR)/layers/<engine>/<layer>/"
 	@echo "  Iceberg warehouse:           $(DATA_DIR)/warehouse/ (catalog.db: SQLite catalog 'lakehouse')"
 	@echo "  Dagster run logs:            $(DEMO_LOG)"
+	@echo "  analytics answers:           in the UI on clickstream_analytics, or DuckDB tables analytics_* in $(DATA_DIR)/analytics.duckdb"
+	@echo "  ad-hoc SQL:                  make query SQL=\"SELECT device, count(*) FROM polars_events GROUP BY 1\""
 	@echo "  Dagster UI (lineage, metadata, checks): make ui, then http://127.0.0.1:$(UI_PORT)"
 
 test: install ## the whole test suite (what CI runs)
@@ -84,6 +89,9 @@ ui: install ## Dagster's UI on 127.0.0.1
 
 generate: install ## make generate SIZE=small|medium|large [FORMATS=csv,parquet]
 	$(RUN) etl-poc generate --size $(SIZE) --formats $(FORMATS) --out $(DATA_DIR)/landing
+
+query: install ## make query SQL="SELECT ...": DuckDB over polars_events, spark_events, *_rejects
+	@$(RUN) etl-poc query --data $(DATA_DIR) "$(SQL)"
 
 bench: install ## make bench SIZE=medium REPEAT=3: the generator, in fresh processes
 	$(RUN) etl-poc bench generator --size $(SIZE) --repeat $(REPEAT) --formats parquet

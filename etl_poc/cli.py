@@ -172,6 +172,39 @@ def _add_summary(sub) -> None:
     )
 
 
+def _add_query(sub) -> None:
+    p = sub.add_parser(
+        "query",
+        help="ad-hoc SQL in DuckDB over the lakehouse: views polars_events, spark_events, "
+        "polars_rejects, spark_rejects",
+    )
+    p.add_argument("sql", help='e.g. "SELECT device, count(*) FROM polars_events GROUP BY 1"')
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("ETL_POC_DATA_DIR", "data")),
+        help="the data directory (default $ETL_POC_DATA_DIR or data)",
+    )
+    p.add_argument("--rows", type=_positive, default=50, help="rows to print (default 50)")
+
+
+def _run_query(args) -> int:
+    import duckdb
+    import polars as pl
+
+    from etl_poc.analytics.lakehouse_sql import register_lakehouse, run_sql
+
+    connection = duckdb.connect()
+    try:
+        register_lakehouse(connection, args.data / "warehouse")
+        result = run_sql(connection, args.sql)
+    except (FileNotFoundError, duckdb.Error) as error:
+        raise ValueError(str(error).splitlines()[0]) from error
+    with pl.Config(tbl_rows=args.rows, tbl_cols=-1, tbl_width_chars=200):
+        print(result.head(args.rows))
+    return 0
+
+
 def _run_summary(args) -> int:
     from etl_poc.report.lakehouse_summary import summarize
 
@@ -190,12 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     _add_generate(sub)
     _add_bench(sub)
     _add_summary(sub)
+    _add_query(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "generate":
             return _run_generate(args)
         if args.command == "summary":
             return _run_summary(args)
+        if args.command == "query":
+            return _run_query(args)
         return _run_bench(args)
     except (ValueError, RuntimeError) as error:
         parser.exit(2, f"etl-poc {args.command}: error: {error}\n")

@@ -24,7 +24,7 @@ _LAYERS = [
     "sessionized_clickstream",
 ]
 EXPECTED_ASSETS = sorted(
-    [["ip_country_ranges"], ["landing_clickstream"]]
+    [["clickstream_analytics"], ["ip_country_ranges"], ["landing_clickstream"]]
     + [[engine, layer] for engine in ("polars", "spark") for layer in _LAYERS]
 )
 _QUALITY = [
@@ -35,10 +35,17 @@ _QUALITY = [
 ]
 EXPECTED_CHECKS = sorted(
     [(["landing_clickstream"], LANDING_FILES_CHECK)]
+    + [(["clickstream_analytics"], "engines_give_the_same_answers")]
     + [(["spark", layer], "same_rows_as_polars") for layer in _LAYERS]
     + [([engine, layer], name) for engine in ("polars", "spark") for layer, name in _QUALITY]
 )
-EXPECTED_JOBS = {CHECK_LANDING_JOB, "polars_etl", "spark_etl", "compare_engines"}
+EXPECTED_JOBS = {
+    CHECK_LANDING_JOB,
+    "polars_etl",
+    "spark_etl",
+    "compare_engines",
+    "lakehouse_analytics",
+}
 
 
 def test_definitions_load_with_the_expected_graph():

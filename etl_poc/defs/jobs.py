@@ -37,4 +37,11 @@ compare_engines = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
-JOBS = [check_landing, polars_etl, spark_etl, compare_engines]
+lakehouse_analytics = dg.define_asset_job(
+    "lakehouse_analytics",
+    selection=dg.AssetSelection.groups("analytics"),
+    description="The analytical SQL over both engines' Iceberg tables (not partitioned).",
+    executor_def=dg.in_process_executor,
+)
+
+JOBS = [check_landing, polars_etl, spark_etl, compare_engines, lakehouse_analytics]

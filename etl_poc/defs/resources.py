@@ -82,4 +82,15 @@ class SparkResource(dg.ConfigurableResource):
             self._session.stop()  # a session this run did not start (tests) is left running
 
 
-RESOURCES = {"data_dir": DataDirectory(), "spark": SparkResource(), "ip_ranges": IpRangesSource()}
+def _duckdb():
+    from dagster_duckdb import DuckDBResource
+
+    return DuckDBResource(database=str(Path(DataDirectory().path) / "analytics.duckdb"))
+
+
+RESOURCES = {
+    "data_dir": DataDirectory(),
+    "spark": SparkResource(),
+    "ip_ranges": IpRangesSource(),
+    "duckdb": _duckdb(),
+}

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+from dagster_duckdb import DuckDBResource
 
 from etl_poc.cli import main as cli
 from etl_poc.definitions import defs
@@ -30,16 +31,21 @@ def _landing(data: Path, events: int = 4000) -> Path:
     return data
 
 
-def _run(job_name: str, data: Path, first: str, last: str):
-    """One run of a job over the partition range [first, last], like `dagster job execute`
-    with range tags, with the code location's resources pointed at `data`."""
-    job = defs.resolve_job_def(job_name)
-    resources = {
+def _resources(data: Path) -> dict:
+    return {
         "data_dir": DataDirectory(path=str(data)),
         "spark": SparkResource(),
         "ip_ranges": IpRangesSource(),
+        "duckdb": DuckDBResource(database=str(data / "analytics.duckdb")),
     }
-    tags = {RANGE_START_TAG: first, RANGE_END_TAG: last}
+
+
+def _run(job_name: str, data: Path, first: str | None = None, last: str | None = None):
+    """One run of a job over the partition range [first, last], like `dagster job execute`
+    with range tags, with the code location's resources pointed at `data`."""
+    job = defs.resolve_job_def(job_name)
+    resources = _resources(data)
+    tags = {RANGE_START_TAG: first, RANGE_END_TAG: last} if first else {}
     return job.execute_in_process(
         tags=tags, resources=resources, instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
@@ -121,8 +127,7 @@ def test_a_tampered_layer_fails_its_check(compared):
     )
     job = dg.Definitions(
         assets=defs.assets, asset_checks=defs.asset_checks, jobs=[only_checks],
-        resources={"data_dir": DataDirectory(path=str(data)), "spark": SparkResource(),
-                   "ip_ranges": IpRangesSource()},
+        resources=_resources(data),
     ).resolve_job_def("only_checks")  # fmt: skip
     result = job.execute_in_process(
         tags={RANGE_START_TAG: "2024-01-01", RANGE_END_TAG: "2024-01-01"},
@@ -152,3 +157,22 @@ def test_day_by_day_equals_one_range_run(tmp_path):
     assert comparison.equal, comparison.summary()
     crossing = a.filter(pl.col("session_start").dt.date() < pl.col("event_date"))
     assert crossing.height > 0  # some sessions did run across midnight
+
+
+@pytest.mark.spark
+def test_analytics_give_the_same_answers_on_both_tables(compared, capsys):
+    data, _ = compared
+    result = _run("lakehouse_analytics", data)
+    assert result.success
+    assert _checks(result) == {"clickstream_analytics:engines_give_the_same_answers": True}
+    (materialization,) = result.get_asset_materialization_events()
+    metadata = materialization.materialization.metadata
+    for query in ("conversion_funnel", "daily_activity", "top_countries", "bounce_rate"):
+        assert "|" in metadata[query].value, query
+    funnel = metadata["conversion_funnel"].value
+    assert "PAGE_VIEW" in funnel
+    assert "PURCHASE" in funnel
+    # Ad-hoc SQL from the command line over the same tables.
+    sql = "SELECT count(*) AS n FROM polars_events JOIN spark_events USING (event_id)"
+    assert cli(["query", "--data", str(data), sql]) == 0
+    assert str(_iceberg_rows(data, "polars").height) in capsys.readouterr().out

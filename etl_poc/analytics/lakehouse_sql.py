@@ -1,0 +1,76 @@
+"""Analytical SQL over the lakehouse, in DuckDB.
+
+The queries are the .sql files next to this module; each reads a view named `events`. DuckDB
+gets the Iceberg tables through PyIceberg scans (Arrow, no copy on DuckDB's side): the DuckDB
+iceberg extension would have to be downloaded, which this machine cannot do. Views
+`<engine>_events` and `<engine>_rejects` are registered for every engine with a table, so
+ad-hoc SQL can compare them too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from etl_poc.lakehouse import iceberg
+
+ENGINES = ("polars", "spark")
+
+
+def queries() -> dict[str, str]:
+    """The analytical queries, by name (the .sql file's stem), in name order."""
+    folder = resources.files("etl_poc.analytics").joinpath("sql")
+    return {
+        entry.name.removesuffix(".sql"): entry.read_text()
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".sql")
+    }
+
+
+def register_lakehouse(connection: duckdb.DuckDBPyConnection, warehouse: Path) -> list[str]:
+    """Register each engine's Iceberg tables as DuckDB views; returns the views' names."""
+    if not (warehouse / "catalog.db").exists():
+        raise FileNotFoundError(f"no lakehouse under {warehouse}: materialize the assets first")
+    catalog = iceberg.open_catalog(warehouse)
+    names = []
+    for engine in ENGINES:
+        for layout, suffix in ((iceberg.EVENTS, "events"), (iceberg.REJECTS, "rejects")):
+            identifier = f"{engine}.{layout.name}"
+            if catalog.table_exists(identifier):
+                arrow = catalog.load_table(identifier).scan().to_arrow()
+                connection.register(f"{engine}_{suffix}", arrow)
+                names.append(f"{engine}_{suffix}")
+    return names
+
+
+@dataclass
+class QueryResult:
+    name: str
+    by_engine: dict[str, pl.DataFrame]
+
+    @property
+    def engines_agree(self) -> bool:
+        frames = list(self.by_engine.values())
+        return all(frame.equals(frames[0]) for frame in frames[1:])
+
+
+def run_queries(connection: duckdb.DuckDBPyConnection, engines=ENGINES) -> list[QueryResult]:
+    """Every query on every engine's events table (as the view `events`)."""
+    results = []
+    for name, sql in queries().items():
+        by_engine = {}
+        for engine in engines:
+            connection.execute(
+                f"CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM {engine}_events"
+            )
+            by_engine[engine] = pl.from_arrow(connection.sql(sql).to_arrow_table())
+        results.append(QueryResult(name, by_engine))
+    return results
+
+
+def run_sql(connection: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    return pl.from_arrow(connection.sql(sql).to_arrow_table())

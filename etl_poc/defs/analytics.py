@@ -1,0 +1,55 @@
+"""Analytics: the .sql files of etl_poc/analytics run in DuckDB over both engines' Iceberg
+tables, each answer attached as a markdown table, and a check that both engines' tables give
+the same answers."""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from etl_poc.analytics.lakehouse_sql import register_lakehouse, run_queries
+
+from .assets import _markdown, asset_key
+from .resources import DataDirectory
+
+CLICKSTREAM_ANALYTICS = dg.AssetKey("clickstream_analytics")
+SAME_ANSWERS_CHECK = "engines_give_the_same_answers"
+
+
+@dg.asset(
+    key=CLICKSTREAM_ANALYTICS,
+    deps=[asset_key("polars", "events"), asset_key("spark", "events")],
+    group_name="analytics",
+    kinds={"duckdb", "sql"},
+    description="Daily activity, session lengths, bounce rate, top countries, device mix and "
+    "the conversion funnel, from SQL files in etl_poc/analytics/sql run by DuckDB on each "
+    "engine's Iceberg table; results also kept as tables analytics_<query> in DuckDB.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            SAME_ANSWERS_CHECK,
+            asset=CLICKSTREAM_ANALYTICS,
+            description="Every query gives the same answer on Polars' and Spark's table.",
+        )
+    ],
+)
+def clickstream_analytics(data_dir: DataDirectory, duckdb: DuckDBResource):
+    with duckdb.get_connection() as connection:
+        views = register_lakehouse(connection, data_dir.paths.warehouse)
+        engines = [v.removesuffix("_events") for v in views if v.endswith("_events")]
+        results = run_queries(connection, engines)
+        metadata = {"engines": ", ".join(engines)}
+        for result in results:
+            first = next(iter(result.by_engine.values()))
+            connection.register("_answer", first.to_arrow())
+            connection.execute(f"CREATE OR REPLACE TABLE analytics_{result.name} AS FROM _answer")
+            connection.unregister("_answer")
+            metadata[result.name] = dg.MetadataValue.md(_markdown(first))
+    disagreeing = [r.name for r in results if not r.engines_agree]
+    yield dg.MaterializeResult(metadata=metadata)
+    yield dg.AssetCheckResult(
+        check_name=SAME_ANSWERS_CHECK,
+        passed=not disagreeing and len(engines) == 2,
+        metadata={
+            "queries": len(results),
+            "engines": ", ".join(engines),
+            "disagreeing": ", ".join(disagreeing) or "none",
+        },
+    )
