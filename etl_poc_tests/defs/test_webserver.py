@@ -89,7 +89,12 @@ def test_the_ui_lists_every_asset_and_check(webserver):
 
 def test_the_ui_listens_on_loopback_only(webserver):
     port = int(webserver.rsplit(":", 1)[1])
-    own_address = socket.gethostbyname(socket.gethostname())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # UDP: picks the outgoing interface, sends nothing
+            own_address = probe.getsockname()[0]
+        except OSError:
+            own_address = "127.0.0.1"
     if own_address.startswith("127."):
         pytest.skip("this host has no address besides loopback to try")
     with (
