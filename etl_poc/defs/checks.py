@@ -83,70 +83,62 @@ def _figures(figures: dict, start: date, end: date) -> dict:
     return {"window": f"[{start}, {end})", **figures}
 
 
-def _quality_checks(engine: str) -> list[dg.AssetChecksDefinition]:
-    """Per engine: the rules of logic/quality.py on the layers it wrote; the ones that guard
-    correctness block the layers downstream."""
+def _rule_check(
+    engine: str,
+    layer: str,
+    name: str,
+    rule,
+    reads: tuple[str, ...],
+    description: str,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+) -> dg.AssetChecksDefinition:
+    """A check on one engine's layer: a rule of logic/quality.py applied to the windows of the
+    layers it `reads`. An ERROR check blocks the layers downstream when it fails."""
 
     @dg.asset_check(
-        asset=asset_key(engine, "cleansed"),
-        name="rows_conserved",
-        blocking=True,
-        description="Raw rows = clean rows + rejected rows + duplicates removed.",
+        asset=asset_key(engine, layer),
+        name=name,
+        blocking=severity == dg.AssetCheckSeverity.ERROR,
+        description=description,
     )
-    def rows_conserved(context: dg.AssetCheckExecutionContext, data_dir: DataDirectory):
+    def _check(context: dg.AssetCheckExecutionContext, data_dir: DataDirectory):
         start, end = run_window(context.run.tags)
-        layers = {
-            layer: read_layer(data_dir.paths, engine, layer, start, end)
-            for layer in ("raw", "cleansed", "rejects")
-        }
-        passed, figures = quality.row_conservation(
-            layers["raw"], layers["cleansed"], layers["rejects"]
-        )
-        return dg.AssetCheckResult(passed=passed, metadata=_figures(figures, start, end))
-
-    @dg.asset_check(
-        asset=asset_key(engine, "enriched"),
-        name="public_ips_have_a_country",
-        description=f"At least {quality.MIN_PUBLIC_WITH_COUNTRY:.0%} of public addresses get a "
-        "country (the rest are in space the range table leaves unallocated).",
-    )
-    def public_ips_have_a_country(context: dg.AssetCheckExecutionContext, data_dir: DataDirectory):
-        start, end = run_window(context.run.tags)
-        enriched = read_layer(data_dir.paths, engine, "enriched", start, end)
-        passed, figures = quality.public_ips_with_country(enriched)
+        frames = [read_layer(data_dir.paths, engine, read, start, end) for read in reads]
+        passed, figures = rule(*frames)
         return dg.AssetCheckResult(
-            passed=passed,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata=_figures(figures, start, end),
+            passed=passed, severity=severity, metadata=_figures(figures, start, end)
         )
 
-    @dg.asset_check(
-        asset=asset_key(engine, "sessionized"),
-        name="unique_ids_and_keys",
-        blocking=True,
-        description="Every event_id once; no null event_id, user_id, event_ts, event_date, "
-        "session_id.",
-    )
-    def unique_ids_and_keys(context: dg.AssetCheckExecutionContext, data_dir: DataDirectory):
-        start, end = run_window(context.run.tags)
-        sessionized = read_layer(data_dir.paths, engine, "sessionized", start, end)
-        passed, figures = quality.unique_ids_and_keys(sessionized)
-        return dg.AssetCheckResult(passed=passed, metadata=_figures(figures, start, end))
+    return _check
 
-    @dg.asset_check(
-        asset=asset_key(engine, "sessionized"),
-        name="session_rule_holds",
-        blocking=True,
-        description="No gap over 30 minutes inside a session; a user's consecutive sessions "
-        "more than 30 minutes apart.",
-    )
-    def session_rule_holds(context: dg.AssetCheckExecutionContext, data_dir: DataDirectory):
-        start, end = run_window(context.run.tags)
-        sessionized = read_layer(data_dir.paths, engine, "sessionized", start, end)
-        passed, figures = quality.session_rule(sessionized)
-        return dg.AssetCheckResult(passed=passed, metadata=_figures(figures, start, end))
 
-    return [rows_conserved, public_ips_have_a_country, unique_ids_and_keys, session_rule_holds]
+def _quality_checks(engine: str) -> list[dg.AssetChecksDefinition]:
+    """Per engine: the rules of logic/quality.py on the layers it wrote."""
+    return [
+        _rule_check(
+            engine, "cleansed", "rows_conserved", quality.row_conservation,
+            ("raw", "cleansed", "rejects"),
+            "Raw rows = clean rows + rejected rows + duplicates removed.",
+        ),
+        _rule_check(
+            engine, "enriched", "public_ips_have_a_country", quality.public_ips_with_country,
+            ("enriched",),
+            f"At least {quality.MIN_PUBLIC_WITH_COUNTRY:.0%} of public addresses get a country "
+            "(the rest are in space the range table leaves unallocated).",
+            severity=dg.AssetCheckSeverity.WARN,
+        ),
+        _rule_check(
+            engine, "sessionized", "unique_ids_and_keys", quality.unique_ids_and_keys,
+            ("sessionized",),
+            "Every event_id once; no null event_id, user_id, event_ts, event_date, session_id.",
+        ),
+        _rule_check(
+            engine, "sessionized", "session_rule_holds", quality.session_rule,
+            ("sessionized",),
+            "No gap over 30 minutes inside a session; a user's consecutive sessions more than "
+            "30 minutes apart.",
+        ),
+    ]  # fmt: skip
 
 
 QUALITY_CHECKS = [check for engine in ("polars", "spark") for check in _quality_checks(engine)]
