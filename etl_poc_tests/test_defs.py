@@ -66,13 +66,11 @@ def test_landing_check_lists_files_and_fails_on_an_empty_zone(small_landing, tmp
     assert not empty.passed
 
 
-@pytest.mark.spark
-def test_compare_engines_runs_from_the_dagster_cli(tmp_path):
-    """What CI and `make demo` run: `dagster job execute` over a partition range, in a fresh
-    process (its own Spark session), every check evaluated and passing."""
+def _dagster_cli(tmp_path: Path, generate: list[str], job: list[str], **env: str):
+    """Generate landing data, then `dagster job execute` in a fresh process with its own
+    instance; returns the finished process and the instance."""
     subprocess.run(
-        [sys.executable, "-m", "etl_poc.cli", "generate", "--events", "600", "--days", "2",
-         "--incremental-days", "1", "--formats", "parquet", "--no-progress",
+        [sys.executable, "-m", "etl_poc.cli", "generate", *generate, "--no-progress",
          "--out", str(tmp_path / "data" / "landing")],
         check=True, capture_output=True,
     )  # fmt: skip
@@ -83,17 +81,28 @@ def test_compare_engines_runs_from_the_dagster_cli(tmp_path):
         **os.environ,
         "DAGSTER_HOME": str(home),
         "ETL_POC_DATA_DIR": str(tmp_path / "data"),
-        "ETL_POC_SPARK_MASTER": "local[1]",
-        "ETL_POC_SPARK_DRIVER_MEMORY": "2g",
+        **env,
     }
-    tags = '{"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-02"}'
     run = subprocess.run(
-        [sys.executable, "-m", "dagster", "job", "execute", "-m", "etl_poc.definitions",
-         "-j", "compare_engines", "--tags", tags],
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "etl_poc.definitions", *job],
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
+    return run, dg.DagsterInstance.from_config(str(home))
+
+
+@pytest.mark.spark
+def test_compare_engines_runs_from_the_dagster_cli(tmp_path):
+    """What CI and `make demo` run: `dagster job execute` over a partition range, in a fresh
+    process (its own Spark session), every check evaluated and passing."""
+    tags = '{"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-02"}'
+    run, instance = _dagster_cli(
+        tmp_path,
+        ["--events", "600", "--days", "2", "--incremental-days", "1", "--formats", "parquet"],
+        ["-j", "compare_engines", "--tags", tags],
+        ETL_POC_SPARK_MASTER="local[1]",
+        ETL_POC_SPARK_DRIVER_MEMORY="2g",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
-    instance = dg.DagsterInstance.from_config(str(home))
     (record,) = instance.get_run_records()
     assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
     for layer in _LAYERS:
@@ -106,22 +115,8 @@ def test_compare_engines_runs_from_the_dagster_cli(tmp_path):
 
 def test_check_job_runs_from_the_dagster_cli(tmp_path):
     """What CI and `make demo` run: `dagster job execute` in a fresh process."""
-    subprocess.run(
-        [sys.executable, "-m", "etl_poc.cli", "generate", "--events", "200",
-         "--out", str(tmp_path / "data" / "landing")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster.yaml").read_text())
-    env = {**os.environ, "DAGSTER_HOME": str(home), "ETL_POC_DATA_DIR": str(tmp_path / "data")}
-    run = subprocess.run(
-        [sys.executable, "-m", "dagster", "job", "execute", "-m", "etl_poc.definitions",
-         "-j", CHECK_LANDING_JOB],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    run, instance = _dagster_cli(tmp_path, ["--events", "200"], ["-j", CHECK_LANDING_JOB])
     assert run.returncode == 0, run.stderr[-2000:]
-    instance = dg.DagsterInstance.from_config(str(home))
     (record,) = instance.get_run_records()
     assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
     evaluation = instance.get_latest_asset_check_evaluation_record(

@@ -74,7 +74,6 @@ REJECT_FIELDS = [
     ("event_date", DateType(), False),
     ("partition_date", DateType(), True),
 ]
-REJECT_TABLE_COLUMNS = tuple(name for name, _, _ in REJECT_FIELDS)
 REJECTS_SCHEMA = _schema(REJECT_FIELDS)
 
 

@@ -31,7 +31,6 @@ from etl_poc.reference.ip_ranges import IpRangeTable, load_packaged_ranges
 
 PREVIEW_ROWS = 5
 EVENT_KEY, REJECT_KEY = layer_store.EVENT_KEY, layer_store.REJECT_KEY
-LAYERS = ("raw", "cleansed", "enriched", "sessionized", "events")
 
 
 @dataclass(frozen=True)
