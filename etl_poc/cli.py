@@ -160,16 +160,36 @@ def _run_bench(args) -> int:
     return 0
 
 
-def _add_summary(sub) -> None:
-    p = sub.add_parser(
-        "summary", help="what the lakehouse holds: rows, sessions, rejects, engines equal, checks"
-    )
+def _add_lakehouse_options(p) -> None:
     p.add_argument(
         "--data",
         type=Path,
         default=Path(os.environ.get("ETL_POC_DATA_DIR", "data")),
         help="the data directory (default $ETL_POC_DATA_DIR or data)",
     )
+    p.add_argument(
+        "--catalog-uri",
+        default=os.environ.get("ETL_POC_CATALOG_URI", ""),
+        help="SQLAlchemy URL of the Iceberg catalog (default $ETL_POC_CATALOG_URI, or the "
+        "SQLite file <data>/warehouse/catalog.db)",
+    )
+
+
+def _catalog(args):
+    """The lakehouse's catalog, or a clear error when nothing was materialized yet."""
+    from etl_poc.lakehouse import iceberg
+
+    warehouse = args.data / "warehouse"
+    if not iceberg.catalog_exists(warehouse, args.catalog_uri or None):
+        raise ValueError(f"no lakehouse under {warehouse}: materialize the assets first")
+    return iceberg.open_catalog(warehouse, args.catalog_uri or None)
+
+
+def _add_summary(sub) -> None:
+    p = sub.add_parser(
+        "summary", help="what the lakehouse holds: rows, sessions, rejects, engines equal, checks"
+    )
+    _add_lakehouse_options(p)
 
 
 def _add_query(sub) -> None:
@@ -179,12 +199,7 @@ def _add_query(sub) -> None:
         "polars_rejects, spark_rejects",
     )
     p.add_argument("sql", help='e.g. "SELECT device, count(*) FROM polars_events GROUP BY 1"')
-    p.add_argument(
-        "--data",
-        type=Path,
-        default=Path(os.environ.get("ETL_POC_DATA_DIR", "data")),
-        help="the data directory (default $ETL_POC_DATA_DIR or data)",
-    )
+    _add_lakehouse_options(p)
     p.add_argument("--rows", type=_positive, default=50, help="rows to print (default 50)")
 
 
@@ -194,11 +209,12 @@ def _run_query(args) -> int:
 
     from etl_poc.analytics.lakehouse_sql import register_lakehouse, run_sql
 
+    catalog = _catalog(args)
     connection = duckdb.connect()
     try:
-        register_lakehouse(connection, args.data / "warehouse")
+        register_lakehouse(connection, catalog)
         result = run_sql(connection, args.sql)
-    except (FileNotFoundError, duckdb.Error) as error:
+    except duckdb.Error as error:
         raise ValueError(str(error).splitlines()[0]) from error
     with pl.Config(tbl_rows=args.rows, tbl_cols=-1, tbl_width_chars=200):
         print(result.head(args.rows))
@@ -213,7 +229,7 @@ def _run_summary(args) -> int:
         import dagster as dg
 
         instance = dg.DagsterInstance.get()
-    print(summarize(args.data, instance))
+    print(summarize(args.data, _catalog(args), instance))
     return 0
 
 

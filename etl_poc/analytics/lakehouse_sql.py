@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
 import duckdb
 import polars as pl
+from pyiceberg.catalog import Catalog
 
 from etl_poc.lakehouse import iceberg
 
@@ -31,11 +31,9 @@ def queries() -> dict[str, str]:
     }
 
 
-def register_lakehouse(connection: duckdb.DuckDBPyConnection, warehouse: Path) -> list[str]:
-    """Register each engine's Iceberg tables as DuckDB views; returns the views' names."""
-    if not (warehouse / "catalog.db").exists():
-        raise FileNotFoundError(f"no lakehouse under {warehouse}: materialize the assets first")
-    catalog = iceberg.open_catalog(warehouse)
+def register_lakehouse(connection: duckdb.DuckDBPyConnection, catalog: Catalog) -> list[str]:
+    """Register each engine's Iceberg tables (in `catalog`) as DuckDB views; returns the
+    views' names."""
     names = []
     for engine in ENGINES:
         for layout, suffix in ((iceberg.EVENTS, "events"), (iceberg.REJECTS, "rejects")):

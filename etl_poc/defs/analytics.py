@@ -7,8 +7,9 @@ from dagster_duckdb import DuckDBResource
 
 from etl_poc.analytics.lakehouse_sql import register_lakehouse, run_queries
 
-from .assets import _markdown, asset_key
-from .resources import DataDirectory
+from .assets import asset_key
+from .metadata import markdown_table
+from .resources import IcebergCatalog
 
 CLICKSTREAM_ANALYTICS = dg.AssetKey("clickstream_analytics")
 SAME_ANSWERS_CHECK = "engines_give_the_same_answers"
@@ -30,9 +31,9 @@ SAME_ANSWERS_CHECK = "engines_give_the_same_answers"
         )
     ],
 )
-def clickstream_analytics(data_dir: DataDirectory, duckdb: DuckDBResource):
+def clickstream_analytics(lakehouse: IcebergCatalog, duckdb: DuckDBResource):
     with duckdb.get_connection() as connection:
-        views = register_lakehouse(connection, data_dir.paths.warehouse)
+        views = register_lakehouse(connection, lakehouse.catalog())
         engines = [v.removesuffix("_events") for v in views if v.endswith("_events")]
         results = run_queries(connection, engines)
         metadata = {"engines": ", ".join(engines)}
@@ -41,7 +42,7 @@ def clickstream_analytics(data_dir: DataDirectory, duckdb: DuckDBResource):
             connection.register("_answer", first.to_arrow())
             connection.execute(f"CREATE OR REPLACE TABLE analytics_{result.name} AS FROM _answer")
             connection.unregister("_answer")
-            metadata[result.name] = dg.MetadataValue.md(_markdown(first))
+            metadata[result.name] = markdown_table(first)
     disagreeing = [r.name for r in results if not r.engines_agree]
     yield dg.MaterializeResult(metadata=metadata)
     yield dg.AssetCheckResult(

@@ -5,14 +5,14 @@ import warnings
 from datetime import UTC, date, datetime
 
 import dagster as dg
-import polars as pl
 
 from etl_poc.lakehouse.runners import LayerResult, PolarsRunner, SparkRunner
 from etl_poc.measure.usage import TreeSampler
 
 from .landing import LANDING_CLICKSTREAM
+from .metadata import markdown_table, table_schema
 from .partitions import daily
-from .resources import START_DATE, DataDirectory, IpRangesSource, SparkResource
+from .resources import START_DATE, DataDirectory, IcebergCatalog, IpRangesSource, SparkResource
 
 ENGINES = ("polars", "spark")
 IP_COUNTRY_RANGES = dg.AssetKey("ip_country_ranges")
@@ -58,22 +58,6 @@ def partition_window(context) -> tuple[date, date]:
     return window.start.date(), window.end.date()
 
 
-def _markdown(frame: pl.DataFrame) -> str:
-    if frame.is_empty():
-        return "_no rows_"
-    shown = frame.select(frame.columns[:10]).cast(pl.String)
-    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * shown.width]
-    for row in shown.iter_rows():
-        lines.append("| " + " | ".join("" if v is None else v for v in row) + " |")
-    return "\n".join(lines)
-
-
-def _schema(frame: pl.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
-    )
-
-
 def _lineage(engine: str, layer: str, upstream: dg.AssetKey | None) -> dict:
     derived = _DERIVED[layer]
     if upstream is None or not derived:
@@ -91,7 +75,7 @@ def _lineage(engine: str, layer: str, upstream: dg.AssetKey | None) -> dict:
 def _metadata(result: LayerResult, usage: dict, startup: float | None) -> dict:
     metadata = {
         "dagster/row_count": result.rows,
-        "preview": dg.MetadataValue.md(_markdown(result.preview)),
+        "preview": markdown_table(result.preview),
         "seconds": round(usage["wall_seconds"], 3),
         "cpu_seconds": round(usage["cpu_seconds"], 3),
         "cpu_utilisation": usage["cpu_utilisation"],
@@ -100,7 +84,7 @@ def _metadata(result: LayerResult, usage: dict, startup: float | None) -> dict:
         **{name: int(value) for name, value in result.counts.items()},
     }
     if not result.preview.is_empty():
-        metadata["dagster/column_schema"] = _schema(result.preview)
+        metadata["dagster/column_schema"] = table_schema(result.preview)
     if startup is not None:
         metadata["spark_startup_seconds"] = round(startup, 3)
     for name, value in result.details.items():
@@ -134,6 +118,7 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
     def _asset(
         context: dg.AssetExecutionContext,
         data_dir: DataDirectory,
+        lakehouse: IcebergCatalog,
         spark: SparkResource,
         ip_ranges: IpRangesSource,
     ) -> dg.MaterializeResult:
@@ -146,7 +131,7 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
         runner = _runner(engine, resources, processed_at)
         with TreeSampler() as sampler:
             if layer == "events":
-                result = runner.events(start, end, context.run.run_id)
+                result = runner.events(start, end, context.run.run_id, lakehouse.catalog())
             else:
                 result = getattr(runner, layer)(start, end)
         startup = spark.take_startup_seconds() if engine == "spark" else None
@@ -181,8 +166,8 @@ def ip_country_ranges(ip_ranges: IpRangesSource) -> dg.MaterializeResult:
             "ipv4_ranges": ranges.ipv4.height,
             "ipv6_ranges": ranges.ipv6.height,
             "dagster/row_count": ranges.ipv4.height + ranges.ipv6.height,
-            "dagster/column_schema": _schema(ranges.ipv4),
-            "preview": dg.MetadataValue.md(_markdown(ranges.ipv4.head(5))),
+            "dagster/column_schema": table_schema(ranges.ipv4),
+            "preview": markdown_table(ranges.ipv4.head(5)),
             **{f"dataset_{k}": v for k, v in ranges.info.as_dict().items()},
         }
     )

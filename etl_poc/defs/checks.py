@@ -14,8 +14,9 @@ from etl_poc.lakehouse.runners import read_layer
 from etl_poc.logic import quality
 from etl_poc.logic.compare import Comparison, compare_frames
 
-from .assets import LAYERS, _markdown, asset_key
-from .resources import DataDirectory
+from .assets import LAYERS, asset_key
+from .metadata import markdown_table
+from .resources import DataDirectory, IcebergCatalog
 
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -34,8 +35,7 @@ def run_window(tags: dict[str, str]) -> tuple[date, date]:
     return first, last + timedelta(days=1)
 
 
-def _iceberg_window(data_dir: DataDirectory, engine: str, start: date, end: date) -> pl.DataFrame:
-    catalog = iceberg.open_catalog(data_dir.paths.warehouse)
+def _iceberg_window(catalog, engine: str, start: date, end: date) -> pl.DataFrame:
     table = iceberg.table_for(catalog, engine, iceberg.EVENTS)
     scan = table.scan(row_filter=iceberg.window_filter(iceberg.EVENTS, start, end))
     return pl.from_arrow(scan.to_arrow())
@@ -49,8 +49,8 @@ def _result(comparison: Comparison, start: date, end: date) -> dg.AssetCheckResu
         "summary": comparison.summary(),
     }
     if not comparison.equal:
-        metadata["only_polars_sample"] = dg.MetadataValue.md(_markdown(comparison.only_left))
-        metadata["only_spark_sample"] = dg.MetadataValue.md(_markdown(comparison.only_right))
+        metadata["only_polars_sample"] = markdown_table(comparison.only_left)
+        metadata["only_spark_sample"] = markdown_table(comparison.only_right)
     return dg.AssetCheckResult(passed=comparison.equal, metadata=metadata)
 
 
@@ -63,11 +63,14 @@ def _equivalence_check(layer: str) -> dg.AssetChecksDefinition:
         description=f"Spark's {layer} window equals Polars' row for row (canonical sort, "
         "aligned types); on a difference, counts and sample rows of each side.",
     )
-    def _check(context: dg.AssetCheckExecutionContext, data_dir: DataDirectory):
+    def _check(
+        context: dg.AssetCheckExecutionContext, data_dir: DataDirectory, lakehouse: IcebergCatalog
+    ):
         start, end = run_window(context.run.tags)
         if layer == "events":
-            polars_rows = _iceberg_window(data_dir, "polars", start, end)
-            spark_rows = _iceberg_window(data_dir, "spark", start, end)
+            catalog = lakehouse.catalog()
+            polars_rows = _iceberg_window(catalog, "polars", start, end)
+            spark_rows = _iceberg_window(catalog, "spark", start, end)
         else:
             polars_rows = read_layer(data_dir.paths, "polars", layer, start, end)
             spark_rows = read_layer(data_dir.paths, "spark", layer, start, end)

@@ -17,6 +17,7 @@ START_DATE_ENV = "ETL_POC_START_DATE"
 SPARK_MASTER_ENV = "ETL_POC_SPARK_MASTER"
 SPARK_DRIVER_MEMORY_ENV = "ETL_POC_SPARK_DRIVER_MEMORY"
 IP_RANGES_MMDB_ENV = "ETL_POC_IP_RANGES_MMDB"
+CATALOG_URI_ENV = "ETL_POC_CATALOG_URI"
 
 START_DATE = date.fromisoformat(os.environ.get(START_DATE_ENV, "2024-01-01"))
 
@@ -34,6 +35,30 @@ class DataDirectory(dg.ConfigurableResource):
     @property
     def landing(self) -> Path:
         return self.paths.landing
+
+
+class IcebergCatalog(dg.ConfigurableResource):
+    """The Iceberg catalog `lakehouse`, data files under <data>/warehouse. ETL_POC_CATALOG_URI
+    names a SQLAlchemy database for the catalog (for example
+    postgresql+psycopg2://user@127.0.0.1:5432/db); empty (the default) means the embedded
+    SQLite file <data>/warehouse/catalog.db."""
+
+    data_dir: DataDirectory
+    uri: str = os.environ.get(CATALOG_URI_ENV, "")
+
+    @property
+    def warehouse(self) -> Path:
+        return self.data_dir.paths.warehouse
+
+    def catalog(self):
+        from etl_poc.lakehouse.iceberg import open_catalog
+
+        return open_catalog(self.warehouse, self.uri or None)
+
+    def exists(self) -> bool:
+        from etl_poc.lakehouse.iceberg import catalog_exists
+
+        return catalog_exists(self.warehouse, self.uri or None)
 
 
 class IpRangesSource(dg.ConfigurableResource):
@@ -82,15 +107,18 @@ class SparkResource(dg.ConfigurableResource):
             self._session.stop()  # a session this run did not start (tests) is left running
 
 
-def _duckdb():
+def resources_for(data_dir: DataDirectory | None = None) -> dict:
+    """Every resource of the code location, for a data directory (default: the environment's)."""
     from dagster_duckdb import DuckDBResource
 
-    return DuckDBResource(database=str(Path(DataDirectory().path) / "analytics.duckdb"))
+    data_dir = data_dir or DataDirectory()
+    return {
+        "data_dir": data_dir,
+        "lakehouse": IcebergCatalog(data_dir=data_dir),
+        "spark": SparkResource(),
+        "ip_ranges": IpRangesSource(),
+        "duckdb": DuckDBResource(database=str(Path(data_dir.path) / "analytics.duckdb")),
+    }
 
 
-RESOURCES = {
-    "data_dir": DataDirectory(),
-    "spark": SparkResource(),
-    "ip_ranges": IpRangesSource(),
-    "duckdb": _duckdb(),
-}
+RESOURCES = resources_for()

@@ -1,27 +1,35 @@
 """The Iceberg lakehouse: the catalog, the two tables' schemas, and the one way to write them.
 
-A PyIceberg SQL catalog named `lakehouse` on SQLite (<data>/warehouse/catalog.db), warehouse
-<data>/warehouse: embedded, nothing to start. Both engines' tables have the same schema and
-partition spec. A write replaces exactly its window in one atomic transaction (delete the
-window, append the rows); a commit that loses a race with another writer is retried on the
-re-read table, which is safe because the transaction is a replacement.
+A PyIceberg SQL catalog named `lakehouse`, by default on SQLite (<data>/warehouse/catalog.db),
+warehouse <data>/warehouse: embedded, nothing to start (any SQLAlchemy URL, such as a
+PostgreSQL one, can take SQLite's place). Both engines' tables have the same schema and
+partition spec. A write replaces exactly its window in one atomic transaction: delete the
+window, then add the new rows, either as an Arrow table PyIceberg writes (Polars) or as
+Parquet data files the engine wrote itself (Spark: `spark_data_files`, since the Iceberg Spark
+runtime cannot be installed here). A commit that loses a race with another writer is retried on
+the re-read table, which is safe because the transaction is a replacement.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
+import uuid
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import (
     DateType,
@@ -106,15 +114,27 @@ REJECTS = TableLayout(
 )
 
 
-def open_catalog(warehouse: Path) -> SqlCatalog:
-    """The embedded catalog; SQLite in WAL mode with a busy timeout, so two engines' runs can
-    commit at the same time."""
+def sqlite_catalog_path(warehouse: Path) -> Path:
+    return warehouse / "catalog.db"
+
+
+def catalog_exists(warehouse: Path, uri: str | None = None) -> bool:
+    """Whether there is a catalog to read (a server-backed one is assumed to exist)."""
+    return bool(uri) or sqlite_catalog_path(warehouse).exists()
+
+
+def open_catalog(warehouse: Path, uri: str | None = None) -> SqlCatalog:
+    """The catalog `lakehouse` with its data files under `warehouse`. Without `uri`, the
+    embedded SQLite catalog, in WAL mode with a busy timeout so that two engines' runs can
+    commit at the same time; with `uri`, the SQLAlchemy database it names."""
     warehouse.mkdir(parents=True, exist_ok=True)
     catalog = SqlCatalog(
         CATALOG_NAME,
-        uri=f"sqlite:///{(warehouse / 'catalog.db').resolve()}",
+        uri=uri or f"sqlite:///{sqlite_catalog_path(warehouse).resolve()}",
         warehouse=f"file://{warehouse.resolve()}",
     )
+    if uri:
+        return catalog
 
     @event.listens_for(catalog.engine, "connect")
     def _sqlite_pragmas(connection, _record):  # pragma: no cover - run by SQLAlchemy
@@ -157,10 +177,57 @@ def replace_window(
     end: date,
     properties: dict[str, str],
 ) -> dict:
-    """Replace the window [start, end) of a table with `rows` in one transaction; returns the
-    new snapshot's id and summary."""
-    window = window_filter(layout, start, end)
+    """Replace the window [start, end) of a table with `rows` (PyIceberg writes the data
+    files) in one transaction; returns the new snapshot's id and summary."""
     data = arrow_for(rows, layout)
+    outside = _outside_window(data[layout.window_column], start, end)
+    if outside:
+        raise ValueError(f"{layout.name}: {outside} rows outside the window [{start}, {end})")
+
+    def add(transaction: Transaction) -> None:
+        if data.num_rows:
+            transaction.append(data, snapshot_properties=properties)
+
+    return _replace(catalog, namespace, layout, start, end, properties, add)
+
+
+def replace_window_with_files(
+    catalog: SqlCatalog,
+    namespace: str,
+    layout: TableLayout,
+    files: Sequence[str],
+    start: date,
+    end: date,
+    properties: dict[str, str],
+) -> dict:
+    """Replace the window [start, end) of a table with Parquet data files written by an
+    engine (see `spark_data_files`), in one transaction. PyIceberg checks the files' schema
+    against the table's and takes each file's partition from its statistics; the files must
+    hold only the window's days."""
+    for file in files:
+        low, high = _column_range(file, layout.window_column)
+        if low is None or low < start or high >= end:
+            raise ValueError(
+                f"{file}: {layout.window_column} {low}..{high} not in [{start}, {end})"
+            )
+
+    def add(transaction: Transaction) -> None:
+        if files:
+            transaction.add_files(list(files), snapshot_properties=properties)
+
+    return _replace(catalog, namespace, layout, start, end, properties, add)
+
+
+def _replace(
+    catalog: SqlCatalog,
+    namespace: str,
+    layout: TableLayout,
+    start: date,
+    end: date,
+    properties: dict[str, str],
+    add: Callable[[Transaction], None],
+) -> dict:
+    window = window_filter(layout, start, end)
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         table = table_for(catalog, namespace, layout)
         try:
@@ -168,8 +235,7 @@ def replace_window(
                 with warnings.catch_warnings():  # an empty window is not a problem
                     warnings.simplefilter("ignore", UserWarning)
                     transaction.delete(window, snapshot_properties=properties)
-                if data.num_rows:
-                    transaction.append(data, snapshot_properties=properties)
+                add(transaction)
             break
         except CommitFailedException:
             if attempt == COMMIT_ATTEMPTS:
@@ -181,3 +247,109 @@ def replace_window(
         "summary": dict(snapshot.summary.additional_properties) if snapshot else {},
         "commit_attempts": attempt,
     }
+
+
+def _outside_window(column: pa.ChunkedArray, start: date, end: date) -> int:
+    """How many values of a date column are null or outside [start, end)."""
+    import pyarrow.compute as pc
+
+    inside = pc.and_(pc.greater_equal(column, pa.scalar(start)), pc.less(column, pa.scalar(end)))
+    return len(column) - pc.sum(pc.fill_null(inside, False)).as_py() if len(column) else 0
+
+
+def local_path(uri: str) -> Path:
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        raise ValueError(f"{uri}: only a local warehouse (file://) is supported")
+    return Path(parsed.path)
+
+
+def _column_range(file: str, column: str) -> tuple:
+    """A Parquet file's min and max of a column, from its row-group statistics."""
+    metadata = pq.read_metadata(local_path(file))
+    index = metadata.schema.names.index(column)
+    lows, highs = [], []
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(index).statistics
+        if stats is None or not stats.has_min_max:
+            return None, None
+        lows.append(stats.min)
+        highs.append(stats.max)
+    return (min(lows), max(highs)) if lows else (None, None)
+
+
+# --- Spark's data files ---------------------------------------------------------------------
+
+_SPARK_TYPES = {
+    StringType(): "string",
+    DateType(): "date",
+    LongType(): "bigint",
+    TimestamptzType(): "timestamp",  # Spark's TIMESTAMP is UTC-adjusted, as timestamptz
+}
+
+
+def spark_data_files(frame, table: Table, layout: TableLayout) -> tuple[list[str], int]:
+    """Write a Spark DataFrame as Parquet data files for `table`: the layout's columns in its
+    order and types, microsecond timestamps, required columns written as required, and one
+    day per file (Spark's partitionBy on a copy of the day column, so the day stays inside
+    the files, where PyIceberg reads each file's partition from). The files go to a directory
+    of their own under the table's data location; returns their URIs and row count.
+
+    A null in a required column is an error (as the Iceberg Spark runtime makes it), never a
+    dropped row; on any error the directory is removed, so nothing is left behind."""
+    from pyspark.sql import functions as F
+
+    spark = frame.sparkSession
+    spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+    fields = layout.schema.fields
+    typed = _with_required(
+        frame.select(*(F.col(f.name).cast(_SPARK_TYPES[f.field_type]) for f in fields)),
+        {f.name for f in fields if f.required},
+    )
+    partition = layout.spec.fields[0].name
+    local = local_path(f"{table.location().rstrip('/')}/data/spark-{uuid.uuid4().hex}")
+    try:
+        try:
+            (
+                typed.withColumn(partition, F.col(layout.window_column))
+                .write.option("compression", "zstd")
+                .partitionBy(partition)
+                .parquet(str(local))
+            )
+        except Exception as error:
+            nulls = _null_counts(frame, [f.name for f in fields if f.required])
+            if nulls:
+                raise ValueError(f"{table.name()}: nulls in required columns: {nulls}") from error
+            raise
+        files = sorted(local.glob("*/*.parquet"))
+        for marker in [*local.glob("_SUCCESS"), *local.glob("**/.*.crc")]:
+            marker.unlink()
+        rows = sum(pq.read_metadata(f).num_rows for f in files)
+        return [f"file://{f.resolve()}" for f in files], rows
+    except BaseException:
+        shutil.rmtree(local, ignore_errors=True)
+        raise
+
+
+def _with_required(frame, required: set[str]):
+    """`frame` with the `required` columns non-nullable, so that Spark writes them as required
+    Parquet columns (PyIceberg accepts no optional column for a required field). Spark has no
+    public way to declare that; re-applying the schema to the frame's rows in the JVM does it,
+    and makes a null fail the write with an encoding error."""
+    from pyspark.sql import DataFrame
+    from pyspark.sql.types import StructField, StructType
+
+    spark = frame.sparkSession
+    schema = StructType(
+        [StructField(f.name, f.dataType, f.name not in required) for f in frame.schema.fields]
+    )
+    java_schema = spark._jvm.org.apache.spark.sql.types.DataType.fromJson(schema.json())
+    return DataFrame(spark._jsparkSession.createDataFrame(frame._jdf.rdd(), java_schema), spark)
+
+
+def _null_counts(frame, columns: list[str]) -> dict[str, int]:
+    """The required columns that hold nulls, with how many (to explain a failed write)."""
+    from pyspark.sql import functions as F
+
+    counts = frame.select(*(F.count_if(F.col(c).isNull()).alias(c) for c in columns)).first()
+    return {c: counts[c] for c in columns if counts[c]}

@@ -70,27 +70,27 @@ def _summary(paths: Paths, engine: str, layer: str, key: str, start: date, end: 
     return rows, preview
 
 
-def _to_iceberg(paths: Paths, engine: str, start: date, end: date, run_id: str) -> LayerResult:
-    """Both engines' last step: their sessionized and rejects windows into their Iceberg
-    tables, each window replaced in one transaction (the commit goes through PyIceberg)."""
-    catalog = iceberg.open_catalog(paths.warehouse)
-    properties = {"dagster.run_id": run_id, "etl_poc.engine": engine}
-    counts, details = {}, {}
-    for layer, key, layout in (
-        ("sessionized", EVENT_KEY, iceberg.EVENTS),
-        ("rejects", REJECT_KEY, iceberg.REJECTS),
-    ):
-        frame = layer_store.polars_read(paths.layers, engine, layer, key, start, end, schema={})
-        table = frame.collect().to_arrow() if frame.collect_schema() else _empty(layout)
-        commit = iceberg.replace_window(catalog, engine, layout, table, start, end, properties)
-        counts[layout.name] = table.num_rows
-        details[layout.name] = commit
+_ICEBERG_LAYERS = (
+    ("sessionized", EVENT_KEY, iceberg.EVENTS),
+    ("rejects", REJECT_KEY, iceberg.REJECTS),
+)
+
+
+def _to_iceberg(catalog, engine: str, start: date, end: date, commits: dict) -> LayerResult:
+    """The result of both engines' last step, once their sessionized and rejects windows
+    are committed (`commits`: each table's row count and commit)."""
     preview = catalog.load_table(f"{engine}.{iceberg.EVENTS_TABLE}").scan(
         row_filter=iceberg.window_filter(iceberg.EVENTS, start, end), limit=PREVIEW_ROWS
     )
+    counts = {name: rows for name, (rows, _) in commits.items()}
+    details = {name: commit for name, (_, commit) in commits.items()}
     return LayerResult(
         counts[iceberg.EVENTS_TABLE], pl.from_arrow(preview.to_arrow()), counts, details
     )
+
+
+def _properties(engine: str, run_id: str) -> dict[str, str]:
+    return {"dagster.run_id": run_id, "etl_poc.engine": engine}
 
 
 def _empty(layout: iceberg.TableLayout) -> pa.Table:
@@ -194,8 +194,20 @@ class PolarsRunner:
             {"context_day": before.isoformat() if previous else None},
         )
 
-    def events(self, start: date, end: date, run_id: str) -> LayerResult:
-        return _to_iceberg(self.paths, self.engine, start, end, run_id)
+    def events(self, start: date, end: date, run_id: str, catalog) -> LayerResult:
+        """The sessionized and rejects windows into <engine>.clickstream_*: PyIceberg writes
+        the rows and commits, each window replaced in one transaction."""
+        commits = {}
+        for layer, key, layout in _ICEBERG_LAYERS:
+            frame = layer_store.polars_read(
+                self.paths.layers, self.engine, layer, key, start, end, schema={}
+            )
+            table = frame.collect().to_arrow() if frame.collect_schema() else _empty(layout)
+            commit = iceberg.replace_window(
+                catalog, self.engine, layout, table, start, end, _properties(self.engine, run_id)
+            )
+            commits[layout.name] = (table.num_rows, commit)
+        return _to_iceberg(catalog, self.engine, start, end, commits)
 
 
 class SparkRunner:
@@ -316,8 +328,24 @@ class SparkRunner:
             {"context_day": before.isoformat() if previous is not None else None},
         )
 
-    def events(self, start: date, end: date, run_id: str) -> LayerResult:
-        return _to_iceberg(self.paths, self.engine, start, end, run_id)
+    def events(self, start: date, end: date, run_id: str, catalog) -> LayerResult:
+        """The sessionized and rejects windows into <engine>.clickstream_*: Spark writes the
+        Parquet data files, PyIceberg commits them, each window replaced in one
+        transaction."""
+        commits = {}
+        for layer, key, layout in _ICEBERG_LAYERS:
+            table = iceberg.table_for(catalog, self.engine, layout)
+            frame = layer_store.spark_read(
+                self.spark, self.paths.layers, self.engine, layer, key, start, end
+            )
+            files, rows = [], 0
+            if frame is not None:
+                files, rows = iceberg.spark_data_files(frame, table, layout)
+            commit = iceberg.replace_window_with_files(
+                catalog, self.engine, layout, files, start, end, _properties(self.engine, run_id)
+            )
+            commits[layout.name] = (rows, commit)
+        return _to_iceberg(catalog, self.engine, start, end, commits)
 
 
 def read_layer(paths: Paths, engine: str, layer: str, start: date, end: date) -> pl.DataFrame:

@@ -36,11 +36,10 @@ def _check_lines(instance) -> list[str]:
     return lines
 
 
-def summarize(data_dir: Path, instance=None) -> str:
+def summarize(data_dir: Path, catalog, instance=None) -> str:
+    """`catalog`: the lakehouse's Iceberg catalog; `instance`: the Dagster instance whose
+    check results to show (none: checks not shown)."""
     warehouse = data_dir / "warehouse"
-    if not (warehouse / "catalog.db").exists():
-        return f"no lakehouse yet under {warehouse}: materialize the assets first"
-    catalog = iceberg.open_catalog(warehouse)
     lines = [f"Lakehouse {warehouse} (Iceberg catalog '{iceberg.CATALOG_NAME}')"]
     events = {}
     for engine in ENGINES:

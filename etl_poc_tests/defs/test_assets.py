@@ -9,13 +9,12 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-from dagster_duckdb import DuckDBResource
 
 from etl_poc.cli import main as cli
 from etl_poc.definitions import defs
 from etl_poc.defs.assets import asset_key
 from etl_poc.defs.checks import RANGE_END_TAG, RANGE_START_TAG
-from etl_poc.defs.resources import DataDirectory, IpRangesSource, SparkResource
+from etl_poc.defs.resources import DataDirectory, resources_for
 from etl_poc.lakehouse import iceberg, layer_store
 from etl_poc.lakehouse.runners import Paths, read_layer
 from etl_poc.logic.compare import compare_frames
@@ -32,12 +31,7 @@ def _landing(data: Path, events: int = 4000) -> Path:
 
 
 def _resources(data: Path) -> dict:
-    return {
-        "data_dir": DataDirectory(path=str(data)),
-        "spark": SparkResource(),
-        "ip_ranges": IpRangesSource(),
-        "duckdb": DuckDBResource(database=str(data / "analytics.duckdb")),
-    }
+    return resources_for(DataDirectory(path=str(data)))
 
 
 def _run(job_name: str, data: Path, first: str | None = None, last: str | None = None):
@@ -99,6 +93,16 @@ def test_both_lineages_materialize_and_agree(compared):
     ).materialization.metadata
     assert sessionized["dagster/row_count"].value == polars_rows.height
     assert sessionized["peak_rss_bytes"].value > 0
+    # Spark wrote its table's data files itself; PyIceberg committed them, naming the run.
+    catalog = iceberg.open_catalog(Paths(data).warehouse)
+    for engine, written_by_spark in (("spark", True), ("polars", False)):
+        table = catalog.load_table(f"{engine}.{iceberg.EVENTS_TABLE}")
+        files = table.inspect.files()["file_path"].to_pylist()
+        assert files
+        assert all(("/data/spark-" in f) == written_by_spark for f in files), files
+        summary = table.current_snapshot().summary.additional_properties
+        assert summary["dagster.run_id"] == result.run_id
+        assert summary["etl_poc.engine"] == engine
 
 
 @pytest.mark.spark
