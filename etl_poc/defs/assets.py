@@ -105,6 +105,13 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
     deps = [upstream] if upstream else [LANDING_CLICKSTREAM]
     if layer == "enriched":
         deps.append(IP_COUNTRY_RANGES)
+    if layer == "sessionized":
+        # A day's sessions continue those of the day before: Dagster sees that dependency,
+        # shows it, and orders the days of a backfill that is not a single run.
+        previous_day = dg.TimeWindowPartitionMapping(
+            start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
+        )
+        deps.append(dg.AssetDep(asset_key(engine, layer), partition_mapping=previous_day))
 
     @dg.asset(
         key=asset_key(engine, layer),

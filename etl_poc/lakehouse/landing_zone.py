@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
+
+import polars as pl
 
 LANDING_SUFFIXES = (".csv", ".parquet")
 
@@ -52,3 +56,66 @@ def landing_version(files: list[LandingFileInfo], landing_dir: Path) -> str:
         stat = (landing_dir / info.path).stat()
         digest.update(f"{info.path.as_posix()}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def file_days(path: Path, landing_dir: Path) -> tuple[date, date] | None:
+    """The first and last UTC day of the timestamps in a landing file that parse (usable or
+    not: before the start, in the future or on a malformed line), None when none parses. Read
+    with Polars (the timestamp column only, for Parquet)."""
+    from etl_poc.lakehouse.landing_readers import polars_read_landing
+    from etl_poc.logic import polars_engine
+
+    when = {"start_date": date(1, 1, 1), "processed_at": datetime(9000, 1, 1)}
+    days = (
+        polars_engine.standardize(polars_read_landing([path], landing_dir), **when)
+        .select(first=pl.col("event_date").min(), last=pl.col("event_date").max())
+        .collect()
+        .row(0)
+    )
+    return None if days[0] is None else (days[0], days[1])
+
+
+class LandingDays:
+    """Which days each landing file holds, computed once per file version (path, size,
+    mtime) and kept in a small JSON index, so that a daily run reads only the files that can
+    hold rows of its window instead of the whole history."""
+
+    def __init__(self, landing_dir: Path, index: Path):
+        self.landing_dir, self.index = landing_dir, index
+
+    def _load(self) -> dict:
+        try:
+            return json.loads(self.index.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}  # no index yet, or a damaged one: it is only a cache
+
+    def days(self, files: list[Path]) -> dict[Path, tuple[date, date] | None]:
+        known, found, changed = self._load(), {}, False
+        for path in files:
+            key = path.relative_to(self.landing_dir).as_posix()
+            stat = path.stat()
+            version = [stat.st_size, stat.st_mtime_ns]
+            entry = known.get(key)
+            if entry is None or entry["version"] != version:
+                days = file_days(path, self.landing_dir)
+                entry = {"version": version, "days": days and [d.isoformat() for d in days]}
+                known[key], changed = entry, True
+            found[path] = entry["days"] and tuple(date.fromisoformat(d) for d in entry["days"])
+        if changed:  # written whole and renamed, so a concurrent run never reads half of it
+            self.index.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.index.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(known, indent=1, sort_keys=True))
+            os.replace(partial, self.index)
+        return found
+
+    def files_for_window(
+        self, files: list[Path], start: date, end: date, start_date: date
+    ) -> list[Path]:
+        """The files that may hold rows of the partition window [start, end): those with a
+        day in it. A window that holds `start_date` reads every file, since the unusable
+        rows of a file without a usable day go to the start date (any other unusable row
+        goes to its file's earliest usable day, which lies within the file's days)."""
+        if start <= start_date < end:
+            return files
+        days = self.days(files)
+        return [p for p in files if days[p] and days[p][0] < end and days[p][1] >= start]

@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 
 from etl_poc.lakehouse import iceberg, layer_store
-from etl_poc.lakehouse.landing_zone import scan_landing_zone
+from etl_poc.lakehouse.landing_zone import LandingDays, scan_landing_zone
 from etl_poc.logic.spec import (
     PARTITION_DATE,
     SESSION_CONTEXT_COLUMNS,
@@ -58,8 +58,24 @@ class LayerResult:
     details: dict = field(default_factory=dict)
 
 
-def _landing_files(paths: Paths) -> list[Path]:
-    return [paths.landing / info.path for info in scan_landing_zone(paths.landing)]
+def _landing_files(paths: Paths, start: date, end: date, start_date: date) -> tuple[list, dict]:
+    """The landing files that may hold rows of the window (LandingDays.files_for_window),
+    and how many were read and skipped."""
+    everything = [paths.landing / info.path for info in scan_landing_zone(paths.landing)]
+    if not everything:
+        raise FileNotFoundError(f"no landing files under {paths.landing}")
+    index = LandingDays(paths.landing, paths.layers / "landing_days.json")
+    files = index.files_for_window(everything, start, end, start_date)
+    return files, {
+        "landing_files": len(files),
+        "landing_files_skipped": len(everything) - len(files),
+    }
+
+
+def _no_raw_rows(paths: Paths, engine: str, start: date, end: date, read: dict) -> LayerResult:
+    """No landing file can hold rows of the window: the window's raw layer is emptied."""
+    layer_store.clear_window(paths.layers, engine, "raw", REJECT_KEY, start, end)
+    return LayerResult(0, pl.DataFrame(), read)
 
 
 def _summary(paths: Paths, engine: str, layer: str, key: str, start: date, end: date):
@@ -122,10 +138,10 @@ class PolarsRunner:
         from etl_poc.lakehouse.landing_readers import polars_read_landing
         from etl_poc.logic import polars_engine as engine
 
-        files = _landing_files(self.paths)
-        if not files:
-            raise FileNotFoundError(f"no landing files under {self.paths.landing}")
+        files, read = _landing_files(self.paths, start, end, self.start_date)
         when = {"start_date": self.start_date, "processed_at": self.processed_at}
+        if not files:
+            return _no_raw_rows(self.paths, self.engine, start, end, read)
         standardized = engine.standardize(polars_read_landing(files, self.paths.landing), **when)
         window = (
             engine.attribute_partition_date(standardized, **when)
@@ -133,7 +149,7 @@ class PolarsRunner:
             .collect()
         )
         self._write(window, "raw", REJECT_KEY, start, end)
-        return LayerResult(window.height, window.head(PREVIEW_ROWS), {"landing_files": len(files)})
+        return LayerResult(window.height, window.head(PREVIEW_ROWS), read)
 
     def cleansed(self, start: date, end: date) -> LayerResult:
         from etl_poc.logic import polars_engine as engine
@@ -245,16 +261,16 @@ class SparkRunner:
         from etl_poc.lakehouse.landing_readers import spark_read_landing
         from etl_poc.logic import spark_engine as engine
 
-        files = _landing_files(self.paths)
+        files, read = _landing_files(self.paths, start, end, self.start_date)
         if not files:
-            raise FileNotFoundError(f"no landing files under {self.paths.landing}")
+            return _no_raw_rows(self.paths, self.engine, start, end, read)
         when = {"start_date": self.start_date, "processed_at": self.processed_at}
         raw = spark_read_landing(self.spark, files, self.paths.landing)
         window = engine.attribute_partition_date(engine.standardize(raw, **when), **when).where(
             (F.col(PARTITION_DATE) >= F.lit(start)) & (F.col(PARTITION_DATE) < F.lit(end))
         )
         rows, preview = self._write(window, "raw", REJECT_KEY, start, end)
-        return LayerResult(rows, preview, {"landing_files": len(files)})
+        return LayerResult(rows, preview, read)
 
     def cleansed(self, start: date, end: date) -> LayerResult:
         from etl_poc.logic import spark_engine as engine

@@ -1,8 +1,18 @@
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from etl_poc.lakehouse.landing_zone import landing_version, scan_landing_zone
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from etl_poc.lakehouse.landing_zone import (
+    LandingDays,
+    file_days,
+    landing_version,
+    scan_landing_zone,
+)
 from etl_poc_tests.conftest import SMALL_EVENTS
 
 
@@ -28,3 +38,70 @@ def test_a_file_without_manifest_is_listed_with_unknown_rows(tmp_path: Path):
 
 def test_missing_directory_is_empty(tmp_path: Path):
     assert scan_landing_zone(tmp_path / "nowhere") == []
+
+
+def _parquet(path: Path, timestamps: list) -> Path:
+    n = len(timestamps)
+    pq.write_table(pa.table({"event_id": [str(i) for i in range(n)], "user_id": ["u"] * n,
+                             "timestamp": timestamps}), path)  # fmt: skip
+    return path
+
+
+def test_a_file_holds_the_utc_days_of_its_parseable_timestamps(tmp_path: Path):
+    text = _parquet(
+        tmp_path / "a.parquet",
+        [" 2024-01-03 10:00:00", "2024-01-05T23:59:59-05:00", "yesterday", None, "2023-12-31"],
+    )
+    assert file_days(text, tmp_path) == (date(2024, 1, 3), date(2024, 1, 6))
+    assert file_days(_parquet(tmp_path / "b.parquet", ["soon", None]), tmp_path) is None
+    csv = tmp_path / "c.csv"
+    csv.write_text("event_id,user_id,timestamp\n1,u,2024-01-03 10:00:00Z\n2,u,2024-01-04 10:00\n")
+    assert file_days(csv, tmp_path) == (date(2024, 1, 3), date(2024, 1, 3))
+
+
+def test_only_files_with_a_day_in_the_window_are_read(tmp_path: Path):
+    start = date(2024, 1, 1)
+    files = [
+        _parquet(tmp_path / "early.parquet", ["2024-01-02 00:00:00", "2024-01-03 23:00:00"]),
+        _parquet(tmp_path / "late.parquet", ["2024-01-09 23:30:00-01:00", "later"]),
+        _parquet(tmp_path / "none.parquet", ["never"]),
+    ]
+    index = LandingDays(tmp_path, tmp_path / "index" / "days.json")
+    window = (date(2024, 1, 10), date(2024, 1, 11))
+    assert [p.name for p in index.files_for_window(files, *window, start)] == ["late.parquet"]
+    # A window with the start date reads every file (unusable rows of a file without a usable
+    # day are attributed to the start date).
+    assert index.files_for_window(files, start, date(2024, 1, 2), start) == files
+    # The index is reused, and a rewritten file is looked at again.
+    assert "early.parquet" in (tmp_path / "index" / "days.json").read_text()
+    _parquet(tmp_path / "early.parquet", ["2024-01-10 08:00:00"])
+    assert len(index.files_for_window(files, *window, start)) == 2
+
+
+def test_a_late_daily_run_reads_fewer_files_and_the_same_rows(tmp_path: Path):
+    from etl_poc.cli import main as cli
+    from etl_poc.lakehouse.landing_readers import polars_read_landing
+    from etl_poc.lakehouse.runners import Paths, PolarsRunner, read_layer
+    from etl_poc.logic import polars_engine as engine
+    from etl_poc.logic.compare import compare_frames
+
+    cli(["generate", "--events", "6000", "--formats", "parquet", "--days", "2",
+         "--incremental-days", "12", "--out", str(tmp_path / "landing"), "--no-progress"])  # fmt: skip
+    paths, start = Paths(tmp_path), date(2024, 1, 1)
+    processed_at = datetime(2024, 3, 1, tzinfo=UTC)
+    day = date(2024, 1, 14)  # the last of 12 daily files after a 2-day bulk file
+    result = PolarsRunner(paths, start, processed_at).raw(day, day + timedelta(days=1))
+    assert result.counts["landing_files_skipped"] >= 5
+    assert result.counts["landing_files"] + result.counts["landing_files_skipped"] == 13
+    everything = [paths.landing / f.path for f in scan_landing_zone(paths.landing)]
+    when = {"start_date": start, "processed_at": processed_at}
+    expected = (
+        engine.attribute_partition_date(
+            engine.standardize(polars_read_landing(everything, paths.landing), **when), **when
+        )
+        .filter(pl.col("partition_date") == day)
+        .collect()
+    )
+    written = read_layer(paths, "polars", "raw", day, day + timedelta(days=1))
+    assert written.height == expected.height > 100
+    assert compare_frames(expected, written).equal
