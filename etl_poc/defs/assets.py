@@ -1,16 +1,17 @@
 """The two lineages, built by one factory: each asset turns its partition window into
 arguments, calls one runner method (lakehouse.runners) and reports what it wrote."""
 
+import time
 import warnings
 from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from etl_poc.lakehouse.runners import LayerResult, PolarsRunner, SparkRunner
-from etl_poc.measure.usage import TreeSampler
+from etl_poc.lakehouse.runners import PolarsRunner, SparkRunner, layer_io
+from etl_poc.measure.usage import TreeSampler, engine_versions
 
 from .landing import LANDING_CLICKSTREAM
-from .metadata import markdown_table, table_schema
+from .metadata import Measured, layer_metadata, markdown_table, table_schema
 from .partitions import daily
 from .resources import START_DATE, DataDirectory, IcebergCatalog, IpRangesSource, SparkResource
 
@@ -72,30 +73,16 @@ def _lineage(engine: str, layer: str, upstream: dg.AssetKey | None) -> dict:
     }
 
 
-def _metadata(result: LayerResult, usage: dict, startup: float | None) -> dict:
-    metadata = {
-        "dagster/row_count": result.rows,
-        "preview": markdown_table(result.preview),
-        "seconds": round(usage["wall_seconds"], 3),
-        "cpu_seconds": round(usage["cpu_seconds"], 3),
-        "cpu_utilisation": usage["cpu_utilisation"],
-        "peak_rss_bytes": usage["peak_rss_bytes"],
-        "peak_rss_gib": round(usage["peak_rss_bytes"] / 2**30, 3),
-        **{name: int(value) for name, value in result.counts.items()},
-    }
-    if not result.preview.is_empty():
-        metadata["dagster/column_schema"] = table_schema(result.preview)
-    if startup is not None:
-        metadata["spark_startup_seconds"] = round(startup, 3)
-    for name, value in result.details.items():
-        metadata[name] = dg.MetadataValue.json(value) if value is not None else "none"
-    return metadata
-
-
 def _runner(engine: str, resources: dict, processed_at: datetime):
+    """The engine ready to work: its logic module imported, the IP ranges loaded, and for
+    Spark the run's session (started by the first Spark asset of the run)."""
     paths, ranges = resources["data_dir"].paths, resources["ip_ranges"].table()
     if engine == "polars":
+        import etl_poc.logic.polars_engine
+
         return PolarsRunner(paths, START_DATE, processed_at, ranges)
+    import etl_poc.logic.spark_engine  # noqa: F401
+
     return SparkRunner(paths, START_DATE, processed_at, resources["spark"].session(), ranges)
 
 
@@ -135,16 +122,28 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
         if isinstance(processed_at, str):
             processed_at = datetime.fromisoformat(processed_at)
         resources = {"data_dir": data_dir, "spark": spark, "ip_ranges": ip_ranges}
-        runner = _runner(engine, resources, processed_at)
+        # Everything the layer costs is measured: start-up (a Spark session, once per run),
+        # the work including Spark's actions (every layer ends by writing), and its I/O.
         with TreeSampler() as sampler:
+            began = time.perf_counter()
+            runner = _runner(engine, resources, processed_at)
+            startup = time.perf_counter() - began
             if layer == "events":
                 result = runner.events(start, end, context.run.run_id, lakehouse.catalog())
             else:
                 result = getattr(runner, layer)(start, end)
-        startup = spark.take_startup_seconds() if engine == "spark" else None
-        metadata = _metadata(result, sampler.usage.as_dict(), startup)
+            io = layer_io(data_dir.paths, engine, layer, start, end, result)
+        measured = Measured(
+            engine=engine,
+            window=(start, end),
+            usage=sampler.usage,
+            startup_seconds=startup,
+            spark_session_seconds=spark.take_startup_seconds() if engine == "spark" else None,
+            io=io,
+            versions=engine_versions(engine, getattr(runner, "spark", None)),
+        )
+        metadata = layer_metadata(result, measured)
         metadata.update(_lineage(engine, layer, upstream))
-        metadata["window"] = f"[{start}, {end})"
         return dg.MaterializeResult(metadata=metadata)
 
     return _asset

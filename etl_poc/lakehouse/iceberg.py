@@ -241,7 +241,7 @@ def _replace(
             if attempt == COMMIT_ATTEMPTS:
                 raise
             time.sleep(0.05 * 2**attempt)  # another writer committed first: re-read and retry
-    snapshot = catalog.load_table(f"{namespace}.{layout.name}").current_snapshot()
+    snapshot = table.current_snapshot()  # this commit's, even if another writer came after
     return {
         "snapshot_id": snapshot.snapshot_id if snapshot else None,
         "summary": dict(snapshot.summary.additional_properties) if snapshot else {},

@@ -49,6 +49,22 @@ def scan_landing_zone(landing_dir: Path) -> list[LandingFileInfo]:
     ]
 
 
+def landing_rows(path: Path) -> int:
+    """The data rows of a landing file: from the footer of a Parquet file, by counting line
+    ends (after the header) in a CSV file."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(path).num_rows
+    lines, last = 0, b"\n"
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 24):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    lines += last != b"\n"  # a last line without its line end
+    return max(lines - 1, 0)
+
+
 def landing_version(files: list[LandingFileInfo], landing_dir: Path) -> str:
     """Changes whenever a file is added, removed, resized or rewritten."""
     digest = hashlib.sha256()

@@ -56,6 +56,16 @@ def window_dirs(root: Path, engine: str, layer: str, key: str, start: date, end:
     ]
 
 
+def window_size(
+    root: Path, engine: str, layer: str, key: str, start: date, end: date
+) -> tuple[int, int]:
+    """Rows and bytes of a layer's window, from the Parquet footers (no data is read)."""
+    import pyarrow.parquet as pq
+
+    files = window_files(root, engine, layer, key, start, end)
+    return sum(pq.read_metadata(f).num_rows for f in files), sum(f.stat().st_size for f in files)
+
+
 # --- Polars ---------------------------------------------------------------------------------
 
 

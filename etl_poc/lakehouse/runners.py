@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 
 from etl_poc.lakehouse import iceberg, layer_store
-from etl_poc.lakehouse.landing_zone import LandingDays, scan_landing_zone
+from etl_poc.lakehouse.landing_zone import LandingDays, landing_rows, scan_landing_zone
 from etl_poc.logic.spec import (
     PARTITION_DATE,
     SESSION_CONTEXT_COLUMNS,
@@ -60,7 +60,7 @@ class LayerResult:
 
 def _landing_files(paths: Paths, start: date, end: date, start_date: date) -> tuple[list, dict]:
     """The landing files that may hold rows of the window (LandingDays.files_for_window),
-    and how many were read and skipped."""
+    how many were read and skipped, and their rows and bytes."""
     everything = [paths.landing / info.path for info in scan_landing_zone(paths.landing)]
     if not everything:
         raise FileNotFoundError(f"no landing files under {paths.landing}")
@@ -69,7 +69,46 @@ def _landing_files(paths: Paths, start: date, end: date, start_date: date) -> tu
     return files, {
         "landing_files": len(files),
         "landing_files_skipped": len(everything) - len(files),
+        "landing_rows": sum(landing_rows(f) for f in files),
+        "landing_bytes": sum(f.stat().st_size for f in files),
     }
+
+
+# Each layer's inputs and outputs among the layers on disk, for its I/O figures.
+_LAYER_INPUTS = {
+    "raw": (),
+    "cleansed": (("raw", REJECT_KEY),),
+    "enriched": (("cleansed", EVENT_KEY),),
+    "sessionized": (("enriched", EVENT_KEY),),
+    "events": (("sessionized", EVENT_KEY), ("rejects", REJECT_KEY)),
+}
+_LAYER_OUTPUTS = {
+    "raw": (("raw", REJECT_KEY),),
+    "cleansed": (("cleansed", EVENT_KEY), ("rejects", REJECT_KEY)),
+    "enriched": (("enriched", EVENT_KEY),),
+    "sessionized": (("sessionized", EVENT_KEY),),
+    "events": (),  # the Iceberg data files: from the commits' summaries
+}
+
+
+def layer_io(
+    paths: Paths, engine: str, layer: str, start: date, end: date, result: LayerResult
+) -> dict[str, int]:
+    """Rows in, and bytes read and written, by a layer's run over a window (file footers and
+    sizes only; the landing files' figures come with the raw layer's result)."""
+    rows_in = bytes_read = bytes_written = 0
+    for name, key in _LAYER_INPUTS[layer]:
+        rows, size = layer_store.window_size(paths.layers, engine, name, key, start, end)
+        rows_in, bytes_read = rows_in + rows, bytes_read + size
+    for name, key in _LAYER_OUTPUTS[layer]:
+        bytes_written += layer_store.window_size(paths.layers, engine, name, key, start, end)[1]
+    if layer == "raw":
+        rows_in, bytes_read = result.counts["landing_rows"], result.counts["landing_bytes"]
+    if layer == "events":
+        bytes_written = sum(
+            int(commit["summary"].get("added-files-size", 0)) for commit in result.details.values()
+        )
+    return {"rows_in": rows_in, "bytes_read": bytes_read, "bytes_written": bytes_written}
 
 
 def _no_raw_rows(paths: Paths, engine: str, start: date, end: date, read: dict) -> LayerResult:

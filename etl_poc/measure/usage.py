@@ -4,11 +4,15 @@ A background thread samples, every `interval` seconds, the resident memory of a 
 of all its descendants (worker processes, a Spark JVM) with psutil, and keeps the peak of
 their sum. Summed RSS counts memory shared between processes once per process, so the figure
 is an upper bound; it never misses a child, which a process's own high-water mark would.
+Sampling can miss a short spike, so each process's own high-water mark (VmHWM, kept by the
+Linux kernel) is read too: their sum bounds the sampled peak from above (for a process that
+lived before the sampling began, its mark may predate it).
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -22,6 +26,7 @@ class Usage:
     cpu_seconds: float  # user + system while sampled, of the root and every descendant seen
     peak_rss_bytes: int  # peak of the tree's summed RSS, sampled
     samples: int
+    high_water_bytes: int | None = None  # sum of each process's own peak RSS (Linux), if known
 
     @property
     def cpu_utilisation(self) -> float:
@@ -42,6 +47,7 @@ class TreeSampler:
         self.samples = 0
         self._cpu: dict[int, float] = {}  # last CPU time seen per process
         self._cpu_before: dict[int, float] = {}  # CPU time already spent when sampling began
+        self._high_water: dict[int, int] = {}  # last VmHWM seen per process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="usage-sampler", daemon=True)
         self._started = 0.0
@@ -61,6 +67,9 @@ class TreeSampler:
                     rss += process.memory_info().rss
                     times = process.cpu_times()
                     self._cpu[process.pid] = times.user + times.system
+                high_water = _high_water_bytes(process.pid)
+                if high_water is not None:
+                    self._high_water[process.pid] = high_water
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue  # ended between listing and reading: its last CPU time is kept
         self.peak_rss = max(self.peak_rss, rss)
@@ -87,7 +96,20 @@ class TreeSampler:
             cpu_seconds=sum(t - self._cpu_before.get(pid, 0.0) for pid, t in self._cpu.items()),
             peak_rss_bytes=self.peak_rss,
             samples=self.samples,
+            high_water_bytes=sum(self._high_water.values()) if self._high_water else None,
         )
+
+
+def _high_water_bytes(pid: int) -> int | None:
+    """A process's peak resident memory as the kernel counts it (VmHWM), Linux only."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def host_facts() -> dict:
@@ -97,3 +119,18 @@ def host_facts() -> dict:
         "memory_bytes": psutil.virtual_memory().total,
         "platform": os.uname().sysname + " " + os.uname().machine,
     }
+
+
+def engine_versions(engine: str, spark=None) -> dict[str, str]:
+    """The versions behind an engine's figures (Spark's: the JVM's, from its session)."""
+    from importlib.metadata import version
+
+    versions = {"python": platform.python_version(), "pyiceberg": version("pyiceberg")}
+    if engine == "polars":
+        versions["polars"] = version("polars")
+    elif engine == "spark":
+        versions["pyspark"] = version("pyspark")
+        if spark is not None:
+            versions["spark"] = spark.version
+            versions["java"] = spark.sparkContext._jvm.java.lang.System.getProperty("java.version")
+    return versions

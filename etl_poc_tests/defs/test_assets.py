@@ -14,6 +14,7 @@ from etl_poc.cli import main as cli
 from etl_poc.definitions import defs
 from etl_poc.defs.assets import asset_key
 from etl_poc.defs.checks import RANGE_END_TAG, RANGE_START_TAG
+from etl_poc.defs.metadata import MEASURE_KEYS
 from etl_poc.defs.resources import DataDirectory, resources_for
 from etl_poc.lakehouse import iceberg, layer_store
 from etl_poc.lakehouse.runners import Paths, read_layer
@@ -103,6 +104,41 @@ def test_both_lineages_materialize_and_agree(compared):
         summary = table.current_snapshot().summary.additional_properties
         assert summary["dagster.run_id"] == result.run_id
         assert summary["etl_poc.engine"] == engine
+
+
+@pytest.mark.spark
+def test_every_materialization_carries_what_it_cost(compared):
+    _, result = compared
+    by_asset = {}
+    for event in result.get_asset_materialization_events():
+        by_asset.setdefault(event.asset_key, event.materialization.metadata)  # one per run
+    assert len(by_asset) == 10
+    for key, metadata in by_asset.items():
+        missing = [k for k in (*MEASURE_KEYS, "engine_versions", "window", "host_cores",
+                               "high_water_bytes") if k not in metadata]  # fmt: skip
+        assert not missing, (key, missing)
+        assert metadata["seconds"].value >= metadata["startup_seconds"].value >= 0
+        assert metadata["peak_rss_bytes"].value > 0
+        assert metadata["bytes_read"].value > 0
+        assert metadata["bytes_written"].value > 0
+        assert metadata["window"].value == "[2024-01-01, 2024-01-04)"
+    for engine in ("polars", "spark"):
+        def figure(layer, name, engine=engine):
+            return by_asset[asset_key(engine, layer)][name].value
+
+        assert figure("cleansed", "rows_in") == figure("raw", "rows_out")
+        assert figure("enriched", "rows_in") == figure("cleansed", "rows_out")
+        assert figure("sessionized", "rows_in") == figure("enriched", "rows_out")
+        assert figure("events", "rows_in") == figure("sessionized", "rows_out") + figure(
+            "cleansed", "rejected_rows"
+        )
+        assert figure("raw", "rows_in") >= figure("raw", "rows_out")
+    versions = by_asset[asset_key("spark", "raw")]["engine_versions"].value
+    assert {"pyspark", "spark", "java"} <= set(versions)
+    assert "polars" in by_asset[asset_key("polars", "raw")]["engine_versions"].value
+    # The Spark session's start is reported once per run, on its first Spark step.
+    with_session = [k for k, m in by_asset.items() if "spark_session_seconds" in m]
+    assert with_session == [asset_key("spark", "raw")]
 
 
 @pytest.mark.spark
