@@ -123,6 +123,7 @@ def test_every_materialization_carries_what_it_cost(compared):
         assert metadata["bytes_written"].value > 0
         assert metadata["window"].value == "[2024-01-01, 2024-01-04)"
     for engine in ("polars", "spark"):
+
         def figure(layer, name, engine=engine):
             return by_asset[asset_key(engine, layer)][name].value
 
