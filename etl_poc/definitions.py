@@ -4,13 +4,20 @@ import dagster as dg
 
 from etl_poc.defs.analytics import clickstream_analytics
 from etl_poc.defs.assets import ENGINE_ASSETS, ip_country_ranges
+from etl_poc.defs.benchmark import benchmark
 from etl_poc.defs.checks import EQUIVALENCE_CHECKS, QUALITY_CHECKS
 from etl_poc.defs.jobs import JOBS
 from etl_poc.defs.landing import landing_clickstream, landing_files_present
 from etl_poc.defs.resources import RESOURCES
 
 defs = dg.Definitions(
-    assets=[landing_clickstream, ip_country_ranges, *ENGINE_ASSETS, clickstream_analytics],
+    assets=[
+        landing_clickstream,
+        ip_country_ranges,
+        *ENGINE_ASSETS,
+        clickstream_analytics,
+        benchmark,
+    ],
     asset_checks=[landing_files_present, *EQUIVALENCE_CHECKS, *QUALITY_CHECKS],
     jobs=JOBS,
     resources=RESOURCES,

@@ -24,7 +24,7 @@ _LAYERS = [
     "sessionized_clickstream",
 ]
 EXPECTED_ASSETS = sorted(
-    [["clickstream_analytics"], ["ip_country_ranges"], ["landing_clickstream"]]
+    [["benchmark"], ["clickstream_analytics"], ["ip_country_ranges"], ["landing_clickstream"]]
     + [[engine, layer] for engine in ("polars", "spark") for layer in _LAYERS]
 )
 _QUALITY = [
@@ -45,6 +45,7 @@ EXPECTED_JOBS = {
     "spark_etl",
     "compare_engines",
     "lakehouse_analytics",
+    "engine_benchmark",
 }
 
 

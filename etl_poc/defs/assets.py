@@ -124,7 +124,7 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
         resources = {"data_dir": data_dir, "spark": spark, "ip_ranges": ip_ranges}
         # Everything the layer costs is measured: start-up (a Spark session, once per run),
         # the work including Spark's actions (every layer ends by writing), and its I/O.
-        with TreeSampler() as sampler:
+        with TreeSampler(exclude=() if engine == "spark" else ("java",)) as sampler:
             began = time.perf_counter()
             runner = _runner(engine, resources, processed_at)
             startup = time.perf_counter() - began

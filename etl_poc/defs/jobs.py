@@ -44,4 +44,18 @@ lakehouse_analytics = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
-JOBS = [check_landing, polars_etl, spark_etl, compare_engines, lakehouse_analytics]
+benchmark_report = dg.define_asset_job(
+    "engine_benchmark",
+    selection=dg.AssetSelection.groups("benchmark"),
+    description="Polars vs Spark from the layers' recorded figures (not partitioned).",
+    executor_def=dg.in_process_executor,
+)
+
+JOBS = [
+    check_landing,
+    polars_etl,
+    spark_etl,
+    compare_engines,
+    lakehouse_analytics,
+    benchmark_report,
+]

@@ -18,6 +18,7 @@ SPARK_MASTER_ENV = "ETL_POC_SPARK_MASTER"
 SPARK_DRIVER_MEMORY_ENV = "ETL_POC_SPARK_DRIVER_MEMORY"
 IP_RANGES_MMDB_ENV = "ETL_POC_IP_RANGES_MMDB"
 CATALOG_URI_ENV = "ETL_POC_CATALOG_URI"
+REPORTS_DIR_ENV = "ETL_POC_REPORTS_DIR"
 
 START_DATE = date.fromisoformat(os.environ.get(START_DATE_ENV, "2024-01-01"))
 
@@ -35,6 +36,16 @@ class DataDirectory(dg.ConfigurableResource):
     @property
     def landing(self) -> Path:
         return self.paths.landing
+
+
+class ReportsDirectory(dg.ConfigurableResource):
+    """ETL_POC_REPORTS_DIR (default ./reports): where benchmarks and reports are written."""
+
+    path: str = os.environ.get(REPORTS_DIR_ENV, "reports")
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.path)
 
 
 class IcebergCatalog(dg.ConfigurableResource):
@@ -115,6 +126,7 @@ def resources_for(data_dir: DataDirectory | None = None) -> dict:
     return {
         "data_dir": data_dir,
         "lakehouse": IcebergCatalog(data_dir=data_dir),
+        "reports": ReportsDirectory(),
         "spark": SparkResource(),
         "ip_ranges": IpRangesSource(),
         "duckdb": DuckDBResource(database=str(Path(data_dir.path) / "analytics.duckdb")),

@@ -40,8 +40,13 @@ class Usage:
 class TreeSampler:
     """Samples a process tree until stopped; use as a context manager around the work."""
 
-    def __init__(self, pid: int | None = None, interval: float = 0.05):
+    def __init__(
+        self, pid: int | None = None, interval: float = 0.05, exclude: tuple[str, ...] = ()
+    ):
+        """`exclude`: names of descendant processes not to count (a Polars step in a run
+        that also holds a Spark JVM is not charged the JVM's memory and CPU)."""
         self.root = psutil.Process(pid or os.getpid())
+        self.exclude = exclude
         self.interval = interval
         self.peak_rss = 0
         self.samples = 0
@@ -55,9 +60,12 @@ class TreeSampler:
 
     def _tree(self) -> list[psutil.Process]:
         try:
-            return [self.root, *self.root.children(recursive=True)]
+            children = self.root.children(recursive=True)
         except psutil.NoSuchProcess:
             return []
+        if self.exclude:
+            children = [c for c in children if not _named(c, self.exclude)]
+        return [self.root, *children]
 
     def sample(self) -> None:
         rss = 0
@@ -98,6 +106,13 @@ class TreeSampler:
             samples=self.samples,
             high_water_bytes=sum(self._high_water.values()) if self._high_water else None,
         )
+
+
+def _named(process: psutil.Process, names: tuple[str, ...]) -> bool:
+    try:
+        return process.name() in names
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
 
 
 def _high_water_bytes(pid: int) -> int | None:

@@ -15,12 +15,13 @@ from etl_poc.definitions import defs
 from etl_poc.defs.assets import asset_key
 from etl_poc.defs.checks import RANGE_END_TAG, RANGE_START_TAG
 from etl_poc.defs.metadata import MEASURE_KEYS
-from etl_poc.defs.resources import DataDirectory, resources_for
+from etl_poc.defs.resources import DataDirectory, ReportsDirectory, resources_for
 from etl_poc.lakehouse import iceberg, layer_store
 from etl_poc.lakehouse.runners import Paths, read_layer
 from etl_poc.logic.compare import compare_frames
 
 START = date(2024, 1, 1)
+INSTANCE = dg.DagsterInstance.ephemeral()  # the compared fixture's runs, for the benchmark
 
 
 def _landing(data: Path, events: int = 4000) -> Path:
@@ -32,17 +33,21 @@ def _landing(data: Path, events: int = 4000) -> Path:
 
 
 def _resources(data: Path) -> dict:
-    return resources_for(DataDirectory(path=str(data)))
+    return {
+        **resources_for(DataDirectory(path=str(data))),
+        "reports": ReportsDirectory(path=str(data / "reports")),
+    }
 
 
-def _run(job_name: str, data: Path, first: str | None = None, last: str | None = None):
+def _run(job_name: str, data: Path, first: str | None = None, last: str | None = None,
+         instance: dg.DagsterInstance | None = None):  # fmt: skip
     """One run of a job over the partition range [first, last], like `dagster job execute`
     with range tags, with the code location's resources pointed at `data`."""
     job = defs.resolve_job_def(job_name)
     resources = _resources(data)
     tags = {RANGE_START_TAG: first, RANGE_END_TAG: last} if first else {}
     return job.execute_in_process(
-        tags=tags, resources=resources, instance=dg.DagsterInstance.ephemeral(),
+        tags=tags, resources=resources, instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )  # fmt: skip
 
@@ -68,7 +73,7 @@ def _checks(result) -> dict[str, bool]:
 def compared(tmp_path_factory, spark):
     """compare_engines over the 3-day bulk window, once for this module."""
     data = _landing(tmp_path_factory.mktemp("graph"))
-    result = _run("compare_engines", data, "2024-01-01", "2024-01-03")
+    result = _run("compare_engines", data, "2024-01-01", "2024-01-03", instance=INSTANCE)
     return data, result
 
 
@@ -217,3 +222,20 @@ def test_analytics_give_the_same_answers_on_both_tables(compared, capsys):
     sql = "SELECT count(*) AS n FROM polars_events JOIN spark_events USING (event_id)"
     assert cli(["query", "--data", str(data), sql]) == 0
     assert str(_iceberg_rows(data, "polars").height) in capsys.readouterr().out
+
+
+@pytest.mark.spark
+def test_the_benchmark_asset_compares_the_recorded_figures(compared):
+    data, _ = compared
+    result = _run("engine_benchmark", data, instance=INSTANCE)
+    assert result.success, result.all_events[-1]
+    (materialization,) = result.get_asset_materialization_events()
+    metadata = materialization.materialization.metadata
+    assert metadata["window"].value == "[2024-01-01, 2024-01-04)"
+    assert metadata["sources"].value == {"polars": "compare_engines", "spark": "compare_engines"}
+    assert metadata["polars_seconds"].value > 0
+    assert metadata["spark_seconds"].value > 0
+    assert "| sessionized |" in metadata["comparison"].value
+    reports = data / "reports"
+    assert (reports / "benchmark-graph.png").read_bytes().startswith(b"\x89PNG")
+    assert "Spark/Polars" in (reports / "benchmark-graph.md").read_text()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import psutil
+
 from etl_poc.measure.usage import TreeSampler, host_facts
 
 ALLOCATE_AND_SPIN = """
@@ -37,3 +39,11 @@ def test_sampler_of_another_process_tree():
     with TreeSampler(child.pid, interval=0.02) as sampler:
         child.wait()
     assert sampler.usage.peak_rss_bytes > 300 * 1024 * 1024
+
+
+def test_excluded_processes_are_not_counted():
+    child = subprocess.Popen([sys.executable, "-c", ALLOCATE_AND_SPIN])
+    name = psutil.Process(child.pid).name()
+    with TreeSampler(interval=0.02, exclude=(name,)) as sampler:
+        child.wait()
+    assert sampler.usage.peak_rss_bytes < 300 * 1024 * 1024

@@ -1,0 +1,91 @@
+"""The `benchmark` asset: the engines compared from what every layer's materializations
+recorded in this Dagster instance (report/graph_benchmark.py aggregates)."""
+
+import json
+
+import dagster as dg
+
+from etl_poc.report.graph_benchmark import LAYERS, Measurement, chart_png, compare, markdown
+
+from .assets import ENGINES, asset_key
+from .metadata import MEASURE_KEYS
+from .resources import ReportsDirectory
+
+BENCHMARK = dg.AssetKey("benchmark")
+RECENT_MATERIALIZATIONS = 2000  # per asset: a single-run backfill records one per day
+
+
+def _measurements(instance) -> list[Measurement]:
+    found, jobs = [], {}
+    for engine in ENGINES:
+        for layer in LAYERS:
+            records = instance.fetch_materializations(
+                asset_key(engine, layer), limit=RECENT_MATERIALIZATIONS
+            ).records
+            seen = set()
+            for record in records:
+                if record.run_id in seen:
+                    continue  # a range run records the same figures for each of its days
+                seen.add(record.run_id)
+                metadata = record.asset_materialization.metadata
+                if not all(name in metadata for name in MEASURE_KEYS):
+                    continue  # recorded before these figures existed
+                if record.run_id not in jobs:
+                    run = instance.get_run_by_id(record.run_id)
+                    jobs[record.run_id] = run.job_name if run else "?"
+                session = metadata.get("spark_session_seconds")
+                found.append(
+                    Measurement(
+                        engine=engine,
+                        layer=layer,
+                        run_id=record.run_id,
+                        job=jobs[record.run_id],
+                        window=metadata["window"].value,
+                        timestamp=record.timestamp,
+                        figures={name: metadata[name].value for name in MEASURE_KEYS},
+                        spark_session_seconds=session.value if session else None,
+                    )
+                )
+    return found
+
+
+@dg.asset(
+    key=BENCHMARK,
+    deps=[asset_key(engine, layer) for engine in ENGINES for layer in LAYERS],
+    group_name="benchmark",
+    kinds={"python"},
+    description="Polars vs Spark from the figures every layer's materializations recorded: "
+    "per layer and in total, time (median, min-max over runs), Spark/Polars ratio, start-up, "
+    "peak memory (the JVM included), CPU. One window: the latest that every layer of both "
+    "engines has; single-engine runs preferred. Written to reports/benchmark-graph.{md,json,png}.",
+)
+def benchmark(context: dg.AssetExecutionContext, reports: ReportsDirectory):
+    try:
+        comparison = compare(_measurements(context.instance))
+    except ValueError as error:
+        raise dg.Failure(str(error)) from error
+    folder = reports.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    chart = folder / "benchmark-graph.png"
+    chart_png(comparison, chart)
+    table = markdown(comparison)
+    (folder / "benchmark-graph.md").write_text(
+        "# Polars vs Spark, from the asset graph\n\n" + markdown(comparison, chart.name) + "\n"
+    )
+    (folder / "benchmark-graph.json").write_text(json.dumps(comparison.as_dict(), indent=2))
+    totals = comparison.totals
+    return dg.MaterializeResult(
+        metadata={
+            "comparison": dg.MetadataValue.md(table),
+            "chart": dg.MetadataValue.path(str(chart.resolve())),
+            "window": comparison.window,
+            "polars_seconds": round(totals["polars"]["seconds"], 3),
+            "spark_seconds": round(totals["spark"]["seconds"], 3),
+            "spark_over_polars": round(comparison.ratio() or 0.0, 3),
+            "spark_session_seconds": round(totals["spark"]["spark_session_seconds"], 3),
+            "polars_peak_rss_bytes": int(totals["polars"]["peak_rss_bytes"]),
+            "spark_peak_rss_bytes": int(totals["spark"]["peak_rss_bytes"]),
+            "runs": dg.MetadataValue.json(comparison.runs),
+            "sources": dg.MetadataValue.json(comparison.sources),
+        }
+    )

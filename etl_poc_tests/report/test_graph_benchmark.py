@@ -1,0 +1,70 @@
+"""The engines' comparison from recorded figures: one window, medians over runs,
+single-engine runs preferred, a clear error when no window is complete."""
+
+from __future__ import annotations
+
+import pytest
+
+from etl_poc.report.graph_benchmark import (
+    ENGINES,
+    FIGURES,
+    LAYERS,
+    Measurement,
+    chart_png,
+    compare,
+    markdown,
+)
+
+
+def _run(engine, run_id, job, window, seconds, when, session=None, layers=LAYERS):
+    return [
+        Measurement(
+            engine=engine, layer=layer, run_id=run_id, job=job, window=window, timestamp=when,
+            figures={**{name: 1.0 for name in FIGURES}, "seconds": seconds,
+                     "peak_rss_bytes": 2**30 * (2 if engine == "spark" else 1)},
+            spark_session_seconds=session if layer == "raw" else None,
+        )
+        for layer in layers
+    ]  # fmt: skip
+
+
+def test_medians_over_the_runs_of_the_latest_complete_window():
+    w1, w2 = "[2024-01-01, 2024-01-31)", "[2024-01-31, 2024-02-01)"
+    measurements = [
+        *_run("polars", "p1", "polars_etl", w1, 1.0, 10),
+        *_run("polars", "p2", "polars_etl", w1, 3.0, 11),
+        *_run("polars", "p3", "polars_etl", w1, 2.0, 12),
+        *_run("polars", "both", "compare_engines", w1, 9.0, 13),  # single-engine runs win
+        *_run("spark", "s1", "spark_etl", w1, 10.0, 14, session=5.0),
+        # A later window that only Polars (and only some layers of Spark) ran: not chosen.
+        *_run("polars", "p4", "polars_etl", w2, 1.0, 20),
+        *_run("spark", "s2", "spark_etl", w2, 1.0, 21, layers=("raw",)),
+    ]
+    comparison = compare(measurements)
+    assert comparison.window == w1
+    assert comparison.runs == {"polars": 3, "spark": 1}
+    assert comparison.sources == {"polars": "polars_etl", "spark": "spark_etl"}
+    assert comparison.layers["raw"]["polars"]["seconds"] == {"median": 2.0, "min": 1.0, "max": 3.0}
+    assert comparison.totals["polars"]["seconds"] == 2.0 * len(LAYERS)
+    assert comparison.totals["spark"]["spark_session_seconds"] == 5.0
+    assert comparison.ratio() == pytest.approx(5.0)
+    assert comparison.ratio("raw") == pytest.approx(5.0)
+    assert comparison.totals["spark"]["peak_rss_bytes"] == 2 * 2**30
+    text = markdown(comparison)
+    assert "| **total** | **10.0** [5.0-15.0] | **50.0**" in text
+    assert set(comparison.as_dict()["spark_over_polars"]) == {*LAYERS, "total"}
+
+
+def test_without_a_window_both_engines_completed_it_says_what_to_run():
+    only_polars = _run("polars", "p1", "polars_etl", "[2024-01-01, 2024-01-02)", 1.0, 1)
+    with pytest.raises(ValueError, match="run compare_engines"):
+        compare(only_polars)
+    assert ENGINES == ("polars", "spark")
+
+
+def test_the_chart_is_a_png(tmp_path):
+    window = "[2024-01-01, 2024-01-02)"
+    comparison = compare([*_run("polars", "p", "polars_etl", window, 1.0, 1),
+                          *_run("spark", "s", "spark_etl", window, 4.0, 2, session=2.0)])  # fmt: skip
+    chart_png(comparison, tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
