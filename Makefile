@@ -8,6 +8,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN = $(UV) run --frozen
 SIZE ?= small
 REPEAT ?= 3
+ENGINES ?= polars,spark
 FORMATS ?= csv,parquet
 DATA_DIR ?= data
 UI_PORT ?= 3000
@@ -15,7 +16,7 @@ UI_PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export ETL_POC_DATA_DIR := $(DATA_DIR)
 
-.PHONY: help install check-java demo test test-fast lint format ui query generate bench clean
+.PHONY: help install check-java demo test test-fast lint format ui query generate bench bench-generator clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,6 +60,11 @@ demo: install ## small data through both engines: the bulk month in one run, the
 	@echo "lakehouse_analytics: the SQL in etl_poc/analytics/sql on both engines' tables"
 	@$(RUN) dagster job execute -m etl_poc.definitions -j lakehouse_analytics >> $(DEMO_LOG) 2>&1 \
 		|| { tail -30 $(DEMO_LOG); exit 1; }
+	@echo "engine_benchmark: Polars vs Spark per layer on the bulk window, from the runs' metadata"
+	@$(RUN) dagster job execute -m etl_poc.definitions -j engine_benchmark \
+		-c etl_poc/defs/run_config/benchmark_bulk_month.yaml >> $(DEMO_LOG) 2>&1 \
+		|| { tail -30 $(DEMO_LOG); exit 1; }
+	@echo && cat reports/benchmark-graph.md
 	@echo
 	@$(RUN) etl-poc summary --data $(DATA_DIR)
 	@echo
@@ -67,6 +73,7 @@ demo: install ## small data through both engines: the bulk month in one run, the
 	@echo "  layers per engine and day:   $(DATA_DIR)/layers/<engine>/<layer>/"
 	@echo "  Iceberg warehouse:           $(DATA_DIR)/warehouse/ (catalog.db: SQLite catalog 'lakehouse')"
 	@echo "  Dagster run logs:            $(DEMO_LOG)"
+	@echo "  engine comparison:           reports/benchmark-graph.{md,json,png}, and the benchmark asset in the UI"
 	@echo "  analytics answers:           in the UI on clickstream_analytics, or DuckDB tables analytics_* in $(DATA_DIR)/analytics.duckdb"
 	@echo "  ad-hoc SQL:                  make query SQL=\"SELECT device, count(*) FROM polars_events GROUP BY 1\""
 	@echo "  Dagster UI (lineage, metadata, checks): make ui, then http://127.0.0.1:$(UI_PORT)"
@@ -93,12 +100,15 @@ generate: install ## make generate SIZE=small|medium|large [FORMATS=csv,parquet]
 query: install ## make query SQL="SELECT ...": DuckDB over polars_events, spark_events, *_rejects
 	@$(RUN) etl-poc query --data $(DATA_DIR) "$(SQL)"
 
-bench: install ## make bench SIZE=medium REPEAT=3: the generator, in fresh processes
+bench: install ## make bench SIZE=medium REPEAT=3 [ENGINES=polars,spark]: both engines' backfills, Dagster overhead, I/O floor
+	$(RUN) etl-poc bench pipeline --size $(SIZE) --repeat $(REPEAT) --engines $(ENGINES)
+
+bench-generator: install ## make bench-generator SIZE=medium REPEAT=3: the generator, in fresh processes
 	$(RUN) etl-poc bench generator --size $(SIZE) --repeat $(REPEAT) --formats parquet
 
 clean: ## remove generated data, reports, the Dagster instance and caches (keeps .venv)
 	rm -rf $(DATA_DIR)/landing $(DATA_DIR)/layers $(DATA_DIR)/warehouse $(DATA_DIR)/demo-dagster.log
-	rm -rf reports/*.json reports/*.md reports/*.png
+	rm -rf reports/*.json reports/*.md reports/*.png bench-data
 	find dagster_home -mindepth 1 -maxdepth 1 ! -name .gitkeep ! -name dagster.yaml -exec rm -rf {} +
 	rm -rf .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +

@@ -109,6 +109,12 @@ def _run_generate(args) -> int:
     return 0
 
 
+def _bench_size(text: str) -> str:
+    if text in SIZES or (text.isdigit() and int(text) > 0):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: use {', '.join(SIZES)} or a number of events")
+
+
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks, run in fresh processes and repeated")
     which = p.add_subparsers(dest="benchmark", required=True)
@@ -118,6 +124,31 @@ def _add_bench(sub) -> None:
     g.add_argument("--formats", default="parquet", help="what to write (default parquet)")
     g.add_argument("--reports", type=Path, default=Path("reports"))
     g.add_argument("--scratch", type=Path, help="where runs write (default: the system temp)")
+    b = which.add_parser(
+        "pipeline",
+        help="each engine's full backfill through the asset graph, the same work without "
+        "Dagster, and the I/O floor, in fresh processes",
+    )
+    b.add_argument(
+        "--size",
+        type=_bench_size,
+        default="medium",
+        help="small, medium, large, or a number of events (default medium)",
+    )
+    b.add_argument("--repeat", type=_positive, default=3)
+    b.add_argument("--engines", default="polars,spark", help="comma-separated: polars, spark")
+    b.add_argument(
+        "--plain", default="polars", help="engines also run without Dagster (default polars)"
+    )
+    b.add_argument("--no-floor", action="store_true", help="skip the I/O floor runs")
+    b.add_argument("--reports", type=Path, default=Path("reports"))
+    b.add_argument(
+        "--scratch",
+        type=Path,
+        default=Path(os.environ.get("ETL_POC_BENCH_DIR", "bench-data")),
+        help="where the data and runs go (default $ETL_POC_BENCH_DIR or bench-data); the "
+        "landing data is generated there once per size",
+    )
     e = which.add_parser(
         "engines", help="the whole chain on Polars, Spark and the DuckDB SQL baseline, same files"
     )
@@ -132,7 +163,29 @@ def _add_bench(sub) -> None:
     )
 
 
+def _engine_list(text: str, allowed: set[str]) -> tuple[str, ...]:
+    engines = tuple(e.strip() for e in text.split(",") if e.strip())
+    unknown = set(engines) - allowed
+    if unknown:
+        raise ValueError(f"unknown engine(s) {sorted(unknown)}; use {', '.join(sorted(allowed))}")
+    return engines
+
+
 def _run_bench(args) -> int:
+    if args.benchmark == "pipeline":
+        from etl_poc.report.pipeline_benchmark import run_pipeline_benchmark
+
+        engines = _engine_list(args.engines, {"polars", "spark"})
+        if not engines:
+            raise ValueError("--engines: name at least one engine")
+        result = run_pipeline_benchmark(
+            args.size, args.repeat, args.reports, args.scratch, engines,
+            _engine_list(args.plain, {"polars", "spark"}), floor=not args.no_floor,
+        )  # fmt: skip
+        for name, value in result["summary"]["derived"].items():
+            print(f"{name}: {value:.3f}")
+        print(f"report: {args.reports / f'benchmark-{args.size}.md'}")
+        return 0
     if args.benchmark == "engines":
         from etl_poc.report.engine_benchmark import run_engine_benchmark
 

@@ -4,6 +4,7 @@ recorded in this Dagster instance (report/graph_benchmark.py aggregates)."""
 import json
 
 import dagster as dg
+from pydantic import Field
 
 from etl_poc.report.graph_benchmark import LAYERS, Measurement, chart_png, compare, markdown
 
@@ -49,6 +50,14 @@ def _measurements(instance) -> list[Measurement]:
     return found
 
 
+class BenchmarkConfig(dg.Config):
+    window: str = Field(
+        default="",
+        description="The window to compare, as the layers' metadata writes it, e.g. "
+        '"[2024-01-01, 2024-01-31)"; empty: the latest window every layer of both engines has.',
+    )
+
+
 @dg.asset(
     key=BENCHMARK,
     deps=[asset_key(engine, layer) for engine in ENGINES for layer in LAYERS],
@@ -59,9 +68,11 @@ def _measurements(instance) -> list[Measurement]:
     "peak memory (the JVM included), CPU. One window: the latest that every layer of both "
     "engines has; single-engine runs preferred. Written to reports/benchmark-graph.{md,json,png}.",
 )
-def benchmark(context: dg.AssetExecutionContext, reports: ReportsDirectory):
+def benchmark(
+    context: dg.AssetExecutionContext, config: BenchmarkConfig, reports: ReportsDirectory
+):
     try:
-        comparison = compare(_measurements(context.instance))
+        comparison = compare(_measurements(context.instance), config.window or None)
     except ValueError as error:
         raise dg.Failure(str(error)) from error
     folder = reports.folder

@@ -3,6 +3,7 @@ so the Spark steps of a run share one session."""
 
 import dagster as dg
 
+from .checks import QUALITY_CHECKS
 from .landing import LANDING_CLICKSTREAM
 
 CHECK_LANDING_JOB = "check_landing"
@@ -15,24 +16,32 @@ check_landing = dg.define_asset_job(
 
 
 def _lineage(engine: str) -> dg.AssetSelection:
-    return dg.AssetSelection.groups(engine)
+    return dg.AssetSelection.groups(engine).without_checks()
+
+
+def _quality_checks(engine: str) -> dg.AssetSelection:
+    return dg.AssetSelection.checks(
+        *(c for c in QUALITY_CHECKS if next(iter(c.check_keys)).asset_key.path[0] == engine)
+    )
 
 
 polars_etl = dg.define_asset_job(
     "polars_etl",
-    selection=_lineage("polars"),
-    description="The Polars lineage for a partition or a range (one run per range).",
+    selection=_lineage("polars") | _quality_checks("polars"),
+    description="The Polars lineage and its quality checks, for a partition or a range (one "
+    "run per range).",
     executor_def=dg.in_process_executor,
 )
 spark_etl = dg.define_asset_job(
     "spark_etl",
-    selection=_lineage("spark"),
-    description="The Spark lineage for a partition or a range (one Spark session per run).",
+    selection=_lineage("spark") | _quality_checks("spark"),
+    description="The Spark lineage and its quality checks, for a partition or a range (one "
+    "Spark session per run). The checks against Polars run in compare_engines.",
     executor_def=dg.in_process_executor,
 )
 compare_engines = dg.define_asset_job(
     "compare_engines",
-    selection=_lineage("polars") | _lineage("spark"),
+    selection=dg.AssetSelection.groups("polars", "spark"),
     description="Both lineages and the checks that they agree, for a partition or a range.",
     executor_def=dg.in_process_executor,
 )
@@ -41,6 +50,21 @@ lakehouse_analytics = dg.define_asset_job(
     "lakehouse_analytics",
     selection=dg.AssetSelection.groups("analytics"),
     description="The analytical SQL over both engines' Iceberg tables (not partitioned).",
+    executor_def=dg.in_process_executor,
+)
+
+# The layers alone, no checks: what the benchmark harness times against the same work
+# without Dagster (lakehouse.plain_run).
+bench_polars = dg.define_asset_job(
+    "bench_polars",
+    selection=_lineage("polars"),
+    description="The Polars lineage without checks (the benchmark's orchestrated run).",
+    executor_def=dg.in_process_executor,
+)
+bench_spark = dg.define_asset_job(
+    "bench_spark",
+    selection=_lineage("spark"),
+    description="The Spark lineage without checks (the benchmark's orchestrated run).",
     executor_def=dg.in_process_executor,
 )
 
@@ -57,5 +81,7 @@ JOBS = [
     spark_etl,
     compare_engines,
     lakehouse_analytics,
+    bench_polars,
+    bench_spark,
     benchmark_report,
 ]

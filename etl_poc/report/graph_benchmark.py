@@ -20,7 +20,10 @@ FIGURES = (
     "seconds", "startup_seconds", "cpu_seconds", "cpu_utilisation", "peak_rss_bytes",
     "rows_in", "rows_out", "bytes_read", "bytes_written",
 )  # fmt: skip
-SINGLE_ENGINE_JOBS = {"polars": "polars_etl", "spark": "spark_etl"}
+SINGLE_ENGINE_JOBS = {
+    "polars": ("polars_etl", "bench_polars"),
+    "spark": ("spark_etl", "bench_spark"),
+}
 
 
 @dataclass(frozen=True)
@@ -70,27 +73,34 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def compare(measurements: list[Measurement]) -> Comparison:
-    """The comparison on the latest window every layer of both engines has; ValueError when
-    there is none."""
+def compare(measurements: list[Measurement], window: str | None = None) -> Comparison:
+    """The comparison on `window` (as the metadata writes it, e.g. "[2024-01-01,
+    2024-01-31)"), by default the latest window every layer of both engines has; ValueError
+    when there is none."""
     windows: dict[str, float] = {}
-    for window in {m.window for m in measurements}:
-        here = [m for m in measurements if m.window == window]
+    for candidate in {m.window for m in measurements}:
+        here = [m for m in measurements if m.window == candidate]
         covered = {(m.engine, m.layer) for m in here}
         if all((e, layer) in covered for e in ENGINES for layer in LAYERS):
-            windows[window] = max(m.timestamp for m in here)
+            windows[candidate] = max(m.timestamp for m in here)
     if not windows:
         raise ValueError(
             "no partition window has been materialized by every layer of both engines: "
             "run compare_engines (or polars_etl and spark_etl) over the same window first"
         )
-    window = max(windows, key=windows.get)
+    if window is None:
+        window = max(windows, key=windows.get)
+    elif window not in windows:
+        raise ValueError(
+            f"window {window} has not been materialized by every layer of both engines; "
+            f"complete windows: {', '.join(sorted(windows))}"
+        )
     chosen = [m for m in measurements if m.window == window]
     layers: dict = {layer: {} for layer in LAYERS}
     runs, sources, totals = {}, {}, {}
     for engine in ENGINES:
         mine = [m for m in chosen if m.engine == engine]
-        alone = [m for m in mine if m.job == SINGLE_ENGINE_JOBS[engine]]
+        alone = [m for m in mine if m.job in SINGLE_ENGINE_JOBS[engine]]
         # Only runs that measured every layer, so that a total is one run's chain.
         complete = _complete_runs(alone) or _complete_runs(mine) or mine
         sources[engine] = ", ".join(sorted({m.job for m in complete}))

@@ -55,6 +55,20 @@ def test_medians_over_the_runs_of_the_latest_complete_window():
     assert set(comparison.as_dict()["spark_over_polars"]) == {*LAYERS, "total"}
 
 
+def test_a_chosen_window_is_compared_or_refused():
+    w1, w2 = "[2024-01-01, 2024-01-31)", "[2024-01-31, 2024-02-01)"
+    measurements = [
+        *_run("polars", "p1", "polars_etl", w1, 1.0, 10),
+        *_run("spark", "s1", "spark_etl", w1, 2.0, 11),
+        *_run("polars", "p2", "polars_etl", w2, 1.0, 20),
+        *_run("spark", "s2", "spark_etl", w2, 9.0, 21),
+    ]
+    assert compare(measurements).window == w2  # the latest
+    assert compare(measurements, w1).ratio() == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="complete windows"):
+        compare(measurements, "[2024-03-01, 2024-03-02)")
+
+
 def test_without_a_window_both_engines_completed_it_says_what_to_run():
     only_polars = _run("polars", "p1", "polars_etl", "[2024-01-01, 2024-01-02)", 1.0, 1)
     with pytest.raises(ValueError, match="run compare_engines"):

@@ -1,0 +1,251 @@
+"""The benchmark harness: each engine's full backfill through the asset graph, repeated in
+fresh processes and alternated, next to the same work without Dagster and the machine's I/O
+floor; medians with min and max.
+
+Per attempt, engines alternate in order (polars, spark / spark, polars), each as a
+`dagster job execute` of its lineage without checks (`bench_<engine>`) over the whole window
+of the landing data, from empty layers and warehouse. The same work without the orchestrator
+(lakehouse.plain_run, `--plain` engines) gives Dagster's overhead; reading every landing file
+and writing it back as Parquet (plain_run --engine floor) gives the I/O floor. Every process
+tree is sampled from outside (measure.usage), so the JVM and Dagster's own processes count.
+At the end the `engine_benchmark` asset runs on the harness's Dagster instance, so the
+per-layer comparison comes from the same runs.
+
+Output: <reports>/benchmark-<size>.json (every run) and .md with a chart (.png).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from etl_poc.measure.usage import TreeSampler, host_facts
+
+
+def _label(size: str) -> str:
+    """The generator's label for a size name, or for a number of events."""
+    return size if not size.isdigit() else f"{int(size)}ev"
+
+
+def _landing(size: str, scratch: Path) -> Path:
+    """<scratch>/<size>: its landing zone generated (Parquet) unless already there. `size`:
+    small, medium, large, or a number of events."""
+    data = scratch / size
+    if not (data / "landing" / f"manifest_{_label(size)}.json").exists():
+        amount = ["--events", size] if size.isdigit() else ["--size", size]
+        subprocess.run(
+            [sys.executable, "-m", "etl_poc.cli", "generate", *amount, "--formats",
+             "parquet", "--out", str(data / "landing"), "--no-progress"],
+            check=True,
+        )  # fmt: skip
+    return data
+
+
+def _window(data: Path, size: str) -> tuple[str, str]:
+    manifest = json.loads((data / "landing" / f"manifest_{_label(size)}.json").read_text())
+    first, last = manifest["window"]
+    return first, last
+
+
+def _fresh(data: Path) -> None:
+    """Empty layers and warehouse: every run is a full backfill from the landing files."""
+    for name in ("layers", "warehouse"):
+        shutil.rmtree(data / name, ignore_errors=True)
+
+
+def _measured(command: list[str], env: dict, log: Path) -> dict:
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        with TreeSampler(process.pid, interval=0.1) as sampler:
+            code = process.wait()
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command[:6])} ... failed ({code}); see {log}")
+    return sampler.usage.as_dict()
+
+
+def run_pipeline_benchmark(
+    size: str,
+    repeat: int,
+    reports_dir: Path,
+    scratch: Path,
+    engines: tuple[str, ...] = ("polars", "spark"),
+    plain: tuple[str, ...] = ("polars",),
+    floor: bool = True,
+) -> dict:
+    data = _landing(size, scratch)
+    first, last = _window(data, size)
+    home = scratch / f"dagster-{size}"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    log = scratch / f"benchmark-{size}.log"
+    log.write_text("")
+    processed_at = datetime.now(UTC).isoformat(timespec="seconds")
+    env = {**os.environ, "ETL_POC_DATA_DIR": str(data), "DAGSTER_HOME": str(home.resolve()),
+           "ETL_POC_REPORTS_DIR": str(reports_dir.resolve())}  # fmt: skip
+    tags = json.dumps({
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last,
+        "etl_poc/processed_at": processed_at,
+    })  # fmt: skip
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    runs: list[dict] = []
+    for attempt in range(1, repeat + 1):
+        order = engines if attempt % 2 else tuple(reversed(engines))
+        steps = [("dagster", e) for e in order] + [("plain", e) for e in plain if e in order]
+        if floor:
+            steps.append(("floor", "floor"))
+        for kind, engine in steps:
+            _fresh(data)
+            if kind == "dagster":
+                command = [dagster, "job", "execute", "-m", "etl_poc.definitions",
+                           "-j", f"bench_{engine}", "--tags", tags]  # fmt: skip
+            else:
+                command = [sys.executable, "-m", "etl_poc.lakehouse.plain_run", "--engine",
+                           engine, "--data", str(data), "--start", first, "--last", last,
+                           "--processed-at", processed_at, "--out", str(scratch / "plain")]  # fmt: skip
+            usage = _measured(command, env, log)
+            run = {"kind": kind, "engine": engine, "attempt": attempt, **usage}
+            if kind != "dagster":
+                run["result"] = json.loads((scratch / "plain" / "result.json").read_text())
+            runs.append(run)
+            print(
+                f"{kind} {engine} run {attempt}: {usage['wall_seconds']:.1f} s, peak RSS "
+                f"{usage['peak_rss_bytes'] / 2**30:.2f} GiB, {usage['cpu_utilisation']:.2f} cores",
+                flush=True,
+            )
+    _fresh(data)
+    graph = None
+    if set(engines) >= {"polars", "spark"}:
+        _measured([dagster, "job", "execute", "-m", "etl_poc.definitions", "-j",
+                   "engine_benchmark"], env, log)  # fmt: skip
+        graph = json.loads((reports_dir / "benchmark-graph.json").read_text())
+    result = {
+        "benchmark": "pipeline",
+        "size": size,
+        "window": [first, last],
+        "repeat": repeat,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": host_facts(),
+        "summary": summarize(runs),
+        "graph": graph,
+        "runs": runs,
+    }
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    (reports_dir / f"benchmark-{size}.json").write_text(json.dumps(result, indent=2) + "\n")
+    chart = reports_dir / f"benchmark-{size}.png"
+    chart_png(result["summary"], chart)
+    (reports_dir / f"benchmark-{size}.md").write_text(markdown(result, chart.name))
+    return result
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Medians, min and max per (kind, engine), and the figures the targets are about."""
+    summary: dict = {}
+    for run in runs:
+        summary.setdefault(f"{run['kind']}/{run['engine']}", []).append(run)
+    figures = {}
+    for name, mine in summary.items():
+        figures[name] = {
+            key: {
+                "median": statistics.median(r[key] for r in mine),
+                "min": min(r[key] for r in mine),
+                "max": max(r[key] for r in mine),
+            }
+            for key in ("wall_seconds", "peak_rss_bytes", "cpu_utilisation", "cpu_seconds")
+        }
+        figures[name]["runs"] = len(mine)
+    derived = {}
+
+    def median(name: str) -> float | None:
+        return figures[name]["wall_seconds"]["median"] if name in figures else None
+
+    floor, polars, plain = median("floor/floor"), median("dagster/polars"), median("plain/polars")
+    spark = median("dagster/spark")
+    if floor and polars:
+        derived["polars_over_io_floor"] = polars / floor
+    if plain and polars:
+        derived["dagster_overhead_polars"] = (polars - plain) / plain
+    if polars and spark:
+        derived["spark_over_polars"] = spark / polars
+    return {"by_run_kind": figures, "derived": derived}
+
+
+def markdown(result: dict, chart: str) -> str:
+    rows = result["summary"]["by_run_kind"]
+    derived = result["summary"]["derived"]
+    lines = [
+        f"# Benchmark: {result['size']}, window {result['window'][0]} .. {result['window'][1]}",
+        "",
+        f"Measured {result['measured_at']} on {result['host']['cores']} cores, "
+        f"{result['host']['memory_bytes'] / 2**30:.0f} GiB; each run a fresh process tree "
+        f"sampled from outside; {result['repeat']} attempt(s), engines alternated.",
+        "",
+        "| run | runs | wall s median [min-max] | peak RSS GiB | cores busy |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, figures in sorted(rows.items()):
+        wall, rss = figures["wall_seconds"], figures["peak_rss_bytes"]
+        lines.append(
+            f"| {name} | {figures['runs']} | {wall['median']:.1f} "
+            f"[{wall['min']:.1f}-{wall['max']:.1f}] | {rss['median'] / 2**30:.2f} "
+            f"(max {rss['max'] / 2**30:.2f}) | {figures['cpu_utilisation']['median']:.2f} |"
+        )
+    lines += ["", "Derived (medians):", ""]
+    labels = {
+        "polars_over_io_floor": "Polars (orchestrated) / I/O floor: {:.2f}x (target at most 4x)",
+        "dagster_overhead_polars": "Dagster overhead on Polars: {:.1%} (target under 15 %)",
+        "spark_over_polars": "Spark / Polars, whole backfill: {:.2f}x",
+    }
+    lines += [f"- {labels[k].format(v)}" for k, v in derived.items()]
+    lines += [
+        "",
+        "`dagster/<engine>`: `dagster job execute -j bench_<engine>` over the window (the "
+        "lineage without checks), from process start to exit. `plain/<engine>`: the same "
+        "runner calls without Dagster (`python -m etl_poc.lakehouse.plain_run`). "
+        "`floor/floor`: read every landing file and write it back as Parquet, no transform.",
+        "",
+        f"![wall time and peak memory per run kind]({chart})",
+    ]
+    if result.get("graph"):
+        lines += ["", "## Per layer (from the assets' own metadata)", ""]
+        lines += [_graph_table(result["graph"])]
+    return "\n".join(lines) + "\n"
+
+
+def _graph_table(graph: dict) -> str:
+    lines = ["| layer | Polars s | Spark s | Spark/Polars |", "|---|---:|---:|---:|"]
+    for layer, engines in graph["layers"].items():
+        p, s = engines["polars"]["seconds"]["median"], engines["spark"]["seconds"]["median"]
+        ratio = graph["spark_over_polars"].get(layer)
+        lines.append(f"| {layer} | {p:.2f} | {s:.2f} | {f'{ratio:.1f}x' if ratio else '-'} |")
+    return "\n".join(lines)
+
+
+def chart_png(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(summary["by_run_kind"].items())
+    names = [name for name, _ in rows]
+    figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for axis, key, scale, title in (
+        (time_axis, "wall_seconds", 1, "wall seconds (median, min-max)"),
+        (memory_axis, "peak_rss_bytes", 2**30, "peak RSS GiB (median, min-max)"),
+    ):
+        medians = [f[key]["median"] / scale for _, f in rows]
+        low = [m - f[key]["min"] / scale for m, (_, f) in zip(medians, rows, strict=True)]
+        high = [f[key]["max"] / scale - m for m, (_, f) in zip(medians, rows, strict=True)]
+        axis.bar(names, medians, yerr=[low, high], capsize=4)
+        axis.set_title(title)
+        axis.tick_params(axis="x", rotation=20)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
