@@ -42,8 +42,11 @@ def test_sampler_of_another_process_tree():
 
 
 def test_excluded_processes_are_not_counted():
-    child = subprocess.Popen([sys.executable, "-c", ALLOCATE_AND_SPIN])
-    name = psutil.Process(child.pid).name()
-    with TreeSampler(interval=0.02, exclude=(name,)) as sampler:
-        child.wait()
-    assert sampler.usage.peak_rss_bytes < 300 * 1024 * 1024
+    """A parent whose child allocates 300 MB: with the child's name excluded, only the
+    (small) parent counts."""
+    spawn = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {ALLOCATE_AND_SPIN!r}])"
+    parent = subprocess.Popen([sys.executable, "-c", spawn])
+    name = psutil.Process(parent.pid).name()
+    with TreeSampler(parent.pid, interval=0.02, exclude=(name,)) as sampler:
+        parent.wait()
+    assert 0 < sampler.usage.peak_rss_bytes < 200 * 1024 * 1024
