@@ -16,7 +16,7 @@ UI_PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export ETL_POC_DATA_DIR := $(DATA_DIR)
 
-.PHONY: help install check-java demo test test-fast lint format ui query generate bench bench-generator clean
+.PHONY: help install check-java demo test test-fast lint format ui query generate bench bench-generator cluster-up cluster-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -106,9 +106,16 @@ bench: install ## make bench SIZE=medium REPEAT=3 [ENGINES=polars,spark]: both e
 bench-generator: install ## make bench-generator SIZE=medium REPEAT=3: the generator, in fresh processes
 	$(RUN) etl-poc bench generator --size $(SIZE) --repeat $(REPEAT) --formats parquet
 
+WORKERS ?= 2
+cluster-up: install ## make cluster-up WORKERS=2: a Spark standalone master and workers on 127.0.0.1:7077
+	$(RUN) etl-poc cluster up --workers $(WORKERS)
+
+cluster-down: ## stop the Spark standalone cluster, leaving no process behind
+	$(RUN) etl-poc cluster down
+
 clean: ## remove generated data, reports, the Dagster instance and caches (keeps .venv)
 	rm -rf $(DATA_DIR)/landing $(DATA_DIR)/layers $(DATA_DIR)/warehouse $(DATA_DIR)/demo-dagster.log
-	rm -rf reports/*.json reports/*.md reports/*.png bench-data
+	rm -rf reports/*.json reports/*.md reports/*.png bench-data spark-cluster
 	find dagster_home -mindepth 1 -maxdepth 1 ! -name .gitkeep ! -name dagster.yaml -exec rm -rf {} +
 	rm -rf .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +

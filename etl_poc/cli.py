@@ -238,6 +238,46 @@ def _catalog(args):
     return iceberg.open_catalog(warehouse, args.catalog_uri or None)
 
 
+def _add_cluster(sub) -> None:
+    p = sub.add_parser(
+        "cluster", help="a Spark standalone master and workers on 127.0.0.1 (pyspark's launcher)"
+    )
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--workers", type=_positive, default=2)
+    p.add_argument("--cores", type=_positive, default=1, help="cores per worker (default 1)")
+    p.add_argument("--memory", default="6g", help="memory per worker (default 6g)")
+    p.add_argument(
+        "--state",
+        type=Path,
+        default=Path("spark-cluster"),
+        help="pid files, logs and work directories (default spark-cluster)",
+    )
+
+
+def _run_cluster(args) -> int:
+    from etl_poc.lakehouse import spark_cluster as cluster
+
+    spec = cluster.ClusterSpec(args.workers, args.cores, args.memory, args.state)
+    if args.action == "up":
+        status = cluster.start(spec)
+        workers = [w for w in status.get("workers", []) if w.get("state") == "ALIVE"]
+        print(
+            f"Spark master {spec.master_url} with {len(workers)} worker(s), "
+            f"{sum(w['cores'] for w in workers)} cores; UI http://127.0.0.1:{spec.master_ui_port}"
+        )
+        print(f"use it: ETL_POC_SPARK_MASTER={spec.master_url}; stop it: make cluster-down")
+    elif args.action == "down":
+        print(f"stopped {cluster.stop(spec)} Spark daemon(s)")
+    else:
+        status = cluster.master_status(spec)
+        if status is None:
+            print("no Spark master answers on 127.0.0.1")
+            return 1
+        for worker in status.get("workers", []):
+            print(f"worker {worker['host']} {worker['state']} {worker['cores']} cores")
+    return 0
+
+
 def _add_summary(sub) -> None:
     p = sub.add_parser(
         "summary", help="what the lakehouse holds: rows, sessions, rejects, engines equal, checks"
@@ -292,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_generate(sub)
     _add_bench(sub)
     _add_summary(sub)
+    _add_cluster(sub)
     _add_query(sub)
     args = parser.parse_args(argv)
     try:
@@ -301,8 +342,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run_summary(args)
         if args.command == "query":
             return _run_query(args)
+        if args.command == "cluster":
+            return _run_cluster(args)
         return _run_bench(args)
-    except (ValueError, RuntimeError) as error:
+    except (ValueError, RuntimeError, TimeoutError) as error:
         parser.exit(2, f"etl-poc {args.command}: error: {error}\n")
 
 

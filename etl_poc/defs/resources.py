@@ -16,6 +16,7 @@ DATA_DIR_ENV = "ETL_POC_DATA_DIR"
 START_DATE_ENV = "ETL_POC_START_DATE"
 SPARK_MASTER_ENV = "ETL_POC_SPARK_MASTER"
 SPARK_DRIVER_MEMORY_ENV = "ETL_POC_SPARK_DRIVER_MEMORY"
+SPARK_EXECUTOR_MEMORY_ENV = "ETL_POC_SPARK_EXECUTOR_MEMORY"
 IP_RANGES_MMDB_ENV = "ETL_POC_IP_RANGES_MMDB"
 CATALOG_URI_ENV = "ETL_POC_CATALOG_URI"
 REPORTS_DIR_ENV = "ETL_POC_REPORTS_DIR"
@@ -92,6 +93,7 @@ class SparkResource(dg.ConfigurableResource):
 
     master: str = os.environ.get(SPARK_MASTER_ENV, "local[*]")
     driver_memory: str = os.environ.get(SPARK_DRIVER_MEMORY_ENV, "8g")
+    executor_memory: str = os.environ.get(SPARK_EXECUTOR_MEMORY_ENV, "4g")  # spark:// only
     _session = PrivateAttr(default=None)
     _owned = PrivateAttr(default=False)
     _startup_seconds = PrivateAttr(default=None)
@@ -104,7 +106,9 @@ class SparkResource(dg.ConfigurableResource):
 
             started = time.perf_counter()
             self._owned = SparkSession.getActiveSession() is None
-            self._session = build_spark_session(self.master, self.driver_memory)
+            self._session = build_spark_session(
+                self.master, self.driver_memory, executor_memory=self.executor_memory
+            )
             self._startup_seconds = time.perf_counter() - started
         return self._session
 

@@ -19,7 +19,14 @@ LAYERS = ("raw", "cleansed", "enriched", "sessionized")
 
 
 def run_layers(
-    engine: str, data: Path, start: date, end: date, start_date: date, processed_at: datetime
+    engine: str,
+    data: Path,
+    start: date,
+    end: date,
+    start_date: date,
+    processed_at: datetime,
+    master: str = "local[*]",
+    executor_memory: str = "4g",
 ) -> dict:
     began = time.perf_counter()
     from etl_poc.lakehouse import iceberg
@@ -31,7 +38,8 @@ def run_layers(
     else:
         from etl_poc.lakehouse.spark_session import build_spark_session
 
-        runner = SparkRunner(paths, start_date, processed_at, build_spark_session())
+        session = build_spark_session(master, executor_memory=executor_memory)
+        runner = SparkRunner(paths, start_date, processed_at, session)
     ready = time.perf_counter()
     seconds = {}
     for layer in LAYERS:
@@ -85,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--last", type=date.fromisoformat, help="last day of the window")
     parser.add_argument("--start-date", type=date.fromisoformat, default=date(2024, 1, 1))
     parser.add_argument("--processed-at", type=datetime.fromisoformat)
+    parser.add_argument("--master", default="local[*]", help="Spark's master URL")
+    parser.add_argument("--executor-memory", default="4g", help="per executor (spark:// only)")
     parser.add_argument("--out", type=Path, required=True, help="where the JSON result goes")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -96,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         processed_at = args.processed_at or datetime.now(UTC)
         result = run_layers(
             args.engine, args.data, args.start, args.last + timedelta(days=1),
-            args.start_date, processed_at,
+            args.start_date, processed_at, args.master, args.executor_memory,
         )  # fmt: skip
     (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

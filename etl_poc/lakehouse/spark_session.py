@@ -6,11 +6,17 @@ import os
 
 
 def build_spark_session(
-    master: str = "local[*]", driver_memory: str = "8g", app_name: str = "etl-poc"
+    master: str = "local[*]",
+    driver_memory: str = "8g",
+    app_name: str = "etl-poc",
+    executor_memory: str = "4g",
 ):
     """A session with adaptive execution, shuffle partitions sized to the cores, Arrow
     transfers, UTC as the session time zone (the engine's rules assume it) and no UI.
-    Works unchanged against a spark:// master URL."""
+    Works unchanged against a spark:// master URL (executors then get `executor_memory` and
+    this Python)."""
+    import sys
+
     from pyspark.sql import SparkSession
 
     cores = os.cpu_count() or 1
@@ -18,6 +24,8 @@ def build_spark_session(
         SparkSession.builder.master(master)
         .appName(app_name)
         .config("spark.driver.memory", driver_memory)
+        .config("spark.executor.memory", executor_memory)
+        .config("spark.pyspark.python", sys.executable)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.bindAddress", "127.0.0.1")

@@ -1,0 +1,73 @@
+"""A real Spark standalone cluster on 127.0.0.1: up, a tiny run whose result equals local
+mode's, down with no process left behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from etl_poc.cli import main as cli
+from etl_poc.lakehouse import spark_cluster
+from etl_poc.lakehouse.runners import Paths, SparkRunner, read_layer
+from etl_poc.logic.compare import compare_frames
+
+# Ports of their own, so that a cluster a user runs on the default ports is not disturbed.
+SPEC_PORTS = {"master_port": 17077, "master_ui_port": 18080}
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_a_cluster_runs_the_pipeline_like_local_mode(tmp_path, spark):
+    spec = spark_cluster.ClusterSpec(
+        workers=1, cores_per_worker=1, memory_per_worker="2g",
+        state_dir=tmp_path / "cluster", **SPEC_PORTS,
+    )  # fmt: skip
+    landing_args = ["generate", "--events", "3000", "--formats", "parquet", "--days", "2",
+                    "--incremental-days", "0", "--no-progress"]  # fmt: skip
+    on_cluster, local = tmp_path / "cluster-data", tmp_path / "local-data"
+    for data in (on_cluster, local):
+        cli([*landing_args, "--out", str(data / "landing")])
+    processed_at = datetime(2024, 6, 1, tzinfo=UTC)
+    try:
+        status = spark_cluster.start(spec)
+        assert [w["state"] for w in status["workers"]] == ["ALIVE"]
+        assert len(spark_cluster.running_pids(spec)) == 2
+        with pytest.raises(RuntimeError, match="already running"):
+            spark_cluster.start(spec)
+        run = subprocess.run(
+            [sys.executable, "-m", "etl_poc.lakehouse.plain_run", "--engine", "spark",
+             "--data", str(on_cluster), "--start", "2024-01-01", "--last", "2024-01-02",
+             "--processed-at", processed_at.isoformat(), "--master", spec.master_url,
+             "--executor-memory", "1g", "--out", str(tmp_path / "out")],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        # The application ran on the cluster's executor, not in a local driver.
+        applications = spark_cluster.master_status(spec)["completedapps"]
+        assert [a["name"] for a in applications] == ["etl-poc"]
+    finally:
+        spark_cluster.stop(spec)
+    assert spark_cluster.daemons() == []
+    assert not list(spec.state_dir.glob("*.pid"))
+    # The same window on local mode (the tests' shared session): the same rows.
+    runner = SparkRunner(Paths(local), date(2024, 1, 1), processed_at, spark)
+    for layer in ("raw", "cleansed", "enriched", "sessionized"):
+        getattr(runner, layer)(date(2024, 1, 1), date(2024, 1, 3))
+    for layer in ("cleansed", "sessionized"):
+        a = read_layer(Paths(on_cluster), "spark", layer, date(2024, 1, 1), date(2024, 1, 3))
+        b = read_layer(Paths(local), "spark", layer, date(2024, 1, 1), date(2024, 1, 3))
+        assert a.height > 2000
+        assert compare_frames(a, b).equal, layer
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["rows"] == a.height  # every sessionized row reached the Iceberg table
+
+
+def test_stopping_without_a_cluster_stops_nothing(tmp_path: Path):
+    spec = spark_cluster.ClusterSpec(state_dir=tmp_path / "none", **SPEC_PORTS)
+    assert spark_cluster.stop(spec) == 0
+    assert spark_cluster.master_status(spec) is None
