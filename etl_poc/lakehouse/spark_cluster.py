@@ -10,6 +10,7 @@ by configuration only: ETL_POC_SPARK_MASTER=spark://127.0.0.1:7077.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -81,7 +82,7 @@ def master_status(spec: ClusterSpec) -> dict | None:
     """The master's JSON status page, or None when it does not answer."""
     url = f"http://{HOST}:{spec.master_ui_port}/json/"
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=2) as response:
             return json.loads(response.read())
     except (OSError, ValueError):
         return None
@@ -172,10 +173,8 @@ def _group(group: int) -> list[psutil.Process]:
 
 
 def _signal(process: psutil.Process, sig: int) -> None:
-    try:
+    with contextlib.suppress(psutil.NoSuchProcess):
         process.send_signal(sig)
-    except psutil.NoSuchProcess:
-        pass
 
 
 def daemons() -> list[int]:

@@ -35,13 +35,13 @@ from etl_poc.logic.spec import (
     RejectReason,
 )
 
-_SPACE_CLASS = "[" + "".join(f"\\u{ord(c):04x}" for c in WHITESPACE) + "]"
 _U64_BIAS = 1 << 63
 _IPV4_BLOCK_BITS = 14  # a /18 block
 
 
 def _trim(column: Column) -> Column:
-    return F.regexp_replace(column, f"^{_SPACE_CLASS}+|{_SPACE_CLASS}+$", "")
+    """`column` without spec.WHITESPACE at either end (btrim: no regex per row)."""
+    return F.btrim(column, F.lit(WHITESPACE))
 
 
 def _clean_text(name: str) -> Column:
@@ -53,28 +53,46 @@ def _clean_text(name: str) -> Column:
 def parse_event_ts(frame: DataFrame) -> DataFrame:
     """Add `event_ts`: `timestamp` matching spec.TIMESTAMP_PATTERN -> a UTC timestamp in
     microseconds; null when it does not match or names no real time (February 30th, hour 25)."""
+    # As in Polars: the pattern is checked once (a match test, no captures); a matching value
+    # has its date and time in its first 19 characters, then an optional fraction and an
+    # optional offset, read from fixed positions.
     text = F.col("timestamp")
-
-    def part(i: int) -> Column:
-        return F.regexp_extract(text, TIMESTAMP_PATTERN, i)
-
-    fraction = F.rpad(F.substring(part(3), 1, 6), 6, "0")
+    rest = F.col("_rest")
+    offset = F.col("_offset")
+    suffix = F.when(rest.endswith("Z"), 1).otherwise(F.coalesce(F.length(offset), F.lit(0)))
+    digits = rest.substr(F.lit(2), F.length(rest) - 1 - suffix)  # between '.' and the suffix
+    fraction = F.when(rest.startswith("."), F.substring(digits, 1, 6))
+    sign = F.when(offset.startswith("-"), -1).otherwise(1)
+    offset_minutes = F.coalesce(
+        (F.substring(offset, 2, 2).cast("long") * 60 + F.substring(offset, 5, 2).cast("long"))
+        * sign,
+        F.lit(0),
+    )
     local = F.try_to_timestamp(
-        F.concat_ws("", part(1), F.lit(" "), part(2), F.lit("."), fraction),
+        F.concat(
+            F.substring(text, 1, 10),
+            F.lit(" "),
+            F.substring(text, 12, 8),
+            F.lit("."),
+            F.rpad(F.coalesce(fraction, F.lit("")), 6, "0"),
+        ),
         F.lit("yyyy-MM-dd HH:mm:ss.SSSSSS"),
     )
-    offset = part(4)
-    sign = F.when(F.substring(offset, 1, 1) == "-", -1).otherwise(1)
-    offset_minutes = (
-        F.when((offset == "") | (offset == "Z"), 0)
-        .otherwise(
-            (F.substring(offset, 2, 2).cast("long") * 60 + F.substring(offset, 5, 2).cast("long"))
-            * sign
-        )
-        .cast("long")
-    )
     utc = F.timestamp_micros(F.unix_micros(local) - offset_minutes * 60_000_000)
-    return frame.withColumn("event_ts", F.when(text.rlike(TIMESTAMP_PATTERN), utc))
+    return (
+        frame.withColumns(
+            {
+                "_valid": text.rlike(TIMESTAMP_PATTERN),
+                "_rest": F.substring(text, 20, 1 << 20),
+            }
+        )
+        .withColumn(
+            "_offset",
+            F.when(F.substring(rest, -6, 1).isin("+", "-"), F.substring(rest, -6, 6)),
+        )
+        .withColumn("event_ts", F.when(F.col("_valid"), utc))
+        .drop("_valid", "_rest", "_offset")
+    )
 
 
 def standardize(raw: DataFrame, *, start_date: date, processed_at: datetime) -> DataFrame:
@@ -141,8 +159,14 @@ def attribute_partition_date(
         & (event_ts <= F.lit(latest))
     )
     day = F.when(usable_day, F.col("event_date"))
-    file_day = F.min(day).over(Window.partitionBy(SOURCE_FILE))
-    return standardized.withColumn(PARTITION_DATE, F.coalesce(day, file_day, F.lit(start_date)))
+    # Per file, a small aggregate broadcast back: a window over the file would shuffle every
+    # row into as many tasks as there are files (one task for a whole bulk file).
+    file_days = F.broadcast(standardized.groupBy(SOURCE_FILE).agg(F.min(day).alias("_file_day")))
+    return (
+        standardized.join(file_days, SOURCE_FILE, "left")
+        .withColumn(PARTITION_DATE, F.coalesce(day, F.col("_file_day"), F.lit(start_date)))
+        .drop("_file_day")
+    )
 
 
 def deduplicate(standardized: DataFrame) -> DataFrame:
