@@ -262,10 +262,11 @@ def _biased(groups: Column, first: int) -> Column:
 
 def parse_ipv4(ip: Column) -> dict[str, Column]:
     """A trimmed, lower-cased address -> `ip_version` 4 (or null) and its value as `ip_lo`."""
+    # One match test; the octets are then read by a literal split (no regex per octet).
     is_v4 = ip.rlike(IPV4_PATTERN)
     value = sum(
         (
-            F.regexp_extract(ip, IPV4_PATTERN, k).cast("long") * F.lit(1 << (8 * (4 - k)))
+            F.split_part(ip, F.lit("."), F.lit(k)).cast("long") * F.lit(1 << (8 * (4 - k)))
             for k in range(1, 5)
         ),
         F.lit(0).cast("long"),
@@ -416,32 +417,46 @@ def enrich(events: DataFrame, ranges: dict[str, DataFrame]) -> DataFrame:
     )
     is_v6 = F.coalesce(F.col("ip_version") == 6, F.lit(False))
     ranges_v4 = F.broadcast(ranges["ipv4"])
-    v4_side = parsed.where(~is_v6)
     v4 = (
-        v4_side.join(
+        parsed.join(
             ranges_v4,
-            (F.shiftright(v4_side["ip_lo"], _IPV4_BLOCK_BITS) == ranges_v4["_block"])
-            & v4_side["ip_lo"].between(ranges_v4["_start"], ranges_v4["_end"]),
+            (F.col("ip_version") == 4)
+            & (F.shiftright(parsed["ip_lo"], _IPV4_BLOCK_BITS) == ranges_v4["_block"])
+            & parsed["ip_lo"].between(ranges_v4["_start"], ranges_v4["_end"]),
             "left",
         )
-        .withColumnsRenamed({"_country": "country_code", "_reserved": "reserved"})
+        .withColumnsRenamed({"_country": "_v4_country", "_reserved": "_v4_reserved"})
         .drop("_block", "_start", "_end")
     )
-    # IPv6 (few rows): a sort-based as-of join, joined back by event_id.
-    v6_rows = parsed.where(is_v6)
+    # IPv6 (few rows): their keys are materialized once (they feed two lookups), looked up by a
+    # sort-based as-of join, and the answers broadcast back by event_id, so the events are
+    # read once for both families and never shuffled.
+    v6_keys = parsed.where(is_v6).select("_row", "ip_hi", "ip_lo").localCheckpoint()
     wide = _range_lookup(
-        v6_rows.select(
+        v6_keys.select(
             "_row", F.col("ip_hi").alias("_key"), F.shiftright("ip_hi", 48).alias("_part")
         ),
         ranges["ipv6_wide"],
         ["_part"],
     )
     narrow = _range_lookup(
-        v6_rows.select("_row", F.col("ip_lo").alias("_key"), F.col("ip_hi").alias("_part")),
+        v6_keys.select("_row", F.col("ip_lo").alias("_key"), F.col("ip_hi").alias("_part")),
         ranges["ipv6_narrow"],
         ["_part"],
     )
-    v6 = v6_rows.join(wide.unionByName(narrow), on="_row", how="left")
+    v6 = F.broadcast(
+        wide.unionByName(narrow).select(
+            "_row",
+            F.col("country_code").alias("_v6_country"),
+            F.col("reserved").alias("_v6_reserved"),
+        )
+    )
+    joined = v4.join(v6, on="_row", how="left").withColumns(
+        {
+            "country_code": F.when(is_v6, F.col("_v6_country")).otherwise(F.col("_v4_country")),
+            "reserved": F.when(is_v6, F.col("_v6_reserved")).otherwise(F.col("_v4_reserved")),
+        }
+    )
     reserved = F.coalesce(F.col("reserved"), F.lit(False))
     status = (
         F.when(F.col("ip_address").isNull(), F.lit(IpStatus.MISSING))
@@ -449,10 +464,9 @@ def enrich(events: DataFrame, ranges: dict[str, DataFrame]) -> DataFrame:
         .when(reserved, F.lit(IpStatus.PRIVATE))
         .otherwise(F.lit(IpStatus.PUBLIC))
     )
-    return (
-        v4.unionByName(v6)
-        .withColumns(
-            {"ip_status": status, "country_code": F.when(~reserved, F.col("country_code"))}
-        )
-        .drop("_row", "ip_version", "ip_hi", "ip_lo", "reserved")
-    )
+    return joined.withColumns(
+        {"ip_status": status, "country_code": F.when(~reserved, F.col("country_code"))}
+    ).drop(
+        "_row", "ip_version", "ip_hi", "ip_lo", "reserved",
+        "_v4_country", "_v4_reserved", "_v6_country", "_v6_reserved",
+    )  # fmt: skip
