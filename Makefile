@@ -16,7 +16,7 @@ UI_PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export ETL_POC_DATA_DIR := $(DATA_DIR)
 
-.PHONY: help install check-java demo test test-fast lint format ui query generate bench bench-generator cluster-up cluster-down clean
+.PHONY: help install check-java demo test test-fast lint format ui query generate bench bench-generator report cluster-up cluster-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -105,6 +105,9 @@ bench: install ## make bench SIZE=medium REPEAT=3 [ENGINES=polars,spark]: both e
 
 bench-generator: install ## make bench-generator SIZE=medium REPEAT=3: the generator, in fresh processes
 	$(RUN) etl-poc bench generator --size $(SIZE) --repeat $(REPEAT) --formats parquet
+
+report: install ## reports/REPORT.md (and charts) from the measured reports/benchmark-<size>.json
+	$(RUN) python -m etl_poc.report.report --reports reports
 
 WORKERS ?= 2
 cluster-up: install ## make cluster-up WORKERS=2: a Spark standalone master and workers on 127.0.0.1:7077
