@@ -141,6 +141,7 @@ def _add_bench(sub) -> None:
         "--plain", default="polars", help="engines also run without Dagster (default polars)"
     )
     b.add_argument("--no-floor", action="store_true", help="skip the I/O floor runs")
+    b.add_argument("--label", help="names the report files (default: the size)")
     b.add_argument("--reports", type=Path, default=Path("reports"))
     b.add_argument(
         "--scratch",
@@ -181,10 +182,11 @@ def _run_bench(args) -> int:
         result = run_pipeline_benchmark(
             args.size, args.repeat, args.reports, args.scratch, engines,
             _engine_list(args.plain, {"polars", "spark"}), floor=not args.no_floor,
+            label=args.label,
         )  # fmt: skip
         for name, value in result["summary"]["derived"].items():
             print(f"{name}: {value:.3f}")
-        print(f"report: {args.reports / f'benchmark-{args.size}.md'}")
+        print(f"report: {args.reports / f'benchmark-{args.label or args.size}.md'}")
         return 0
     if args.benchmark == "engines":
         from etl_poc.report.engine_benchmark import run_engine_benchmark

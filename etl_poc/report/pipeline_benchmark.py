@@ -77,13 +77,17 @@ def run_pipeline_benchmark(
     engines: tuple[str, ...] = ("polars", "spark"),
     plain: tuple[str, ...] = ("polars",),
     floor: bool = True,
+    label: str | None = None,
 ) -> dict:
+    """`label` names the output files (default: the size), e.g. to keep a run on a Spark
+    cluster (ETL_POC_SPARK_MASTER=spark://...) apart from local mode's."""
+    label = label or size
     data = _landing(size, scratch)
     first, last = _window(data, size)
-    home = scratch / f"dagster-{size}"
+    home = scratch / f"dagster-{label}"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    log = scratch / f"benchmark-{size}.log"
+    log = scratch / f"benchmark-{label}.log"
     log.write_text("")
     processed_at = datetime.now(UTC).isoformat(timespec="seconds")
     env = {**os.environ, "ETL_POC_DATA_DIR": str(data), "DAGSTER_HOME": str(home.resolve()),
@@ -128,6 +132,8 @@ def run_pipeline_benchmark(
     result = {
         "benchmark": "pipeline",
         "size": size,
+        "label": label,
+        "spark_master": os.environ.get("ETL_POC_SPARK_MASTER", "local[*]"),
         "window": [first, last],
         "repeat": repeat,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -137,10 +143,10 @@ def run_pipeline_benchmark(
         "runs": runs,
     }
     reports_dir.mkdir(parents=True, exist_ok=True)
-    (reports_dir / f"benchmark-{size}.json").write_text(json.dumps(result, indent=2) + "\n")
-    chart = reports_dir / f"benchmark-{size}.png"
+    (reports_dir / f"benchmark-{label}.json").write_text(json.dumps(result, indent=2) + "\n")
+    chart = reports_dir / f"benchmark-{label}.png"
     chart_png(result["summary"], chart)
-    (reports_dir / f"benchmark-{size}.md").write_text(markdown(result, chart.name))
+    (reports_dir / f"benchmark-{label}.md").write_text(markdown(result, chart.name))
     return result
 
 

@@ -27,6 +27,8 @@ class Measured:
     source: str  # the JSON file
     measured_at: str
     size: str
+    label: str
+    spark_master: str
     events: int
     host: dict
     by_run_kind: dict
@@ -46,13 +48,19 @@ def load_measurements(reports_dir: Path) -> list[Measured]:
                 source=path.name,
                 measured_at=content["measured_at"],
                 size=content["size"],
+                label=content.get("label", content["size"]),
+                spark_master=content.get("spark_master", "local[*]"),
                 events=events,
                 host=content["host"],
                 by_run_kind=content["summary"]["by_run_kind"],
                 derived=content["summary"]["derived"],
             )
         )
-    return sorted(found, key=lambda m: m.events)
+    return sorted(found, key=lambda m: (m.events, m.label))
+
+
+def _on_cluster(m: Measured) -> bool:
+    return m.spark_master.startswith("spark://")
 
 
 def _events(content: dict) -> int:
@@ -101,6 +109,9 @@ def build_report(reports_dir: Path, prices_path: Path | None = None) -> Path:
             f"no benchmark-<size>.json under {reports_dir}: run `make bench SIZE=...` first"
         )
     prices = load_prices(prices_path)
+    everything = measurements
+    # Growth, cost and thresholds from local mode; cluster runs have a section of their own.
+    measurements = [m for m in everything if not _on_cluster(m)] or everything
     lines = ["# Polars vs Spark: the report", ""]
     lines += [
         "Built by `make report` from the harness's JSON files; every table names the file it "
@@ -111,12 +122,12 @@ def build_report(reports_dir: Path, prices_path: Path | None = None) -> Path:
         "| data (file, measured) | run | wall s | peak RSS GiB | cores busy |",
         "|---|---|---:|---:|---:|",
     ]
-    for m in measurements:
+    for m in everything:
         for run, figures in sorted(m.by_run_kind.items()):
             wall, rss = figures["wall_seconds"], figures["peak_rss_bytes"]
             lines.append(
                 f"| {m.size}, {m.events:,} events ({m.source}, {m.measured_at}, "
-                f"{m.host['cores']} cores) | {run} | {wall['median']:.1f} "
+                f"{m.host['cores']} cores, Spark {m.spark_master}) | {run} | {wall['median']:.1f} "
                 f"[{wall['min']:.1f}-{wall['max']:.1f}] | {rss['median'] / 2**30:.2f} | "
                 f"{figures['cpu_utilisation']['median']:.2f} |"
             )
@@ -164,6 +175,27 @@ def build_report(reports_dir: Path, prices_path: Path | None = None) -> Path:
                 f"| {m.size} | {engine} | {node.label} ({node.instance.memory_gib:.0f} GiB, "
                 f"${node.instance.usd_per_hour}/h) | {cost:.4f} | "
                 f"{cost_per_million_events(cost, m.events):.4f} |"
+            )
+    cluster = [m for m in everything if _on_cluster(m)]
+    if cluster:
+        lines += ["", "## Spark on a standalone cluster (this machine)", ""]
+        lines += [
+            "Wall times only: the harness samples the driver's process tree, and executors run "
+            "under the workers' JVMs, so a cluster run's memory and CPU figures leave them out.",
+            "",
+        ]
+        lines += [
+            "| run (file) | master | Spark s | local mode s, same size |",
+            "|---|---|---:|---:|",
+        ]
+        for m in cluster:
+            local = next((x for x in measurements if x.events == m.events), None)
+            local_wall = _median(local, ENGINE_RUNS["spark"], "wall_seconds") if local else None
+            wall = _median(m, ENGINE_RUNS["spark"], "wall_seconds")
+            lines.append(
+                f"| {m.label} ({m.source}) | {m.spark_master} | "
+                f"{'-' if wall is None else f'{wall:.1f}'} | "
+                f"{'-' if local_wall is None else f'{local_wall:.1f}'} |"
             )
     sources = sorted({(i.source, i.as_of) for i in prices.values()})
     lines += ["", "Prices: " + "; ".join(f"{s} ({d})" for s, d in sources) + "."]
