@@ -53,20 +53,19 @@ lakehouse_analytics = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+
 # The layers alone, no checks: what the benchmark harness times against the same work
 # without Dagster (lakehouse.plain_run).
-bench_polars = dg.define_asset_job(
-    "bench_polars",
-    selection=_lineage("polars"),
-    description="The Polars lineage without checks (the benchmark's orchestrated run).",
-    executor_def=dg.in_process_executor,
-)
-bench_spark = dg.define_asset_job(
-    "bench_spark",
-    selection=_lineage("spark"),
-    description="The Spark lineage without checks (the benchmark's orchestrated run).",
-    executor_def=dg.in_process_executor,
-)
+def _bench_job(engine: str):
+    return dg.define_asset_job(
+        f"bench_{engine}",
+        selection=_lineage(engine),
+        description=f"The {engine} lineage without checks (the benchmark's orchestrated run).",
+        executor_def=dg.in_process_executor,
+    )
+
+
+bench_polars, bench_spark = _bench_job("polars"), _bench_job("spark")
 
 benchmark_report = dg.define_asset_job(
     "engine_benchmark",

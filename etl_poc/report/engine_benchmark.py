@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -14,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from etl_poc.measure.usage import TreeSampler, host_facts
+from etl_poc.report.stats import spread
 
 
 def run_engine_benchmark(
@@ -50,11 +50,7 @@ def run_engine_benchmark(
     for engine in engines:
         mine = [r for r in runs if r["engine"] == engine]
         summary[engine] = {
-            key: {
-                "median": statistics.median(r[key] for r in mine),
-                "min": min(r[key] for r in mine),
-                "max": max(r[key] for r in mine),
-            }
+            key: spread(r[key] for r in mine)
             for key in ("wall_seconds", "startup_seconds", "peak_rss_bytes", "cpu_seconds")
         }
     result = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -18,10 +17,7 @@ from pathlib import Path
 
 from etl_poc.generate.config import SIZES
 from etl_poc.measure.usage import TreeSampler, host_facts
-
-
-def _summary(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+from etl_poc.report.stats import spread
 
 
 def run_generator_benchmark(
@@ -72,9 +68,9 @@ def run_generator_benchmark(
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": host_facts(),
         "command": f"etl-poc bench generator --size {size} --repeat {repeat} --formats {formats}",
-        "wall_seconds": _summary([r["wall_seconds"] for r in runs]),
-        "events_per_second": _summary([r["events_per_second"] for r in runs]),
-        "peak_rss_bytes": _summary([r["peak_rss_bytes"] for r in runs]),
+        "wall_seconds": spread([r["wall_seconds"] for r in runs]),
+        "events_per_second": spread([r["events_per_second"] for r in runs]),
+        "peak_rss_bytes": spread([r["peak_rss_bytes"] for r in runs]),
         "runs": runs,
     }
     reports_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from etl_poc.report.stats import spread
+
 ENGINES = ("polars", "spark")
 LAYERS = ("raw", "cleansed", "enriched", "sessionized", "events")
 FIGURES = (
@@ -69,10 +71,6 @@ class Comparison:
         }
 
 
-def _stats(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def compare(measurements: list[Measurement], window: str | None = None) -> Comparison:
     """The comparison on `window` (as the metadata writes it, e.g. "[2024-01-01,
     2024-01-31)"), by default the latest window every layer of both engines has; ValueError
@@ -108,7 +106,7 @@ def compare(measurements: list[Measurement], window: str | None = None) -> Compa
         for layer in LAYERS:
             at_layer = [m for m in complete if m.layer == layer]
             layers[layer][engine] = {
-                name: _stats([m.figures[name] for m in at_layer]) for name in FIGURES
+                name: spread(m.figures[name] for m in at_layer) for name in FIGURES
             }
         per_run: dict[str, float] = {}
         for m in complete:

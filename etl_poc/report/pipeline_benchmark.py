@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from etl_poc.measure.usage import TreeSampler, host_facts
+from etl_poc.report.stats import spread
 
 
 def _label(size: str) -> str:
@@ -158,11 +158,7 @@ def summarize(runs: list[dict]) -> dict:
     figures = {}
     for name, mine in summary.items():
         figures[name] = {
-            key: {
-                "median": statistics.median(r[key] for r in mine),
-                "min": min(r[key] for r in mine),
-                "max": max(r[key] for r in mine),
-            }
+            key: spread(r[key] for r in mine)
             for key in ("wall_seconds", "peak_rss_bytes", "cpu_utilisation", "cpu_seconds")
         }
         figures[name]["runs"] = len(mine)
