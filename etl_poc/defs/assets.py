@@ -7,13 +7,20 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from etl_poc.lakehouse.runners import PolarsRunner, SparkRunner, layer_io
+from etl_poc.lakehouse.runners import SparkRunner, layer_io
 from etl_poc.measure.usage import TreeSampler, engine_versions
 
 from .landing import LANDING_CLICKSTREAM
 from .metadata import Measured, layer_metadata, markdown_table, table_schema
 from .partitions import daily
-from .resources import START_DATE, DataDirectory, IcebergCatalog, IpRangesSource, SparkResource
+from .resources import (
+    START_DATE,
+    DataDirectory,
+    IcebergCatalog,
+    IpRangesSource,
+    PolarsResource,
+    SparkResource,
+)
 
 ENGINES = ("polars", "spark")
 IP_COUNTRY_RANGES = dg.AssetKey("ip_country_ranges")
@@ -80,7 +87,7 @@ def _runner(engine: str, resources: dict, processed_at: datetime):
     if engine == "polars":
         import etl_poc.logic.polars_engine
 
-        return PolarsRunner(paths, START_DATE, processed_at, ranges)
+        return resources["polars"].runner(paths, START_DATE, processed_at, ranges)
     import etl_poc.logic.spark_engine  # noqa: F401
 
     return SparkRunner(paths, START_DATE, processed_at, resources["spark"].session(), ranges)
@@ -114,6 +121,7 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
         data_dir: DataDirectory,
         lakehouse: IcebergCatalog,
         spark: SparkResource,
+        polars: PolarsResource,
         ip_ranges: IpRangesSource,
     ) -> dg.MaterializeResult:
         start, end = partition_window(context)
@@ -121,7 +129,7 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
         processed_at = context.run.tags.get("etl_poc/processed_at") or datetime.now(UTC)
         if isinstance(processed_at, str):
             processed_at = datetime.fromisoformat(processed_at)
-        resources = {"data_dir": data_dir, "spark": spark, "ip_ranges": ip_ranges}
+        resources = {"data_dir": data_dir, "spark": spark, "polars": polars, "ip_ranges": ip_ranges}
         # Everything the layer costs is measured: start-up (a Spark session, once per run),
         # the work including Spark's actions (every layer ends by writing), and its I/O.
         with TreeSampler(exclude=() if engine == "spark" else ("java",)) as sampler:

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from etl_poc.lakehouse.runners import Paths
+from etl_poc.lakehouse.runners import Paths, PolarsRunner, polars_options
 
 DATA_DIR_ENV = "ETL_POC_DATA_DIR"
 START_DATE_ENV = "ETL_POC_START_DATE"
@@ -86,6 +86,21 @@ class IpRangesSource(dg.ConfigurableResource):
         return load_ip_ranges(self.mmdb_path or None)
 
 
+class PolarsResource(dg.ConfigurableResource):
+    """How the Polars lineage works a window: ETL_POC_POLARS_CHUNK_ROWS, the rows it holds in
+    memory at once (whole days, or landing files, at a time; default 5,000,000, about 5 GiB at
+    the peak; 0: the whole window at once), and ETL_POC_POLARS_ENGINE, Polars' `in-memory`
+    (default) or `streaming` engine."""
+
+    chunk_rows: int = polars_options()["chunk_rows"]
+    engine: str = polars_options()["engine"]
+
+    def runner(self, paths: Paths, start_date: date, processed_at, ip_ranges) -> PolarsRunner:
+        return PolarsRunner(
+            paths, start_date, processed_at, ip_ranges, self.chunk_rows, self.engine
+        )
+
+
 class SparkResource(dg.ConfigurableResource):
     """One Spark session per run, started on first use (a Polars-only run starts no JVM), so
     its start-up is paid once and reported. ETL_POC_SPARK_MASTER: local[*] (default) or a
@@ -132,6 +147,7 @@ def resources_for(data_dir: DataDirectory | None = None) -> dict:
         "lakehouse": IcebergCatalog(data_dir=data_dir),
         "reports": ReportsDirectory(),
         "spark": SparkResource(),
+        "polars": PolarsResource(),
         "ip_ranges": IpRangesSource(),
         "duckdb": DuckDBResource(database=str(Path(data_dir.path) / "analytics.duckdb")),
     }

@@ -16,7 +16,7 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -172,21 +172,27 @@ def replace_window(
     catalog: SqlCatalog,
     namespace: str,
     layout: TableLayout,
-    rows: pa.Table,
+    rows: pa.Table | Callable[[], Iterable[pa.Table]],
     start: date,
     end: date,
     properties: dict[str, str],
 ) -> dict:
     """Replace the window [start, end) of a table with `rows` (PyIceberg writes the data
-    files) in one transaction; returns the new snapshot's id and summary."""
-    data = arrow_for(rows, layout)
-    outside = _outside_window(data[layout.window_column], start, end)
-    if outside:
-        raise ValueError(f"{layout.name}: {outside} rows outside the window [{start}, {end})")
+    files) in one transaction; returns the new snapshots' ids and summary. `rows` is one
+    table, or a function giving the rows in pieces, each appended in the same transaction
+    (and asked again if the commit has to be retried)."""
+    pieces = rows if callable(rows) else lambda: [rows]
 
     def add(transaction: Transaction) -> None:
-        if data.num_rows:
-            transaction.append(data, snapshot_properties=properties)
+        for piece in pieces():
+            data = arrow_for(piece, layout)
+            outside = _outside_window(data[layout.window_column], start, end)
+            if outside:
+                raise ValueError(
+                    f"{layout.name}: {outside} rows outside the window [{start}, {end})"
+                )
+            if data.num_rows:
+                transaction.append(data, snapshot_properties=properties)
 
     return _replace(catalog, namespace, layout, start, end, properties, add)
 
@@ -230,6 +236,7 @@ def _replace(
     window = window_filter(layout, start, end)
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         table = table_for(catalog, namespace, layout)
+        before = table.current_snapshot()
         try:
             with table.transaction() as transaction:
                 with warnings.catch_warnings():  # an empty window is not a problem
@@ -244,9 +251,24 @@ def _replace(
     snapshot = table.current_snapshot()  # this commit's, even if another writer came after
     return {
         "snapshot_id": snapshot.snapshot_id if snapshot else None,
-        "summary": dict(snapshot.summary.additional_properties) if snapshot else {},
+        "summary": _transaction_summary(table, before.snapshot_id if before else None),
         "commit_attempts": attempt,
     }
+
+
+def _transaction_summary(table: Table, before: int | None) -> dict[str, str]:
+    """The summary of the snapshots one transaction added after `before` (a delete, then an
+    append per piece): the added and removed figures summed, the totals of the last one."""
+    chain = []
+    snapshot = table.current_snapshot()
+    while snapshot is not None and snapshot.snapshot_id != before:
+        chain.append(dict(snapshot.summary.additional_properties))
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+    summary = dict(chain[0]) if chain else {}
+    for key in {k for s in chain for k in s if k.startswith(("added-", "deleted-", "removed-"))}:
+        summary[key] = str(sum(int(s.get(key, 0)) for s in chain))
+    return summary
 
 
 def _outside_window(column: pa.ChunkedArray, start: date, end: date) -> int:

@@ -66,6 +66,37 @@ def window_size(
     return sum(pq.read_metadata(f).num_rows for f in files), sum(f.stat().st_size for f in files)
 
 
+def in_pieces(items: list, rows: list[int], max_rows: int | None) -> list[list]:
+    """`items` in order, cut into consecutive pieces of at most `max_rows` rows each (an item
+    larger than that is a piece of its own, items without rows join the piece before or
+    after, so no piece is empty unless all are); `max_rows` 0 or None: one piece."""
+    if not max_rows:
+        return [list(items)] if items else []
+    pieces: list[list] = []
+    total = 0
+    for item, count in zip(items, rows, strict=True):
+        if not pieces or (count and total and total + count > max_rows):
+            pieces.append([])
+            total = 0
+        pieces[-1].append(item)
+        total += count
+    return pieces
+
+
+def day_chunks(
+    root: Path, engine: str, layer: str, key: str, start: date, end: date, max_rows: int | None
+) -> list[tuple[date, date]]:
+    """The window [start, end) as consecutive windows of whole days holding at most
+    `max_rows` rows of a layer each (from the Parquet footers)."""
+    window = days(start, end)
+    rows = [
+        window_size(root, engine, layer, key, day, day + timedelta(days=1))[0] for day in window
+    ]
+    return [
+        (piece[0], piece[-1] + timedelta(days=1)) for piece in in_pieces(window, rows, max_rows)
+    ]
+
+
 # --- Polars ---------------------------------------------------------------------------------
 
 
@@ -79,14 +110,34 @@ def polars_write(
     end: date,
 ) -> None:
     """Replace the window [start, end) of a layer with `frame` (rows outside it are an error)."""
+    _check_inside(frame, layer, key, start, end)
+    clear_window(root, engine, layer, key, start, end)
+    polars_add_part(frame, root, engine, layer, key, start, end, part=0)
+
+
+def polars_add_part(
+    frame: pl.DataFrame,
+    root: Path,
+    engine: str,
+    layer: str,
+    key: str,
+    start: date,
+    end: date,
+    part: int,
+) -> None:
+    """Add `frame` to the window's days as their file part-<part>.parquet, next to what they
+    hold: a window written piece by piece (cleared first with clear_window)."""
+    _check_inside(frame, layer, key, start, end)
+    for (day,), rows in frame.partition_by(key, as_dict=True, maintain_order=False).items():
+        target = _day_dir(root, engine, layer, key, day)
+        target.mkdir(parents=True, exist_ok=True)
+        rows.drop(key).write_parquet(target / f"part-{part}.parquet")
+
+
+def _check_inside(frame: pl.DataFrame, layer: str, key: str, start: date, end: date) -> None:
     outside = frame.filter((pl.col(key) < start) | (pl.col(key) >= end) | pl.col(key).is_null())
     if outside.height:
         raise ValueError(f"{layer}: {outside.height} rows outside the window [{start}, {end})")
-    clear_window(root, engine, layer, key, start, end)
-    for (day,), part in frame.partition_by(key, as_dict=True, maintain_order=False).items():
-        target = _day_dir(root, engine, layer, key, day)
-        target.mkdir(parents=True, exist_ok=True)
-        part.drop(key).write_parquet(target / "part-0.parquet")
 
 
 def polars_read(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -30,15 +31,17 @@ def run_layers(
 ) -> dict:
     began = time.perf_counter()
     from etl_poc.lakehouse import iceberg
-    from etl_poc.lakehouse.runners import Paths, PolarsRunner, SparkRunner
+    from etl_poc.lakehouse.runners import Paths, PolarsRunner, SparkRunner, polars_options
 
     paths = Paths(data)
     if engine == "polars":
-        runner = PolarsRunner(paths, start_date, processed_at)
+        # ETL_POC_POLARS_CHUNK_ROWS and ETL_POC_POLARS_ENGINE, as the Dagster resource reads them
+        runner = PolarsRunner(paths, start_date, processed_at, **polars_options())
     else:
         from etl_poc.lakehouse.spark_session import build_spark_session
 
-        session = build_spark_session(master, executor_memory=executor_memory)
+        driver_memory = os.environ.get("ETL_POC_SPARK_DRIVER_MEMORY") or "8g"
+        session = build_spark_session(master, driver_memory, executor_memory=executor_memory)
         runner = SparkRunner(paths, start_date, processed_at, session)
     ready = time.perf_counter()
     seconds = {}

@@ -14,12 +14,12 @@ Layers, each per day under <data>/layers/<engine>/ (lakehouse.layer_store):
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
 
 from etl_poc.lakehouse import iceberg, layer_store
 from etl_poc.lakehouse.landing_zone import LandingDays, landing_rows, scan_landing_zone
@@ -148,12 +148,45 @@ def _properties(engine: str, run_id: str) -> dict[str, str]:
     return {"dagster.run_id": run_id, "etl_poc.engine": engine}
 
 
-def _empty(layout: iceberg.TableLayout) -> pa.Table:
-    return layout.schema.as_arrow().empty_table()
+# Rows a Polars runner holds at once by default (ETL_POC_POLARS_CHUNK_ROWS): about 1 KB of
+# memory per row at the peak of a layer, so about 5 GiB.
+DEFAULT_CHUNK_ROWS = 5_000_000
+POLARS_ENGINES = ("in-memory", "streaming")
+POLARS_CHUNK_ROWS_ENV = "ETL_POC_POLARS_CHUNK_ROWS"
+POLARS_ENGINE_ENV = "ETL_POC_POLARS_ENGINE"
+
+
+def polars_options(environ=os.environ) -> dict:
+    """The Polars runner's chunk_rows and engine as the environment sets them (the Dagster
+    resource's defaults, and the run without Dagster's)."""
+    return {
+        "chunk_rows": int(environ.get(POLARS_CHUNK_ROWS_ENV) or DEFAULT_CHUNK_ROWS),
+        "engine": environ.get(POLARS_ENGINE_ENV) or "in-memory",
+    }
+
+
+def _sum_counts(results: list[LayerResult]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for result in results:
+        for name, value in result.counts.items():
+            counts[name] = counts.get(name, 0) + value
+    return counts
+
+
+def _first_preview(results: list[LayerResult]) -> pl.DataFrame:
+    return next((r.preview for r in results if r.rows), pl.DataFrame())
 
 
 class PolarsRunner:
-    """The layers on Polars: each window collected in memory once, written per day."""
+    """The layers on Polars, a window worked in pieces held in memory one at a time.
+
+    A piece is a run of whole days (for the raw layer: of whole landing files) of at most
+    `chunk_rows` rows, so memory is bounded by the piece, not by the window (0 or None: the
+    whole window at once). The pieces give exactly the rows of the whole window at once: a
+    duplicate is also looked for in the pieces before (which hold only earlier event times),
+    sessions continue from the day before, and the Iceberg window is replaced in one
+    transaction. `engine`: Polars' in-memory or streaming engine for every collect.
+    """
 
     engine = "polars"
 
@@ -163,9 +196,19 @@ class PolarsRunner:
         start_date: date,
         processed_at: datetime,
         ip_ranges: IpRangeTable | None = None,
+        chunk_rows: int | None = DEFAULT_CHUNK_ROWS,
+        engine: str = "in-memory",
     ):
+        if engine not in POLARS_ENGINES:
+            raise ValueError(f"Polars engine {engine!r}: choose one of {POLARS_ENGINES}")
+        if chunk_rows is not None and chunk_rows < 0:
+            raise ValueError(f"chunk_rows must be 0 (no pieces) or more, got {chunk_rows}")
         self.paths, self.start_date, self.processed_at = paths, start_date, processed_at
         self.ip_ranges = ip_ranges or load_packaged_ranges()
+        self.chunk_rows, self.collect_engine = chunk_rows, engine
+
+    def _collect(self, frame: pl.LazyFrame) -> pl.DataFrame:
+        return frame.collect(engine=self.collect_engine)
 
     def _write(self, frame: pl.DataFrame, layer: str, key: str, start: date, end: date) -> None:
         layer_store.polars_write(frame, self.paths.layers, self.engine, layer, key, start, end)
@@ -173,57 +216,159 @@ class PolarsRunner:
     def _read(self, layer: str, key: str, start: date, end: date) -> pl.LazyFrame:
         return layer_store.polars_read(self.paths.layers, self.engine, layer, key, start, end)
 
+    def _chunks(self, layer: str, key: str, start: date, end: date) -> list[tuple[date, date]]:
+        """The window in pieces of whole days, by the rows of the layer it reads."""
+        return layer_store.day_chunks(
+            self.paths.layers, self.engine, layer, key, start, end, self.chunk_rows
+        )
+
     def raw(self, start: date, end: date) -> LayerResult:
         from etl_poc.lakehouse.landing_readers import polars_read_landing
         from etl_poc.logic import polars_engine as engine
 
         files, read = _landing_files(self.paths, start, end, self.start_date)
-        when = {"start_date": self.start_date, "processed_at": self.processed_at}
         if not files:
             return _no_raw_rows(self.paths, self.engine, start, end, read)
-        standardized = engine.standardize(polars_read_landing(files, self.paths.landing), **when)
-        window = (
-            engine.attribute_partition_date(standardized, **when)
-            .filter(pl.col(PARTITION_DATE).is_between(start, end, closed="left"))
-            .collect()
-        )
-        self._write(window, "raw", REJECT_KEY, start, end)
-        return LayerResult(window.height, window.head(PREVIEW_ROWS), read)
+        when = {"start_date": self.start_date, "processed_at": self.processed_at}
+        layers = self.paths.layers
+        layer_store.clear_window(layers, self.engine, "raw", REJECT_KEY, start, end)
+        rows, preview, pieces = 0, pl.DataFrame(), self._landing_pieces(files)
+        for part, (group, slice_, days_of_files) in enumerate(pieces):
+            landing = polars_read_landing(group, self.paths.landing)
+            if slice_ is not None:
+                landing = landing.slice(*slice_)
+            standardized = engine.standardize(landing, **when)
+            window = self._collect(
+                engine.attribute_partition_date(
+                    standardized, **when, days_of_files=days_of_files
+                ).filter(pl.col(PARTITION_DATE).is_between(start, end, closed="left"))
+            )
+            layer_store.polars_add_part(
+                window, layers, self.engine, "raw", REJECT_KEY, start, end, part
+            )
+            rows += window.height
+            preview = preview if preview.height else window.head(PREVIEW_ROWS)
+        return LayerResult(rows, preview, {**read, "pieces": len(pieces)})
+
+    def _landing_pieces(self, files: list[Path]) -> list[tuple]:
+        """The landing files in pieces of at most chunk_rows rows: (files, None, None) for
+        whole files, a few at a time (a row's day depends on its own file only), and
+        ([file], (offset, rows), its file_days) for a part of a file larger than that, whose
+        earliest usable day is found first, reading it once."""
+        from etl_poc.lakehouse.landing_readers import polars_read_landing
+        from etl_poc.logic import polars_engine as engine
+
+        rows = [landing_rows(f) for f in files]
+        size = self.chunk_rows
+        whole = [(f, n) for f, n in zip(files, rows, strict=True) if not size or n <= size]
+        pieces: list[tuple] = [
+            (group, None, None)
+            for group in layer_store.in_pieces([f for f, _ in whole], [n for _, n in whole], size)
+        ]
+        when = {"start_date": self.start_date, "processed_at": self.processed_at}
+        for file, count in zip(files, rows, strict=True):
+            if not size or count <= size:
+                continue
+            standardized = engine.standardize(
+                polars_read_landing([file], self.paths.landing), **when
+            )
+            days = engine.file_days(standardized, **when).collect(engine="streaming").lazy()
+            pieces += [([file], (offset, size), days) for offset in range(0, count, size)]
+        return pieces
 
     def cleansed(self, start: date, end: date) -> LayerResult:
         from etl_poc.logic import polars_engine as engine
 
-        raw = self._read("raw", REJECT_KEY, start, end).collect().lazy()
-        rejects, clean = pl.collect_all([engine.rejected(raw), engine.deduplicate(raw)])
-        self._write(rejects, "rejects", REJECT_KEY, start, end)
-        self._write(clean, "cleansed", EVENT_KEY, start, end)
-        raw_rows = raw.select(pl.len()).collect().item()
-        return LayerResult(
-            clean.height,
-            clean.head(PREVIEW_ROWS),
-            {
+        pieces = self._chunks("raw", REJECT_KEY, start, end)
+        # An event kept by an earlier piece (earlier days, so an earlier event time) is the one
+        # the whole window keeps: later pieces drop their copies. Only ids seen more than once
+        # in the window can have one, found first from the ids' hashes alone.
+        repeated = self._repeated_hashes(start, end) if len(pieces) > 1 else None
+        kept = pl.Series("event_id", [], pl.String)
+        results = []
+        for first, stop in pieces:
+            raw = self._collect(self._read("raw", REJECT_KEY, first, stop)).lazy()
+            rejects, clean = pl.collect_all(
+                [engine.rejected(raw), engine.deduplicate(raw)], engine=self.collect_engine
+            )
+            if repeated is not None:
+                candidate = pl.col("event_id").hash().is_in(repeated)
+                clean = clean.filter(~(candidate & pl.col("event_id").is_in(kept.implode())))
+                kept = pl.concat([kept, clean.filter(candidate)["event_id"]])
+            self._write(rejects, "rejects", REJECT_KEY, first, stop)
+            self._write(clean, "cleansed", EVENT_KEY, first, stop)
+            raw_rows = raw.select(pl.len()).collect().item()
+            counts = {
                 "raw_rows": raw_rows,
                 "rejected_rows": rejects.height,
                 "duplicates_removed": raw_rows - rejects.height - clean.height,
-            },
+            }
+            results.append(LayerResult(clean.height, clean.head(PREVIEW_ROWS), counts))
+        return LayerResult(
+            sum(r.rows for r in results),
+            _first_preview(results),
+            {**_sum_counts(results), "pieces": len(results)},
         )
+
+    def _repeated_hashes(self, start: date, end: date) -> pl.Series:
+        """The hashes of the usable event ids that occur more than once in the window (read
+        from the raw layer's two columns, streaming)."""
+        usable = self._read("raw", REJECT_KEY, start, end).filter(pl.col("reject_reason").is_null())
+        hashes = usable.select(pl.col("event_id").hash()).collect(engine="streaming")
+        ordered = hashes.to_series().sort()
+        return ordered.filter(ordered == ordered.shift()).unique().implode()
 
     def enriched(self, start: date, end: date) -> LayerResult:
         from etl_poc.logic import polars_engine as engine
 
         ranges = self.ip_ranges
         prepared = engine.prepare_ranges(ranges.ipv4.lazy(), ranges.ipv6.lazy())
-        enriched = engine.enrich(self._read("cleansed", EVENT_KEY, start, end), prepared).collect()
-        self._write(enriched, "enriched", EVENT_KEY, start, end)
-        status = dict(enriched["ip_status"].value_counts().iter_rows())
+        prepared = {name: frame.collect().lazy() for name, frame in prepared.items()}  # once
+        results = []
+        for first, stop in self._chunks("cleansed", EVENT_KEY, start, end):
+            cleansed = self._read("cleansed", EVENT_KEY, first, stop)
+            enriched = self._collect(engine.enrich(cleansed, prepared))
+            self._write(enriched, "enriched", EVENT_KEY, first, stop)
+            status = dict(enriched["ip_status"].value_counts().iter_rows())
+            counts = {f"ip_{name}": int(count) for name, count in status.items()}
+            results.append(LayerResult(enriched.height, enriched.head(PREVIEW_ROWS), counts))
+        if not results:
+            raise FileNotFoundError(f"polars cleansed: nothing for [{start}, {end})")
         return LayerResult(
-            enriched.height,
-            enriched.head(PREVIEW_ROWS),
-            {f"ip_{name}": int(count) for name, count in status.items()},
+            sum(r.rows for r in results),
+            _first_preview(results),
+            {**_sum_counts(results), "pieces": len(results)},
             {"ip_ranges": ranges.info.as_dict()},
         )
 
     def sessionized(self, start: date, end: date) -> LayerResult:
+        """Each piece continues the sessions of the day before it (written by the piece
+        before, or by an earlier run). A session running across pieces is counted once."""
+        results, continued = [], 0
+        for first, stop in self._chunks("enriched", EVENT_KEY, start, end):
+            sessionized, context_day = self._sessionize(first, stop)
+            self._write(sessionized, "sessionized", EVENT_KEY, first, stop)
+            if first > start:  # started in an earlier piece of this window: counted there
+                started_before = pl.col("session_start") < datetime.combine(first, time(), UTC)
+                continued += sessionized.filter(started_before)["session_id"].n_unique()
+            sessions = {"sessions": sessionized["session_id"].n_unique()}
+            results.append(
+                LayerResult(sessionized.height, sessionized.head(PREVIEW_ROWS), sessions)
+            )
+            context = context_day if first == start else None
+            results[-1].details = {"context_day": context}
+        if not results:
+            raise FileNotFoundError(f"polars enriched: nothing for [{start}, {end})")
+        counts = _sum_counts(results)
+        counts["sessions"] -= continued
+        return LayerResult(
+            sum(r.rows for r in results),
+            _first_preview(results),
+            {**counts, "pieces": len(results)},
+            results[0].details,
+        )
+
+    def _sessionize(self, start: date, end: date) -> tuple[pl.DataFrame, str | None]:
         from etl_poc.logic import polars_engine as engine
 
         before = start - timedelta(days=1)
@@ -240,28 +385,30 @@ class PolarsRunner:
                 .select(SESSION_CONTEXT_COLUMNS)
             )
         events = self._read("enriched", EVENT_KEY, start, end)
-        sessionized = engine.sessionize(events, context).collect()
-        self._write(sessionized, "sessionized", EVENT_KEY, start, end)
-        return LayerResult(
-            sessionized.height,
-            sessionized.head(PREVIEW_ROWS),
-            {"sessions": sessionized["session_id"].n_unique()},
-            {"context_day": before.isoformat() if previous else None},
-        )
+        sessionized = self._collect(engine.sessionize(events, context))
+        return sessionized, before.isoformat() if previous else None
 
     def events(self, start: date, end: date, run_id: str, catalog) -> LayerResult:
         """The sessionized and rejects windows into <engine>.clickstream_*: PyIceberg writes
-        the rows and commits, each window replaced in one transaction."""
+        the rows and commits, each window replaced in one transaction (a piece at a time
+        appended inside it)."""
         commits = {}
         for layer, key, layout in _ICEBERG_LAYERS:
-            frame = layer_store.polars_read(
-                self.paths.layers, self.engine, layer, key, start, end, schema={}
+            pieces = self._chunks(layer, key, start, end)
+            rows = sum(
+                layer_store.window_size(self.paths.layers, self.engine, layer, key, a, b)[0]
+                for a, b in pieces
             )
-            table = frame.collect().to_arrow() if frame.collect_schema() else _empty(layout)
+
+            def tables(layer=layer, key=key, pieces=pieces):
+                for a, b in pieces:
+                    if layer_store.window_files(self.paths.layers, self.engine, layer, key, a, b):
+                        yield self._collect(self._read(layer, key, a, b)).to_arrow()
+
             commit = iceberg.replace_window(
-                catalog, self.engine, layout, table, start, end, _properties(self.engine, run_id)
+                catalog, self.engine, layout, tables, start, end, _properties(self.engine, run_id)
             )
-            commits[layout.name] = (table.num_rows, commit)
+            commits[layout.name] = (rows, commit)
         return _to_iceberg(catalog, self.engine, start, end, commits)
 
 

@@ -140,7 +140,7 @@ def deduplicate(standardized: Relation) -> Relation:
     return _query(
         standardized,
         f"""
-        SELECT {', '.join(CLEANSED_COLUMNS)} FROM input
+        SELECT {", ".join(CLEANSED_COLUMNS)} FROM input
         WHERE reject_reason IS NULL
         QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY {order}) = 1
         """,
@@ -235,8 +235,7 @@ def prepare_ranges(ipv4_ranges: Relation, ipv6_ranges: Relation) -> dict[str, Re
     return {
         "ipv4": _query(
             ipv4_ranges,
-            "SELECT range_start, range_end, country_code, reserved FROM input "
-            "ORDER BY range_start",
+            "SELECT range_start, range_end, country_code, reserved FROM input ORDER BY range_start",
         ),
         "ipv6": _query(
             ipv6_ranges,

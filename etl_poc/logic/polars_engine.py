@@ -149,11 +149,8 @@ def rejected(standardized: pl.LazyFrame) -> pl.LazyFrame:
     return standardized.filter(pl.col("reject_reason").is_not_null()).select(columns)
 
 
-def attribute_partition_date(
-    standardized: pl.LazyFrame, *, start_date: date, processed_at: datetime
-) -> pl.LazyFrame:
-    """Add spec.PARTITION_DATE: event_date when the timestamp is usable, else the earliest
-    usable day of the row's landing file (the start date when it has none)."""
+def _usable_day(*, start_date: date, processed_at: datetime) -> pl.Expr:
+    """A row's event_date when its timestamp is usable for attribution, else null."""
     start = datetime(start_date.year, start_date.month, start_date.day)
     latest = processed_at.replace(tzinfo=None) + FUTURE_TOLERANCE
     event_ts = pl.col("event_ts")
@@ -163,10 +160,38 @@ def attribute_partition_date(
         & (event_ts >= pl.lit(start).dt.replace_time_zone("UTC"))
         & (event_ts <= pl.lit(latest).dt.replace_time_zone("UTC"))
     )
-    day = pl.when(usable_day).then(pl.col("event_date"))
-    file_day = day.min().over(SOURCE_FILE)
-    return standardized.with_columns(
-        pl.coalesce(day, file_day, pl.lit(start_date)).alias(PARTITION_DATE)
+    return pl.when(usable_day).then(pl.col("event_date"))
+
+
+def file_days(
+    standardized: pl.LazyFrame, *, start_date: date, processed_at: datetime
+) -> pl.LazyFrame:
+    """The earliest usable day of each landing file (SOURCE_FILE, _file_day): where its rows
+    without a usable timestamp go."""
+    day = _usable_day(start_date=start_date, processed_at=processed_at)
+    return standardized.group_by(SOURCE_FILE).agg(day.min().alias("_file_day"))
+
+
+def attribute_partition_date(
+    standardized: pl.LazyFrame,
+    *,
+    start_date: date,
+    processed_at: datetime,
+    days_of_files: pl.LazyFrame | None = None,
+) -> pl.LazyFrame:
+    """Add spec.PARTITION_DATE: event_date when the timestamp is usable, else the earliest
+    usable day of the row's landing file (the start date when it has none). The files' days
+    come from `standardized`, or from `days_of_files` (file_days of the whole files) when
+    `standardized` holds a part of a file."""
+    when = {"start_date": start_date, "processed_at": processed_at}
+    if days_of_files is None:
+        days_of_files = file_days(standardized, **when)
+    return (
+        standardized.join(days_of_files, on=SOURCE_FILE, how="left")
+        .with_columns(
+            pl.coalesce(_usable_day(**when), "_file_day", pl.lit(start_date)).alias(PARTITION_DATE)
+        )
+        .drop("_file_day")
     )
 
 

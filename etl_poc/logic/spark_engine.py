@@ -144,11 +144,8 @@ def rejected(standardized: DataFrame) -> DataFrame:
     return standardized.where(F.col("reject_reason").isNotNull()).select(*columns)
 
 
-def attribute_partition_date(
-    standardized: DataFrame, *, start_date: date, processed_at: datetime
-) -> DataFrame:
-    """Add spec.PARTITION_DATE: event_date when the timestamp is usable, else the earliest
-    usable day of the row's landing file (the start date when it has none)."""
+def _usable_day(*, start_date: date, processed_at: datetime) -> Column:
+    """A row's event_date when its timestamp is usable for attribution, else null."""
     start = datetime(start_date.year, start_date.month, start_date.day)
     latest = processed_at.replace(tzinfo=None) + FUTURE_TOLERANCE
     event_ts = F.col("event_ts")
@@ -158,13 +155,38 @@ def attribute_partition_date(
         & (event_ts >= F.lit(start))
         & (event_ts <= F.lit(latest))
     )
-    day = F.when(usable_day, F.col("event_date"))
+    return F.when(usable_day, F.col("event_date"))
+
+
+def file_days(standardized: DataFrame, *, start_date: date, processed_at: datetime) -> DataFrame:
+    """The earliest usable day of each landing file (SOURCE_FILE, _file_day): where its rows
+    without a usable timestamp go."""
+    day = _usable_day(start_date=start_date, processed_at=processed_at)
+    return standardized.groupBy(SOURCE_FILE).agg(F.min(day).alias("_file_day"))
+
+
+def attribute_partition_date(
+    standardized: DataFrame,
+    *,
+    start_date: date,
+    processed_at: datetime,
+    days_of_files: DataFrame | None = None,
+) -> DataFrame:
+    """Add spec.PARTITION_DATE: event_date when the timestamp is usable, else the earliest
+    usable day of the row's landing file (the start date when it has none). The files' days
+    come from `standardized`, or from `days_of_files` (file_days of the whole files) when
+    `standardized` holds a part of a file."""
+    when = {"start_date": start_date, "processed_at": processed_at}
+    if days_of_files is None:
+        days_of_files = file_days(standardized, **when)
     # Per file, a small aggregate broadcast back: a window over the file would shuffle every
     # row into as many tasks as there are files (one task for a whole bulk file).
-    file_days = F.broadcast(standardized.groupBy(SOURCE_FILE).agg(F.min(day).alias("_file_day")))
     return (
-        standardized.join(file_days, SOURCE_FILE, "left")
-        .withColumn(PARTITION_DATE, F.coalesce(day, F.col("_file_day"), F.lit(start_date)))
+        standardized.join(F.broadcast(days_of_files), SOURCE_FILE, "left")
+        .withColumn(
+            PARTITION_DATE,
+            F.coalesce(_usable_day(**when), F.col("_file_day"), F.lit(start_date)),
+        )
         .drop("_file_day")
     )
 
