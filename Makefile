@@ -100,14 +100,15 @@ generate: install ## make generate SIZE=small|medium|large [FORMATS=csv,parquet]
 query: install ## make query SQL="SELECT ...": DuckDB over polars_events, spark_events, *_rejects
 	@$(RUN) etl-poc query --data $(DATA_DIR) "$(SQL)"
 
-bench: install ## make bench SIZE=medium REPEAT=3 [ENGINES=polars,spark]: both engines' backfills, Dagster overhead, I/O floor
-	$(RUN) etl-poc bench pipeline --size $(SIZE) --repeat $(REPEAT) --engines $(ENGINES)
+BENCH_ARGS ?=
+bench: install ## make bench SIZE=medium REPEAT=3 [ENGINES=polars,spark] [BENCH_ARGS="--label L --set K=V --cpus 0"]: backfills, Dagster overhead, I/O floor; JSON in measurements/
+	$(RUN) etl-poc bench pipeline --size $(SIZE) --repeat $(REPEAT) --engines $(ENGINES) $(BENCH_ARGS)
 
 bench-generator: install ## make bench-generator SIZE=medium REPEAT=3: the generator, in fresh processes
 	$(RUN) etl-poc bench generator --size $(SIZE) --repeat $(REPEAT) --formats parquet
 
-report: install ## reports/REPORT.md (and charts) from the measured reports/benchmark-<size>.json
-	$(RUN) python -m etl_poc.report.report --reports reports
+report: install ## reports/REPORT.md (and charts) from the measured measurements/benchmark-<label>.json
+	$(RUN) python -m etl_poc.report.report --measurements measurements --out reports
 
 WORKERS ?= 2
 cluster-up: install ## make cluster-up WORKERS=2: a Spark standalone master and workers on 127.0.0.1:7077

@@ -141,8 +141,25 @@ def _add_bench(sub) -> None:
         "--plain", default="polars", help="engines also run without Dagster (default polars)"
     )
     b.add_argument("--no-floor", action="store_true", help="skip the I/O floor runs")
-    b.add_argument("--label", help="names the report files (default: the size)")
-    b.add_argument("--reports", type=Path, default=Path("reports"))
+    b.add_argument("--label", help="names the result files (default: the size)")
+    b.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for every run, recorded with the results (repeatable), "
+        "e.g. ETL_POC_POLARS_ENGINE=streaming or ETL_POC_SPARK_DRIVER_MEMORY=2g",
+    )
+    b.add_argument(
+        "--cpus", help="run every process on these CPUs only (taskset -c), e.g. 0 for one core"
+    )
+    b.add_argument(
+        "--reports",
+        type=Path,
+        default=Path(os.environ.get("ETL_POC_MEASUREMENTS_DIR", "measurements")),
+        help="where the results go (default $ETL_POC_MEASUREMENTS_DIR or measurements/, kept "
+        "in the repository: make report reads them)",
+    )
     b.add_argument(
         "--scratch",
         type=Path,
@@ -172,6 +189,16 @@ def _engine_list(text: str, allowed: set[str]) -> tuple[str, ...]:
     return engines
 
 
+def _settings(pairs: list[str]) -> dict[str, str]:
+    settings = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--set {pair!r}: expected NAME=VALUE")
+        settings[name.strip()] = value
+    return settings
+
+
 def _run_bench(args) -> int:
     if args.benchmark == "pipeline":
         from etl_poc.report.pipeline_benchmark import run_pipeline_benchmark
@@ -182,7 +209,7 @@ def _run_bench(args) -> int:
         result = run_pipeline_benchmark(
             args.size, args.repeat, args.reports, args.scratch, engines,
             _engine_list(args.plain, {"polars", "spark"}), floor=not args.no_floor,
-            label=args.label,
+            label=args.label, settings=_settings(args.set), cpus=args.cpus,
         )  # fmt: skip
         for name, value in result["summary"]["derived"].items():
             print(f"{name}: {value:.3f}")

@@ -78,10 +78,18 @@ def run_pipeline_benchmark(
     plain: tuple[str, ...] = ("polars",),
     floor: bool = True,
     label: str | None = None,
+    settings: dict[str, str] | None = None,
+    cpus: str | None = None,
 ) -> dict:
     """`label` names the output files (default: the size), e.g. to keep a run on a Spark
-    cluster (ETL_POC_SPARK_MASTER=spark://...) apart from local mode's."""
+    cluster (ETL_POC_SPARK_MASTER=spark://...) or a variant apart from the default runs.
+    `settings`: environment variables for every run (a variant: Polars' streaming engine,
+    Spark's driver memory...); `cpus`: the CPUs every process may use (taskset -c)."""
+    settings = dict(settings or {})
+    if (settings or cpus) and not label:
+        raise ValueError("a variant (settings or cpus) needs a label of its own")
     label = label or size
+    pinned = ["taskset", "-c", cpus] if cpus else []
     data = _landing(size, scratch)
     first, last = _window(data, size)
     home = scratch / f"dagster-{label}"
@@ -91,7 +99,7 @@ def run_pipeline_benchmark(
     log.write_text("")
     processed_at = datetime.now(UTC).isoformat(timespec="seconds")
     env = {**os.environ, "ETL_POC_DATA_DIR": str(data), "DAGSTER_HOME": str(home.resolve()),
-           "ETL_POC_REPORTS_DIR": str(reports_dir.resolve())}  # fmt: skip
+           "ETL_POC_REPORTS_DIR": str(reports_dir.resolve()), **settings}  # fmt: skip
     tags = json.dumps({
         "dagster/asset_partition_range_start": first,
         "dagster/asset_partition_range_end": last,
@@ -113,7 +121,7 @@ def run_pipeline_benchmark(
                 command = [sys.executable, "-m", "etl_poc.lakehouse.plain_run", "--engine",
                            engine, "--data", str(data), "--start", first, "--last", last,
                            "--processed-at", processed_at, "--out", str(scratch / "plain")]  # fmt: skip
-            usage = _measured(command, env, log)
+            usage = _measured(pinned + command, env, log)
             run = {"kind": kind, "engine": engine, "attempt": attempt, **usage}
             if kind != "dagster":
                 run["result"] = json.loads((scratch / "plain" / "result.json").read_text())
@@ -129,11 +137,16 @@ def run_pipeline_benchmark(
         _measured([dagster, "job", "execute", "-m", "etl_poc.definitions", "-j",
                    "engine_benchmark"], env, log)  # fmt: skip
         graph = json.loads((reports_dir / "benchmark-graph.json").read_text())
+        for name in ("json", "md", "png"):  # the comparison is kept inside this run's JSON
+            (reports_dir / f"benchmark-graph.{name}").unlink(missing_ok=True)
     result = {
         "benchmark": "pipeline",
         "size": size,
         "label": label,
-        "spark_master": os.environ.get("ETL_POC_SPARK_MASTER", "local[*]"),
+        "spark_master": env.get("ETL_POC_SPARK_MASTER", "local[*]"),
+        "spark_cluster": _cluster(env.get("ETL_POC_SPARK_MASTER", "")),
+        "settings": settings,
+        "cpus": cpus,
         "window": [first, last],
         "repeat": repeat,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -148,6 +161,22 @@ def run_pipeline_benchmark(
     chart_png(result["summary"], chart)
     (reports_dir / f"benchmark-{label}.md").write_text(markdown(result, chart.name))
     return result
+
+
+def _cluster(master: str) -> dict | None:
+    """The standalone cluster's workers, cores and memory as its master reports them (the
+    master's UI on 127.0.0.1:8080, as `etl-poc cluster up` starts it)."""
+    if not master.startswith("spark://"):
+        return None
+    from etl_poc.lakehouse.spark_cluster import ClusterSpec, master_status
+
+    status = master_status(ClusterSpec()) or {}
+    alive = [w for w in status.get("workers", []) if w.get("state") == "ALIVE"]
+    return {
+        "workers": len(alive),
+        "cores": sum(w.get("cores", 0) for w in alive),
+        "memory_mib": sum(w.get("memory", 0) for w in alive),
+    }
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -187,6 +216,12 @@ def markdown(result: dict, chart: str) -> str:
         f"Measured {result['measured_at']} on {result['host']['cores']} cores, "
         f"{result['host']['memory_bytes'] / 2**30:.0f} GiB; each run a fresh process tree "
         f"sampled from outside; {result['repeat']} attempt(s), engines alternated.",
+        "",
+        f"Spark master {result['spark_master']}"
+        + (f" ({result['spark_cluster']})" if result.get("spark_cluster") else "")
+        + (f"; CPUs {result['cpus']} only" if result.get("cpus") else "")
+        + (f"; settings {result['settings']}" if result.get("settings") else "")
+        + ".",
         "",
         "| run | runs | wall s median [min-max] | peak RSS GiB | cores busy |",
         "|---|---:|---:|---:|---:|",

@@ -1,25 +1,36 @@
 """`make report`: reports/REPORT.md, with PNG charts beside it, built from the measured JSON of
-the benchmark harness (reports/benchmark-<size>.json). Regenerating after new measurements
-updates it; every figure names the file and the time it was measured.
+the benchmark harness (measurements/benchmark-<label>.json, kept in the repository).
+Regenerating after new measurements updates it; every figure names the file and the time it
+was measured, and every projection says it is one and what model it comes from.
 
 What it holds: per size, each run kind's median [min-max] wall time, peak memory and cores;
-how time and memory grow with data (least-squares exponent of log wall / log peak RSS over log
-events, labelled as a fit); the cost of a run on the smallest single node whose memory holds
-the measured peak (report/cost.py and its price table); and a decision flowchart (mermaid)
-whose thresholds are taken from those figures.
+how time and memory grow with data (least-squares exponent over the default runs, labelled as
+a fit) and where each engine would stop fitting the host's memory; the vertical variants (one
+core, Polars' streaming engine, whole windows in memory, Spark's driver memory) against the
+default runs of the same size; the cost of a run on the smallest node whose memory holds the
+measured peak; Spark on a standalone cluster against local mode, an Amdahl fit of the measured
+serial share with its projection and the crossover with Polars on one node; and a decision
+flowchart (mermaid) whose thresholds are taken from those figures.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from etl_poc.report.cost import Deployment, cost_per_million_events, load_prices, run_cost
+from etl_poc.report.cost import (
+    Deployment,
+    cost_per_million_events,
+    crossover,
+    load_prices,
+    run_cost,
+)
 
 ENGINE_RUNS = {"polars": "dagster/polars", "spark": "dagster/spark"}
 MEMORY_HEADROOM = 1.25  # a node needs this much more memory than the measured peak
+PROJECTED_WORKERS = (1, 2, 4, 8, 16)
 
 
 @dataclass(frozen=True)
@@ -33,16 +44,40 @@ class Measured:
     host: dict
     by_run_kind: dict
     derived: dict
+    settings: dict = field(default_factory=dict)
+    cpus: str | None = None
+    cluster: dict | None = None
+
+    @property
+    def on_cluster(self) -> bool:
+        return self.spark_master.startswith("spark://")
+
+    @property
+    def is_default(self) -> bool:
+        """Local mode, every setting at its default, every core."""
+        return not self.on_cluster and not self.settings and not self.cpus
+
+    @property
+    def variant(self) -> str:
+        parts = [f"CPUs {self.cpus} only"] if self.cpus else []
+        parts += [f"{k}={v}" for k, v in sorted(self.settings.items())]
+        if self.on_cluster:
+            workers = (self.cluster or {}).get("workers")
+            parts.append(f"{self.spark_master}, {workers if workers else '?'} worker(s)")
+        return ", ".join(parts) or "default"
+
+    @property
+    def workers(self) -> int | None:
+        return (self.cluster or {}).get("workers") or None
 
 
-def load_measurements(reports_dir: Path) -> list[Measured]:
-    """Every pipeline benchmark JSON under `reports_dir`, smallest data first."""
+def load_measurements(measurements_dir: Path) -> list[Measured]:
+    """Every pipeline benchmark JSON under `measurements_dir`, smallest data first."""
     found = []
-    for path in sorted(reports_dir.glob("benchmark-*.json")):
+    for path in sorted(measurements_dir.glob("benchmark-*.json")):
         content = json.loads(path.read_text())
         if content.get("benchmark") != "pipeline":
             continue
-        events = _events(content)
         found.append(
             Measured(
                 source=path.name,
@@ -50,17 +85,16 @@ def load_measurements(reports_dir: Path) -> list[Measured]:
                 size=content["size"],
                 label=content.get("label", content["size"]),
                 spark_master=content.get("spark_master", "local[*]"),
-                events=events,
+                events=_events(content),
                 host=content["host"],
                 by_run_kind=content["summary"]["by_run_kind"],
                 derived=content["summary"]["derived"],
+                settings=content.get("settings") or {},
+                cpus=content.get("cpus"),
+                cluster=content.get("spark_cluster"),
             )
         )
     return sorted(found, key=lambda m: (m.events, m.label))
-
-
-def _on_cluster(m: Measured) -> bool:
-    return m.spark_master.startswith("spark://")
 
 
 def _events(content: dict) -> int:
@@ -102,57 +136,149 @@ def smallest_node(peak_bytes: float, prices: dict) -> Deployment | None:
     return Deployment(min(fitting, key=lambda i: i.usd_per_hour))
 
 
-def build_report(reports_dir: Path, prices_path: Path | None = None) -> Path:
-    measurements = load_measurements(reports_dir)
-    if not measurements:
+def _gib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**30:.2f}"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def build_report(
+    measurements_dir: Path, out_dir: Path | None = None, prices_path: Path | None = None
+) -> Path:
+    """REPORT.md (and report-scaling.png) in `out_dir` (default: `measurements_dir`)."""
+    out_dir = out_dir or measurements_dir
+    everything = load_measurements(measurements_dir)
+    if not everything:
         raise FileNotFoundError(
-            f"no benchmark-<size>.json under {reports_dir}: run `make bench SIZE=...` first"
+            f"no benchmark-<size>.json under {measurements_dir}: run `make bench SIZE=...` first"
         )
     prices = load_prices(prices_path)
-    everything = measurements
-    # Growth, cost and thresholds from local mode; cluster runs have a section of their own.
-    measurements = [m for m in everything if not _on_cluster(m)] or everything
+    # Growth, cost and thresholds from the default runs; variants and clusters apart.
+    defaults = [m for m in everything if m.is_default] or everything
     lines = ["# Polars vs Spark: the report", ""]
     lines += [
-        "Built by `make report` from the harness's JSON files; every table names the file it "
-        "comes from. Figures are medians [min-max] of fresh-process runs on the host named.",
+        f"Built by `make report` from the harness's JSON files in `{measurements_dir}`; every "
+        "table names the file it comes from. Figures are medians [min-max] of fresh-process "
+        "runs on the host named; a projection or fit says so.",
         "",
+        *_results(everything),
+    ]
+    growth = _growth(defaults)
+    lines += ["", "## How time and memory grow with data", "", *growth.pop("lines")]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chart = out_dir / "report-scaling.png"
+    if _scaling_png(growth, chart):
+        lines += ["", f"![wall time and peak memory against events, log-log]({chart.name})"]
+    lines += _variants(everything, defaults)
+    lines += _single_node_costs(defaults, prices)
+    cluster = _cluster_section(everything, defaults, prices)
+    lines += cluster.pop("lines")
+    sources = sorted({(i.source, i.as_of) for i in prices.values()})
+    lines += ["", "Prices: " + "; ".join(f"{s} ({d})" for s, d in sources) + "."]
+    lines += ["", "## Decision framework", "", *_flowchart(defaults, growth, cluster)]
+    report = out_dir / "REPORT.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
+
+
+def _results(everything: list[Measured]) -> list[str]:
+    lines = [
         "## Results by size",
         "",
-        "| data (file, measured) | run | wall s | peak RSS GiB | cores busy |",
-        "|---|---|---:|---:|---:|",
+        "| data (file, measured, host) | variant | run | wall s | peak RSS GiB | cores busy |",
+        "|---|---|---|---:|---:|---:|",
     ]
     for m in everything:
         for run, figures in sorted(m.by_run_kind.items()):
             wall, rss = figures["wall_seconds"], figures["peak_rss_bytes"]
             lines.append(
                 f"| {m.size}, {m.events:,} events ({m.source}, {m.measured_at}, "
-                f"{m.host['cores']} cores, Spark {m.spark_master}) | {run} | {wall['median']:.1f} "
+                f"{m.host['cores']} cores) | {m.variant} | {run} | {wall['median']:.1f} "
                 f"[{wall['min']:.1f}-{wall['max']:.1f}] | {rss['median'] / 2**30:.2f} | "
                 f"{figures['cpu_utilisation']['median']:.2f} |"
             )
-    lines += ["", "## How time and memory grow with data", ""]
-    growth = {}
+    return lines
+
+
+def _growth(defaults: list[Measured]) -> dict:
+    """Per engine: the fitted exponents, the points, and where the memory fit reaches the
+    host's memory (a projection)."""
+    lines, growth = [], {}
     for engine, run in ENGINE_RUNS.items():
-        wall = [(m.events, _median(m, run, "wall_seconds")) for m in measurements]
-        rss = [(m.events, _median(m, run, "peak_rss_bytes")) for m in measurements]
+        wall = [(m.events, _median(m, run, "wall_seconds")) for m in defaults]
+        rss = [(m.events, _median(m, run, "peak_rss_bytes")) for m in defaults]
         wall = [(x, y) for x, y in wall if y]
         rss = [(x, y) for x, y in rss if y]
-        growth[engine] = (fitted_exponent(wall), fitted_exponent(rss), wall, rss)
-        time_exp, memory_exp = growth[engine][:2]
+        time_exp, memory_exp = fitted_exponent(wall), fitted_exponent(rss)
+        growth[engine] = (time_exp, memory_exp, wall, rss)
         if time_exp is None:
-            lines.append(f"- {engine}: measured at one size only; no fit yet.")
-        else:
+            lines.append(f"- {engine}: measured at {len(wall)} size(s); no fit yet.")
+            continue
+        lines.append(
+            f"- {engine}: wall time grows like events^{time_exp:.2f}, peak memory like "
+            f"events^{memory_exp:.2f} (least-squares fit over {len(wall)} sizes, "
+            f"{wall[0][0]:,} to {wall[-1][0]:,} events: a fit, not a measurement). "
+            + _memory_limit(engine, rss, memory_exp, defaults[-1].host["memory_bytes"])
+        )
+    return {"lines": lines, **growth}
+
+
+def _memory_limit(engine: str, rss: list, exponent: float, host_bytes: float) -> str:
+    """Where the memory fit reaches the host's memory, from the largest measured point."""
+    events, peak = rss[-1]
+    if peak >= host_bytes:
+        return f"At {events:,} events its peak already reaches the host's memory."
+    if exponent < 0.15:
+        return (
+            f"Its peak barely grows ({_gib(peak)} GiB at {events:,} events): memory is bounded "
+            "by the work held at once, not by the data."
+        )
+    limit = events * (host_bytes / peak) ** (1 / exponent)
+    return (
+        f"Projected from that fit, it would reach this host's {host_bytes / 2**30:.0f} GiB at "
+        f"about {limit:,.0f} events (a projection)."
+    )
+
+
+def _variants(everything: list[Measured], defaults: list[Measured]) -> list[str]:
+    """Each vertical variant against the default runs of the same data."""
+    variants = [m for m in everything if not m.is_default and not m.on_cluster]
+    if not variants:
+        return []
+    lines = [
+        "",
+        "## One machine: variants",
+        "",
+        "The same data and runs as the default ones, with one thing changed; ratios are against "
+        "the default runs' medians of the same size.",
+        "",
+        "| data | variant (file) | run | wall s | x default | peak RSS GiB | x default |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for m in variants:
+        base = next((d for d in defaults if d.events == m.events and d.is_default), None)
+        for run in sorted(m.by_run_kind):
+            wall, peak = _median(m, run, "wall_seconds"), _median(m, run, "peak_rss_bytes")
+            base_wall = _median(base, run, "wall_seconds") if base else None
+            base_peak = _median(base, run, "peak_rss_bytes") if base else None
             lines.append(
-                f"- {engine}: wall time grows like events^{time_exp:.2f}, peak memory like "
-                f"events^{memory_exp:.2f} (least-squares fit over {len(wall)} sizes: a fit, "
-                "not a measurement)."
+                f"| {m.size} | {m.variant} ({m.source}) | {run} | {_seconds(wall)} | "
+                f"{_ratio(wall, base_wall)} | {_gib(peak)} | {_ratio(peak, base_peak)} |"
             )
-    chart = reports_dir / "report-scaling.png"
-    if _scaling_png(growth, chart):
-        lines += ["", f"![wall time and peak memory against events, log-log]({chart.name})"]
-    lines += ["", "## Cost per run on one node", ""]
-    lines += [
+    return lines
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    return f"{value / base:.2f}" if value and base else "-"
+
+
+def _single_node_costs(defaults: list[Measured], prices: dict) -> list[str]:
+    lines = [
+        "",
+        "## Cost per run on one node",
+        "",
         "The cheapest node of the price table whose memory holds the measured peak x "
         f"{MEMORY_HEADROOM}; cost = wall x nodes x hourly price (per-second billing, one-minute "
         "minimum). Wall times are as measured on the host's cores, not projected to the node's: "
@@ -161,7 +287,7 @@ def build_report(reports_dir: Path, prices_path: Path | None = None) -> Path:
         "| data | engine | node | USD per run | USD per million events |",
         "|---|---|---|---:|---:|",
     ]
-    for m in measurements:
+    for m in defaults:
         for engine, run in ENGINE_RUNS.items():
             wall, peak = _median(m, run, "wall_seconds"), _median(m, run, "peak_rss_bytes")
             if wall is None:
@@ -176,33 +302,144 @@ def build_report(reports_dir: Path, prices_path: Path | None = None) -> Path:
                 f"${node.instance.usd_per_hour}/h) | {cost:.4f} | "
                 f"{cost_per_million_events(cost, m.events):.4f} |"
             )
-    cluster = [m for m in everything if _on_cluster(m)]
-    if cluster:
-        lines += ["", "## Spark on a standalone cluster (this machine)", ""]
+    return lines
+
+
+def serial_fraction(one_worker: float, two_workers: float) -> float:
+    """Amdahl's serial share s from the wall times on 1 and 2 workers: T2 = T1 (s + (1-s)/2),
+    clamped to [0, 1] (a second worker that slows the run down gives 1)."""
+    return min(1.0, max(0.0, 2 * two_workers / one_worker - 1))
+
+
+def amdahl(one_worker: float, share: float, workers: int) -> float:
+    return one_worker * (share + (1 - share) / workers)
+
+
+def _cluster_section(everything: list[Measured], defaults: list[Measured], prices) -> dict:
+    """Measured cluster runs beside local mode; per size with 1 and 2 workers measured, the
+    Amdahl fit, its projection, and where a cluster would beat Polars on one node."""
+    cluster = [m for m in everything if m.on_cluster]
+    found: dict = {"lines": [], "fits": []}
+    if not cluster:
+        return found
+    lines = [
+        "",
+        "## Spark on a standalone cluster (this machine)",
+        "",
+        "Wall times only: the harness samples the driver's process tree, and executors run under "
+        "the workers' JVMs. The workers share this host's cores, so a worker here is one core.",
+        "",
+        "| run (file, measured) | workers | Spark s | local mode s, same size | Polars s, same size |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for m in cluster:
+        local = next((d for d in defaults if d.events == m.events), None)
+        lines.append(
+            f"| {m.label} ({m.source}, {m.measured_at}) | {m.workers or '?'} | "
+            f"{_seconds(_median(m, ENGINE_RUNS['spark'], 'wall_seconds'))} | "
+            f"{_seconds(_median(local, ENGINE_RUNS['spark'], 'wall_seconds') if local else None)} | "
+            f"{_seconds(_median(local, ENGINE_RUNS['polars'], 'wall_seconds') if local else None)} |"
+        )
+    worker_node = min(
+        (i for i in prices.values() if i.memory_gib >= 8), key=lambda i: i.usd_per_hour
+    )
+    for events in sorted({m.events for m in cluster}):
+        by_workers = {
+            m.workers: _median(m, ENGINE_RUNS["spark"], "wall_seconds")
+            for m in cluster
+            if m.events == events and m.workers in (1, 2)
+        }
+        if not (by_workers.get(1) and by_workers.get(2)):
+            continue
+        one, two = by_workers[1], by_workers[2]
+        share = serial_fraction(one, two)
+        local = next((d for d in defaults if d.events == events), None)
+        polars = _median(local, ENGINE_RUNS["polars"], "wall_seconds") if local else None
+        polars_peak = _median(local, ENGINE_RUNS["polars"], "peak_rss_bytes") if local else None
+        fit = {"events": events, "one": one, "two": two, "share": share, "polars": polars}
+        found["fits"].append(fit)
         lines += [
-            "Wall times only: the harness samples the driver's process tree, and executors run "
-            "under the workers' JVMs, so a cluster run's memory and CPU figures leave them out.",
             "",
+            f"### Projection at {events:,} events (Amdahl fit, not a measurement)",
+            "",
+            f"Model: T(N) = T(1) x (s + (1 - s) / N), with T(1) = {one:.1f} s and T(2) = "
+            f"{two:.1f} s measured, so the serial share s = 2 T(2)/T(1) - 1 = {share:.2f}; a "
+            f"cluster can never be more than {_speedup(share)} faster than one worker. "
+            "Start-up per node (the cluster's and the session's) is inside the measured times "
+            "and taken as constant. Cost: N nodes of "
+            f"{worker_node.name} ({worker_node.memory_gib:.0f} GiB, ${worker_node.usd_per_hour}/h"
+            "), one per worker, per-second billing.",
+            "",
+            "| workers | projected Spark s | USD per run | Polars on one node s (measured) | USD |",
+            "|---:|---:|---:|---:|---:|",
         ]
-        lines += [
-            "| run (file) | master | Spark s | local mode s, same size |",
-            "|---|---|---:|---:|",
-        ]
-        for m in cluster:
-            local = next((x for x in measurements if x.events == m.events), None)
-            local_wall = _median(local, ENGINE_RUNS["spark"], "wall_seconds") if local else None
-            wall = _median(m, ENGINE_RUNS["spark"], "wall_seconds")
+        polars_node = smallest_node(polars_peak, prices) if polars_peak else None
+        polars_cost = run_cost(polars_node, polars) if polars and polars_node else None
+        for n in PROJECTED_WORKERS:
+            time = amdahl(one, share, n)
+            cost = run_cost(Deployment(worker_node, n), time)
             lines.append(
-                f"| {m.label} ({m.source}) | {m.spark_master} | "
-                f"{'-' if wall is None else f'{wall:.1f}'} | "
-                f"{'-' if local_wall is None else f'{local_wall:.1f}'} |"
+                f"| {n} | {time:.1f} | {cost:.4f} | {_seconds(polars)} | "
+                f"{'-' if polars_cost is None else f'{polars_cost:.4f}'} |"
             )
-    sources = sorted({(i.source, i.as_of) for i in prices.values()})
-    lines += ["", "Prices: " + "; ".join(f"{s} ({d})" for s, d in sources) + "."]
-    lines += ["", "## Decision framework", "", *_flowchart(measurements, growth)]
-    report = reports_dir / "REPORT.md"
-    report.write_text("\n".join(lines) + "\n")
-    return report
+        fit["faster_from"] = _workers_to_beat(one, share, polars)
+        fit["cheapest_cluster"] = run_cost(Deployment(worker_node, 1), one)
+        fit["polars_cost"] = polars_cost
+        lines += ["", _crossing_words(fit)]
+    sizes = sorted(f["events"] for f in found["fits"])
+    if len(sizes) >= 2:
+        fits = sorted(found["fits"], key=lambda f: f["events"])
+        spark2 = [f["two"] for f in fits]
+        polars = [f["polars"] for f in fits]
+        if all(polars):
+            at = crossover(sizes, polars, spark2)
+            lines += [
+                "",
+                "Across the measured sizes, Spark on 2 workers "
+                + (
+                    f"becomes at least as fast as Polars at about {at:,.0f} events "
+                    "(interpolated between measured sizes)."
+                    if at is not None
+                    else "is slower than Polars on one node at every measured size; no "
+                    "crossover within the measurements."
+                ),
+            ]
+    found["lines"] = lines
+    return found
+
+
+def _speedup(share: float) -> str:
+    return "any amount" if share <= 0 else f"{1 / share:.1f}x"
+
+
+def _workers_to_beat(one: float, share: float, target: float | None) -> int | None:
+    """The fewest workers whose projected time is under `target`; None if none can."""
+    if target is None or one * share >= target:
+        return None
+    if one <= target:
+        return 1
+    return math.ceil((1 - share) / (target / one - share))
+
+
+def _crossing_words(fit: dict) -> str:
+    if fit["polars"] is None:
+        return "Polars was not measured at this size: no comparison."
+    faster = fit["faster_from"]
+    time = (
+        f"Faster than Polars on one node ({fit['polars']:.1f} s) from {faster} workers on "
+        "(projected)."
+        if faster
+        else f"No number of workers is projected to beat Polars on one node ({fit['polars']:.1f} "
+        f"s): the serial share alone takes {fit['one'] * fit['share']:.1f} s."
+    )
+    cost = fit["polars_cost"]
+    cheaper = (
+        " Cheaper: never, since N x T(N) grows with N when s > 0, and even one worker costs "
+        f"{fit['cheapest_cluster']:.4f} USD against Polars' {cost:.4f}."
+        if cost is not None and fit["cheapest_cluster"] > cost
+        else " The cheapest cluster (one worker) costs no more than Polars on one node."
+    )
+    return time + cheaper
 
 
 def _scaling_png(growth: dict, path: Path) -> bool:
@@ -233,33 +470,72 @@ def _scaling_png(growth: dict, path: Path) -> bool:
     return True
 
 
-def _flowchart(measurements: list[Measured], growth: dict) -> list[str]:
-    """A mermaid flowchart whose numbers come from the largest measured size."""
-    largest = measurements[-1]
+def _flowchart(defaults: list[Measured], growth: dict, cluster: dict) -> list[str]:
+    """A mermaid flowchart whose numbers come from the measurements: Polars' peak per run at
+    the largest size with both engines, Spark's slowdown there and its growth, and the
+    cluster's serial share."""
+    both = [m for m in defaults if all(_median(m, r, "wall_seconds") for r in ENGINE_RUNS.values())]
+    largest = (both or defaults)[-1]
     polars_wall = _median(largest, ENGINE_RUNS["polars"], "wall_seconds")
     spark_wall = _median(largest, ENGINE_RUNS["spark"], "wall_seconds")
-    polars_peak = _median(largest, ENGINE_RUNS["polars"], "peak_rss_bytes")
-    ratio = spark_wall / polars_wall if polars_wall and spark_wall else None
-    per_gib = (polars_peak / 2**30) / largest.events * 1e6 if polars_peak else None
-    fits = (
-        f"peak memory per million events about {per_gib:.2f} GiB (Polars, {largest.size})"
-        if per_gib
-        else "Polars' peak memory (not measured)"
+    biggest_polars = max(
+        (m for m in defaults if _median(m, ENGINE_RUNS["polars"], "peak_rss_bytes")),
+        key=lambda m: m.events,
+        default=None,
     )
-    faster = f"Spark {ratio:.1f}x slower at {largest.size}" if ratio else "ratio not measured"
+    peak = (
+        _median(biggest_polars, ENGINE_RUNS["polars"], "peak_rss_bytes") if biggest_polars else None
+    )
+    ratio = spark_wall / polars_wall if polars_wall and spark_wall else None
+    memory = (
+        f"Polars peaked at {_gib(peak)} GiB for {biggest_polars.events:,} events, working "
+        "pieces of whole days"
+        if peak
+        else "Polars' peak: not measured"
+    )
+    slower = f"Spark {ratio:.1f}x slower at {largest.events:,} events" if ratio else "not measured"
+    fits = sorted(cluster.get("fits", []), key=lambda f: f["events"])
+    if fits:
+        fit = fits[-1]
+        beat = (
+            f"projected to beat Polars from {fit['faster_from']} workers"
+            if fit["faster_from"]
+            else "never projected to beat Polars on one node"
+        )
+        scale_out = (
+            f"Spark's serial share {fit['share']:.2f} at {fit['events']:,} events: at most "
+            f"{_speedup(fit['share'])} from more workers, {beat}"
+        )
+    else:
+        scale_out = "cluster speed-up not measured yet (make cluster-up, bench --label ...)"
+    time_exp = growth.get("polars", (None,))[0]
+    grows = f"Polars time grows like events^{time_exp:.2f}" if time_exp else "growth not fitted"
     return [
         "```mermaid",
         "flowchart TD",
-        f'  A["A daily batch: how many events?"] --> B{{"Does Polars\' working set fit one '
-        f'node? {fits}"}}',
-        f'  B -- yes --> C["Polars on one node: {faster}"]',
-        '  B -- no --> D{"Can the job run per day or streaming?"}',
-        "  D -- yes --> C",
-        '  D -- no --> E["Spark on a cluster: measure it (make cluster-up) before deciding"]',
+        '  A["A batch: events per run, and its deadline"] --> B{"Is one day of it small '
+        f'enough for one node? {memory}"}}',
+        f'  B -- yes --> C{{"Does Polars finish in time? {grows}; {slower}"}}',
+        '  C -- yes --> P["Polars on one node: cheapest and fastest measured here"]',
+        f'  C -- no --> D{{"Would Spark on a cluster be faster? {scale_out}"}}',
+        '  D -- no --> Q["Polars on a bigger node, or split the batch into runs by day"]',
+        '  D -- yes --> S["Spark on a cluster: size it from the projection, then measure"]',
+        '  B -- no --> E{"Can the work be cut by key (user, day) into pieces?"}',
+        "  E -- yes --> P",
+        "  E -- no --> S",
         "```",
         "",
-        f"Thresholds from {largest.source} ({largest.measured_at}). Cluster figures and the "
-        "crossover where a cluster becomes cheaper are not measured yet.",
+        f"Thresholds from {largest.source} ({largest.measured_at})"
+        + (
+            f" and {biggest_polars.source}"
+            if biggest_polars and biggest_polars is not largest
+            else ""
+        )
+        + (
+            f"; the cluster's from the runs at {fits[-1]['events']:,} events (a projection)."
+            if fits
+            else "."
+        ),
     ]
 
 
@@ -267,9 +543,12 @@ def main() -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--reports", type=Path, default=Path("reports"))
+    parser.add_argument(
+        "--measurements", type=Path, default=Path("measurements"), help="the harness's JSON"
+    )
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="where REPORT.md goes")
     args = parser.parse_args()
-    print(build_report(args.reports))
+    print(build_report(args.measurements, args.out))
     return 0
 
 

@@ -31,11 +31,15 @@ def landing(tmp_path_factory) -> Path:
          "--incremental-days", "3", "--out", str(root), "--no-progress"])  # fmt: skip
     bulk = pl.read_parquet(next(root.glob("bulk/*.parquet")))
     day = pl.col("timestamp").str.slice(0, 10)
-    later = bulk.filter(day == "2024-01-02").head(1).with_columns(
-        pl.col("timestamp").str.replace("2024-01-02", "2024-01-05")
+    later = (
+        bulk.filter(day == "2024-01-02")
+        .head(1)
+        .with_columns(pl.col("timestamp").str.replace("2024-01-02", "2024-01-05"))
     )
-    earlier = bulk.filter(day == "2024-01-05").head(1).with_columns(
-        pl.col("timestamp").str.replace("2024-01-05", "2024-01-01")
+    earlier = (
+        bulk.filter(day == "2024-01-05")
+        .head(1)
+        .with_columns(pl.col("timestamp").str.replace("2024-01-05", "2024-01-01"))
     )
     (root / "replays").mkdir()
     pl.concat([later, earlier]).write_parquet(root / "replays" / "replayed.parquet")

@@ -50,3 +50,31 @@ def test_the_harness_runs_end_to_end_on_tiny_data(tmp_path):
     text = (reports / "benchmark-2000.md").read_text()
     assert "Dagster overhead on Polars" in text
     assert (reports / "benchmark-2000.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_a_variant_runs_with_its_settings_on_its_cpus(tmp_path):
+    """Settings reach the runs (Polars works in pieces of 300 rows, streaming) and are
+    recorded with the CPUs the runs were pinned to."""
+    import dagster as dg
+
+    reports = tmp_path / "reports"
+    settings = {"ETL_POC_POLARS_ENGINE": "streaming", "ETL_POC_POLARS_CHUNK_ROWS": "300"}
+    result = run_pipeline_benchmark(
+        "2000", 1, reports, tmp_path / "scratch", engines=("polars",), plain=(), floor=False,
+        label="2000-variant", settings=settings, cpus="0",
+    )  # fmt: skip
+    saved = json.loads((reports / "benchmark-2000-variant.json").read_text())
+    assert saved["settings"] == settings
+    assert saved["cpus"] == "0"
+    assert saved["spark_cluster"] is None
+    assert [r["kind"] for r in result["runs"]] == ["dagster"]
+    home = tmp_path / "scratch" / "dagster-2000-variant"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        event = instance.get_latest_materialization_event(
+            dg.AssetKey(["polars", "cleansed_clickstream"])
+        )
+        pieces = event.asset_materialization.metadata["pieces"].value
+    assert pieces > 3
+    with pytest.raises(ValueError, match="label"):
+        run_pipeline_benchmark("2000", 1, reports, tmp_path / "scratch", settings=settings)

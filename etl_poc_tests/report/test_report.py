@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from etl_poc.report.report import build_report, fitted_exponent
+from etl_poc.report.report import amdahl, build_report, fitted_exponent, serial_fraction
 
 
 def _stats(median, spread=0.1):
@@ -16,7 +16,8 @@ def _stats(median, spread=0.1):
 
 
 def _benchmark(reports: Path, size: str, events: int, polars: float, spark: float, rss: float,
-               label: str | None = None, master: str = "local[*]"):  # fmt: skip
+               label: str | None = None, master: str = "local[*]", workers: int | None = None,
+               settings: dict | None = None):  # fmt: skip
     figures = {
         "dagster/polars": {"wall_seconds": _stats(polars), "peak_rss_bytes": _stats(rss),
                            "cpu_utilisation": _stats(1.7), "cpu_seconds": _stats(polars),
@@ -29,7 +30,8 @@ def _benchmark(reports: Path, size: str, events: int, polars: float, spark: floa
         "benchmark": "pipeline", "size": size, "label": label or size, "spark_master": master,
         "measured_at": "2026-11-29T16:35:09+00:00",
         "host": {"cores": 2, "memory_bytes": 24 * 2**30},
-        "summary": {"by_run_kind": figures, "derived": {}},
+        "summary": {"by_run_kind": figures, "derived": {}}, "settings": settings or {},
+        "spark_cluster": {"workers": workers, "cores": workers} if workers else None,
         "graph": {"layers": {"raw": {"polars": {"rows_in": _stats(events, 0)}}}},
     }  # fmt: skip
     (reports / f"benchmark-{label or size}.json").write_text(json.dumps(content))
@@ -39,25 +41,50 @@ def test_the_report_is_built_from_the_measured_files(tmp_path: Path):
     _benchmark(tmp_path, "small", 100_000, 2.0, 40.0, 0.5 * 2**30)
     _benchmark(tmp_path, "medium", 10_000_000, 70.0, 315.0, 10.8 * 2**30)
     (tmp_path / "benchmark-generator.json").write_text(json.dumps({"benchmark": "generator"}))
-    # A run on a cluster: its own section, and out of the growth fit.
-    _benchmark(tmp_path, "medium", 10_000_000, 70.0, 200.0, 10.8 * 2**30, "medium-2w",
-               "spark://127.0.0.1:7077")  # fmt: skip
-    report = build_report(tmp_path).read_text()
+    # Runs on a cluster: their own section, and out of the growth fit.
+    for workers, spark in ((1, 480.0), (2, 360.0)):
+        _benchmark(tmp_path, "medium", 10_000_000, 0, spark, 0, f"medium-{workers}w",
+                   "spark://127.0.0.1:7077", workers)  # fmt: skip
+    # A variant: beside the default runs, out of the fit.
+    _benchmark(tmp_path, "medium", 10_000_000, 140.0, 630.0, 5.4 * 2**30, "medium-1core",
+               settings={"ETL_POC_POLARS_ENGINE": "streaming"})  # fmt: skip
+    out = tmp_path / "out"
+    report = build_report(tmp_path, out).read_text()
     assert "benchmark-medium.json" in report
     assert "| medium, 10,000,000 events" in report
     assert "70.0 [63.0-77.0]" in report
-    # Time grows like events ** (log 35 / log 100) for Polars.
+    # Time grows like events ** (log 35 / log 100) for Polars, memory like events ** 0.67
+    # (log 21.6 / log 100): 24 GiB at 10M x (24 / 10.8) ** (1 / 0.667) events.
     assert "events^0.77" in report
+    assert "24 GiB at about 33,093,636 events (a projection)" in report
     assert "```mermaid" in report
-    assert "Spark 4.5x slower at medium" in report
+    assert "Spark 4.5x slower at 10,000,000 events" in report
     # 10.8 GiB x 1.25 needs a 16 GiB node; 21.6 GiB x 1.25 a 32 GiB one.
     assert "| medium | polars | r6i.large (16 GiB" in report
     assert "| medium | spark | r6i.xlarge (32 GiB" in report
     assert "AWS EC2 on-demand" in report
-    assert (tmp_path / "report-scaling.png").read_bytes().startswith(b"\x89PNG")
-    assert "| medium-2w (benchmark-medium-2w.json) | spark://127.0.0.1:7077 | 200.0 | 315.0 |" in (
-        report
+    assert (out / "report-scaling.png").read_bytes().startswith(b"\x89PNG")
+    assert (
+        "| medium-2w (benchmark-medium-2w.json, 2026-11-29T16:35:09+00:00) | 2 | 360.0 | 315.0 | 70.0 |"
+        in report
     )
+    # Amdahl: s = 2 x 360 / 480 - 1 = 0.5; at most 2x; 4 workers 480 x (0.5 + 0.125) = 300 s.
+    assert "serial share s = 2 T(2)/T(1) - 1 = 0.50" in report
+    assert "| 4 | 300.0 |" in report
+    assert "No number of workers is projected to beat Polars on one node (70.0 s)" in report
+    assert "Spark's serial share 0.50 at 10,000,000 events: at most 2.0x" in report
+    # The variant against the default of the same size: half the memory, twice the time.
+    assert (
+        "| medium | ETL_POC_POLARS_ENGINE=streaming (benchmark-medium-1core.json) | dagster/polars | 140.0 | 2.00 | 5.40 | 0.50 |"
+        in report
+    )
+
+
+def test_serial_fraction_and_projection():
+    assert serial_fraction(100.0, 50.0) == 0.0  # perfectly parallel
+    assert serial_fraction(100.0, 75.0) == pytest.approx(0.5)
+    assert serial_fraction(100.0, 130.0) == 1.0  # a second worker that slows it down
+    assert amdahl(100.0, 0.5, 4) == pytest.approx(62.5)
 
 
 def test_without_measurements_it_says_what_to_run(tmp_path: Path):
