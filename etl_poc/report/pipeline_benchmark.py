@@ -11,7 +11,8 @@ tree is sampled from outside (measure.usage), so the JVM and Dagster's own proce
 At the end the `engine_benchmark` asset runs on the harness's Dagster instance, so the
 per-layer comparison comes from the same runs.
 
-Output: <reports>/benchmark-<size>.json (every run) and .md with a chart (.png).
+Output: <measurements>/benchmark-<label>.json (every run, the per-layer comparison, the
+settings and CPUs of a variant, a cluster's workers) and .md with a chart (.png).
 """
 
 from __future__ import annotations
@@ -59,14 +60,21 @@ def _fresh(data: Path) -> None:
         shutil.rmtree(data / name, ignore_errors=True)
 
 
-def _measured(command: list[str], env: dict, log: Path) -> dict:
+def _measured(command: list[str], env: dict, log: Path, check: bool = True) -> dict:
     with log.open("ab") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         with TreeSampler(process.pid, interval=0.1) as sampler:
             code = process.wait()
-    if code != 0:
+    if code != 0 and check:
         raise RuntimeError(f"{' '.join(command[:6])} ... failed ({code}); see {log}")
-    return sampler.usage.as_dict()
+    return {**sampler.usage.as_dict(), "exit_code": code}
+
+
+def _last_error(log: Path) -> str:
+    """The last line of the log that names an error, to record why a run failed."""
+    lines = log.read_text(errors="replace").splitlines()[-400:]
+    named = [line.strip() for line in lines if "Error" in line or "Exception" in line]
+    return (named[-1] if named else (lines[-1] if lines else ""))[:400]
 
 
 def run_pipeline_benchmark(
@@ -121,19 +129,23 @@ def run_pipeline_benchmark(
                 command = [sys.executable, "-m", "etl_poc.lakehouse.plain_run", "--engine",
                            engine, "--data", str(data), "--start", first, "--last", last,
                            "--processed-at", processed_at, "--out", str(scratch / "plain")]  # fmt: skip
-            usage = _measured(pinned + command, env, log)
+            usage = _measured(pinned + command, env, log, check=False)
             run = {"kind": kind, "engine": engine, "attempt": attempt, **usage}
-            if kind != "dagster":
+            if usage["exit_code"]:  # a finding too (e.g. out of memory): recorded, not fatal
+                run.update(failed=True, error=_last_error(log))
+            elif kind != "dagster":
                 run["result"] = json.loads((scratch / "plain" / "result.json").read_text())
             runs.append(run)
             print(
                 f"{kind} {engine} run {attempt}: {usage['wall_seconds']:.1f} s, peak RSS "
-                f"{usage['peak_rss_bytes'] / 2**30:.2f} GiB, {usage['cpu_utilisation']:.2f} cores",
+                f"{usage['peak_rss_bytes'] / 2**30:.2f} GiB, {usage['cpu_utilisation']:.2f} cores"
+                + (f", FAILED: {run['error']}" if run.get("failed") else ""),
                 flush=True,
             )
     _fresh(data)
     graph = None
-    if set(engines) >= {"polars", "spark"}:
+    succeeded = {r["engine"] for r in runs if r["kind"] == "dagster" and not r.get("failed")}
+    if succeeded >= {"polars", "spark"}:
         _measured([dagster, "job", "execute", "-m", "etl_poc.definitions", "-j",
                    "engine_benchmark"], env, log)  # fmt: skip
         graph = json.loads((reports_dir / "benchmark-graph.json").read_text())
@@ -160,6 +172,12 @@ def run_pipeline_benchmark(
     chart = reports_dir / f"benchmark-{label}.png"
     chart_png(result["summary"], chart)
     (reports_dir / f"benchmark-{label}.md").write_text(markdown(result, chart.name))
+    failed = [r for r in runs if r.get("failed")]
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} of {len(runs)} runs failed (recorded in "
+            f"{reports_dir / f'benchmark-{label}.json'}); first: {failed[0]['error']}"
+        )
     return result
 
 
@@ -182,8 +200,19 @@ def _cluster(master: str) -> dict | None:
 def summarize(runs: list[dict]) -> dict:
     """Medians, min and max per (kind, engine), and the figures the targets are about."""
     summary: dict = {}
+    failures: dict = {}
     for run in runs:
-        summary.setdefault(f"{run['kind']}/{run['engine']}", []).append(run)
+        name = f"{run['kind']}/{run['engine']}"
+        (failures if run.get("failed") else summary).setdefault(name, []).append(run)
+    failed = {
+        name: {
+            "runs": len(mine),
+            "wall_seconds": spread(r["wall_seconds"] for r in mine),
+            "peak_rss_bytes": spread(r["peak_rss_bytes"] for r in mine),
+            "error": mine[-1]["error"],
+        }
+        for name, mine in failures.items()
+    }
     figures = {}
     for name, mine in summary.items():
         figures[name] = {
@@ -204,7 +233,7 @@ def summarize(runs: list[dict]) -> dict:
         derived["dagster_overhead_polars"] = (polars - plain) / plain
     if polars and spark:
         derived["spark_over_polars"] = spark / polars
-    return {"by_run_kind": figures, "derived": derived}
+    return {"by_run_kind": figures, "derived": derived, "failed": failed}
 
 
 def markdown(result: dict, chart: str) -> str:
@@ -233,6 +262,13 @@ def markdown(result: dict, chart: str) -> str:
             f"[{wall['min']:.1f}-{wall['max']:.1f}] | {rss['median'] / 2**30:.2f} "
             f"(max {rss['max'] / 2**30:.2f}) | {figures['cpu_utilisation']['median']:.2f} |"
         )
+    for name, failure in sorted(result["summary"].get("failed", {}).items()):
+        lines.append(
+            f"| {name}: FAILED | {failure['runs']} | {failure['wall_seconds']['median']:.1f} "
+            f"(when it failed) | {failure['peak_rss_bytes']['median'] / 2**30:.2f} | - |"
+        )
+    for name, failure in sorted(result["summary"].get("failed", {}).items()):
+        lines += ["", f"{name} failed: `{failure['error']}`"]
     lines += ["", "Derived (medians):", ""]
     labels = {
         "polars_over_io_floor": "Polars (orchestrated) / I/O floor: {:.2f}x (target at most 4x)",

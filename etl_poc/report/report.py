@@ -47,6 +47,7 @@ class Measured:
     settings: dict = field(default_factory=dict)
     cpus: str | None = None
     cluster: dict | None = None
+    failed: dict = field(default_factory=dict)  # run kinds that failed: when, at what peak, why
 
     @property
     def on_cluster(self) -> bool:
@@ -92,6 +93,7 @@ def load_measurements(measurements_dir: Path) -> list[Measured]:
                 settings=content.get("settings") or {},
                 cpus=content.get("cpus"),
                 cluster=content.get("spark_cluster"),
+                failed=content["summary"].get("failed") or {},
             )
         )
     return sorted(found, key=lambda m: (m.events, m.label))
@@ -266,6 +268,12 @@ def _variants(everything: list[Measured], defaults: list[Measured]) -> list[str]
             lines.append(
                 f"| {m.size} | {m.variant} ({m.source}) | {run} | {_seconds(wall)} | "
                 f"{_ratio(wall, base_wall)} | {_gib(peak)} | {_ratio(peak, base_peak)} |"
+            )
+        for run, failure in sorted(m.failed.items()):
+            wall, peak = failure["wall_seconds"]["median"], failure["peak_rss_bytes"]["median"]
+            lines.append(
+                f"| {m.size} | {m.variant} ({m.source}) | {run}: **failed** after "
+                f"{wall:.1f} s: `{failure['error'][:160]}` | - | - | {_gib(peak)} | - |"
             )
     return lines
 

@@ -31,6 +31,16 @@ def test_medians_and_the_derived_figures():
     }
 
 
+def test_a_failed_run_is_recorded_apart_not_averaged_in():
+    failed = {**_run("dagster", "spark", 30.0, 2), "failed": True, "error": "OutOfMemoryError"}
+    summary = summarize([_run("dagster", "spark", 60.0), failed])
+    assert summary["by_run_kind"]["dagster/spark"]["wall_seconds"]["median"] == 60.0
+    assert summary["by_run_kind"]["dagster/spark"]["runs"] == 1
+    assert summary["failed"]["dagster/spark"]["runs"] == 1
+    assert summary["failed"]["dagster/spark"]["error"] == "OutOfMemoryError"
+    assert summary["failed"]["dagster/spark"]["wall_seconds"]["median"] == 30.0
+
+
 @pytest.mark.spark
 @pytest.mark.slow
 def test_the_harness_runs_end_to_end_on_tiny_data(tmp_path):

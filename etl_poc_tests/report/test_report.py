@@ -48,6 +48,16 @@ def test_the_report_is_built_from_the_measured_files(tmp_path: Path):
     # A variant: beside the default runs, out of the fit.
     _benchmark(tmp_path, "medium", 10_000_000, 140.0, 630.0, 5.4 * 2**30, "medium-1core",
                settings={"ETL_POC_POLARS_ENGINE": "streaming"})  # fmt: skip
+    # A variant that failed: reported with when, at what peak and why.
+    _benchmark(tmp_path, "medium", 10_000_000, 0, 0, 0, "medium-spark-1g",
+               settings={"ETL_POC_SPARK_DRIVER_MEMORY": "1g"})  # fmt: skip
+    failed_run = tmp_path / "benchmark-medium-spark-1g.json"
+    content = json.loads(failed_run.read_text())
+    content["summary"]["by_run_kind"] = {}
+    content["summary"]["failed"] = {"dagster/spark": {
+        "runs": 1, "wall_seconds": _stats(95.0), "peak_rss_bytes": _stats(2.5 * 2**30),
+        "error": "java.lang.OutOfMemoryError: Java heap space"}}  # fmt: skip
+    failed_run.write_text(json.dumps(content))
     out = tmp_path / "out"
     report = build_report(tmp_path, out).read_text()
     assert "benchmark-medium.json" in report
@@ -73,6 +83,10 @@ def test_the_report_is_built_from_the_measured_files(tmp_path: Path):
     assert "| 4 | 300.0 |" in report
     assert "No number of workers is projected to beat Polars on one node (70.0 s)" in report
     assert "Spark's serial share 0.50 at 10,000,000 events: at most 2.0x" in report
+    assert (
+        "| dagster/spark: **failed** after 95.0 s: `java.lang.OutOfMemoryError: Java heap space` | - | - | 2.50 | - |"
+        in report
+    )
     # The variant against the default of the same size: half the memory, twice the time.
     assert (
         "| medium | ETL_POC_POLARS_ENGINE=streaming (benchmark-medium-1core.json) | dagster/polars | 140.0 | 2.00 | 5.40 | 0.50 |"
