@@ -48,6 +48,7 @@ class Measured:
     cpus: str | None = None
     cluster: dict | None = None
     failed: dict = field(default_factory=dict)  # run kinds that failed: when, at what peak, why
+    graph: dict | None = None  # the per-layer comparison of the same runs
 
     @property
     def on_cluster(self) -> bool:
@@ -94,6 +95,7 @@ def load_measurements(measurements_dir: Path) -> list[Measured]:
                 cpus=content.get("cpus"),
                 cluster=content.get("spark_cluster"),
                 failed=content["summary"].get("failed") or {},
+                graph=content.get("graph"),
             )
         )
     return sorted(found, key=lambda m: (m.events, m.label))
@@ -173,6 +175,7 @@ def build_report(
     chart = out_dir / "report-scaling.png"
     if _scaling_png(growth, chart):
         lines += ["", f"![wall time and peak memory against events, log-log]({chart.name})"]
+    lines += _layers(defaults)
     lines += _variants(everything, defaults)
     lines += _single_node_costs(defaults, prices)
     cluster = _cluster_section(everything, defaults, prices)
@@ -242,6 +245,37 @@ def _memory_limit(engine: str, rss: list, exponent: float, host_bytes: float) ->
         f"Projected from that fit, it would reach this host's {host_bytes / 2**30:.0f} GiB at "
         f"about {limit:,.0f} events (a projection)."
     )
+
+
+def _layers(defaults: list[Measured]) -> list[str]:
+    """Where the time, memory and cores go, layer by layer (the assets' own metadata)."""
+    with_layers = [m for m in defaults if m.graph and m.graph.get("layers")]
+    if not with_layers:
+        return []
+    lines = [
+        "",
+        "## Resource patterns, layer by layer",
+        "",
+        "From the materializations' own metadata of the same runs (medians): each layer's "
+        "seconds, peak RSS of the process tree (the JVM counted for Spark) and cores busy.",
+        "",
+        "| data (file) | layer | Polars s | Spark s | Spark/Polars | Polars GiB | Spark GiB "
+        "| Polars cores | Spark cores |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in with_layers:
+        for layer, engines in m.graph["layers"].items():
+            p, s = engines.get("polars"), engines.get("spark")
+            if not (p and s):
+                continue
+            seconds = p["seconds"]["median"], s["seconds"]["median"]
+            lines.append(
+                f"| {m.size} ({m.source}) | {layer} | {seconds[0]:.1f} | {seconds[1]:.1f} | "
+                f"{_ratio(seconds[1], seconds[0])} | {_gib(p['peak_rss_bytes']['median'])} | "
+                f"{_gib(s['peak_rss_bytes']['median'])} | {p['cpu_utilisation']['median']:.2f} | "
+                f"{s['cpu_utilisation']['median']:.2f} |"
+            )
+    return lines
 
 
 def _variants(everything: list[Measured], defaults: list[Measured]) -> list[str]:

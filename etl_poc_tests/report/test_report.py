@@ -32,7 +32,12 @@ def _benchmark(reports: Path, size: str, events: int, polars: float, spark: floa
         "host": {"cores": 2, "memory_bytes": 24 * 2**30},
         "summary": {"by_run_kind": figures, "derived": {}}, "settings": settings or {},
         "spark_cluster": {"workers": workers, "cores": workers} if workers else None,
-        "graph": {"layers": {"raw": {"polars": {"rows_in": _stats(events, 0)}}}},
+        "graph": {"layers": {"raw": {
+            "polars": {"rows_in": _stats(events, 0), "seconds": _stats(polars / 5),
+                       "peak_rss_bytes": _stats(rss), "cpu_utilisation": _stats(1.5)},
+            "spark": {"rows_in": _stats(events, 0), "seconds": _stats(spark / 5),
+                      "peak_rss_bytes": _stats(2 * rss), "cpu_utilisation": _stats(1.5)},
+        }}},
     }  # fmt: skip
     (reports / f"benchmark-{label or size}.json").write_text(json.dumps(content))
 
@@ -85,6 +90,11 @@ def test_the_report_is_built_from_the_measured_files(tmp_path: Path):
     assert "Spark's serial share 0.50 at 10,000,000 events: at most 2.0x" in report
     assert (
         "| dagster/spark: **failed** after 95.0 s: `java.lang.OutOfMemoryError: Java heap space` | - | - | 2.50 | - |"
+        in report
+    )
+    # Where the time goes, layer by layer.
+    assert (
+        "| medium (benchmark-medium.json) | raw | 14.0 | 63.0 | 4.50 | 10.80 | 21.60 | 1.50 | 1.50 |"
         in report
     )
     # The variant against the default of the same size: half the memory, twice the time.
