@@ -136,6 +136,21 @@ def host_facts() -> dict:
     }
 
 
+def cpu_speed(repeat: int = 5) -> float:
+    """One core's speed now, as SHA-256 megabytes per second (the best of `repeat` rounds of
+    16 MB): on a shared VM the same code runs faster or slower from day to day, and figures
+    measured on different days compare only through this."""
+    import hashlib
+
+    block = bytes(16 * 2**20)
+    best = float("inf")
+    for _ in range(repeat):
+        began = time.perf_counter()
+        hashlib.sha256(block).digest()
+        best = min(best, time.perf_counter() - began)
+    return 16 / best
+
+
 def engine_versions(engine: str, spark=None) -> dict[str, str]:
     """The versions behind an engine's figures (Spark's: the JVM's, from its session)."""
     from importlib.metadata import version

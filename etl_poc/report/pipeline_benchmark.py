@@ -25,7 +25,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from etl_poc.measure.usage import TreeSampler, host_facts
+from etl_poc.measure.usage import TreeSampler, cpu_speed, host_facts
 from etl_poc.report.stats import spread
 
 
@@ -114,6 +114,7 @@ def run_pipeline_benchmark(
         "etl_poc/processed_at": processed_at,
     })  # fmt: skip
     dagster = str(Path(sys.executable).with_name("dagster"))
+    speed_before = cpu_speed()
     runs: list[dict] = []
     for attempt in range(1, repeat + 1):
         order = engines if attempt % 2 else tuple(reversed(engines))
@@ -162,7 +163,7 @@ def run_pipeline_benchmark(
         "window": [first, last],
         "repeat": repeat,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": host_facts(),
+        "host": {**host_facts(), "cpu_speed_mb_s": [speed_before, cpu_speed()]},
         "summary": summarize(runs),
         "graph": graph,
         "runs": runs,

@@ -165,7 +165,9 @@ def build_report(
     lines += [
         f"Built by `make report` from the harness's JSON files in `{measurements_dir}`; every "
         "table names the file it comes from. Figures are medians [min-max] of fresh-process "
-        "runs on the host named; a projection or fit says so.",
+        "runs on the host named; a projection or fit says so. The host is a shared VM whose "
+        "speed changes from day to day: each file records one core's speed (SHA-256 MB/s) "
+        "before and after its runs, and only figures of similar speed compare.",
         "",
         *_results(everything),
     ]
@@ -200,11 +202,19 @@ def _results(everything: list[Measured]) -> list[str]:
             wall, rss = figures["wall_seconds"], figures["peak_rss_bytes"]
             lines.append(
                 f"| {m.size}, {m.events:,} events ({m.source}, {m.measured_at}, "
-                f"{m.host['cores']} cores) | {m.variant} | {run} | {wall['median']:.1f} "
+                f"{_host(m.host)}) | {m.variant} | {run} | {wall['median']:.1f} "
                 f"[{wall['min']:.1f}-{wall['max']:.1f}] | {rss['median'] / 2**30:.2f} | "
                 f"{figures['cpu_utilisation']['median']:.2f} |"
             )
     return lines
+
+
+def _host(host: dict) -> str:
+    """Cores, and one core's speed before and after the runs (SHA-256 MB/s) when recorded."""
+    speed = host.get("cpu_speed_mb_s")
+    return f"{host['cores']} cores" + (
+        f", core speed {speed[0]:.0f}/{speed[1]:.0f} MB/s" if speed else ""
+    )
 
 
 def _growth(defaults: list[Measured]) -> dict:

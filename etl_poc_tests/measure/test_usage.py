@@ -50,3 +50,10 @@ def test_excluded_processes_are_not_counted():
     with TreeSampler(parent.pid, interval=0.02, exclude=(name,)) as sampler:
         parent.wait()
     assert 0 < sampler.usage.peak_rss_bytes < 200 * 1024 * 1024
+
+
+def test_cpu_speed_is_a_plausible_rate():
+    from etl_poc.measure.usage import cpu_speed
+
+    speed = cpu_speed(repeat=3)
+    assert 10 < speed < 100_000  # MB/s of SHA-256 on one core: any real CPU is in this range

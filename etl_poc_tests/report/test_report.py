@@ -29,7 +29,7 @@ def _benchmark(reports: Path, size: str, events: int, polars: float, spark: floa
     content = {
         "benchmark": "pipeline", "size": size, "label": label or size, "spark_master": master,
         "measured_at": "2026-11-29T16:35:09+00:00",
-        "host": {"cores": 2, "memory_bytes": 24 * 2**30},
+        "host": {"cores": 2, "memory_bytes": 24 * 2**30, "cpu_speed_mb_s": [1500.4, 1490.0]},
         "summary": {"by_run_kind": figures, "derived": {}}, "settings": settings or {},
         "spark_cluster": {"workers": workers, "cores": workers} if workers else None,
         "graph": {"layers": {"raw": {
@@ -67,6 +67,7 @@ def test_the_report_is_built_from_the_measured_files(tmp_path: Path):
     report = build_report(tmp_path, out).read_text()
     assert "benchmark-medium.json" in report
     assert "| medium, 10,000,000 events" in report
+    assert "2 cores, core speed 1500/1490 MB/s" in report
     assert "70.0 [63.0-77.0]" in report
     # Time grows like events ** (log 35 / log 100) for Polars, memory like events ** 0.67
     # (log 21.6 / log 100): 24 GiB at 10M x (24 / 10.8) ** (1 / 0.667) events.
