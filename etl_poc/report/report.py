@@ -177,6 +177,7 @@ def build_report(
     chart = out_dir / "report-scaling.png"
     if _scaling_png(growth, chart):
         lines += ["", f"![wall time and peak memory against events, log-log]({chart.name})"]
+    lines += _targets(defaults)
     lines += _layers(defaults)
     lines += _variants(everything, defaults)
     lines += _single_node_costs(defaults, prices)
@@ -255,6 +256,40 @@ def _memory_limit(engine: str, rss: list, exponent: float, host_bytes: float) ->
         f"Projected from that fit, it would reach this host's {host_bytes / 2**30:.0f} GiB at "
         f"about {limit:,.0f} events (a projection)."
     )
+
+
+POLARS_PEAK_TARGET = 6e9  # bytes: the Polars lineage's peak on `large`, under 6 GB
+
+
+def _targets(defaults: list[Measured]) -> list[str]:
+    """The benchmark targets, met or not, from the default runs."""
+    lines = ["", "## Targets", ""]
+    for m in defaults:
+        floor, overhead = (m.derived.get(k) for k in ("polars_over_io_floor",
+                                                      "dagster_overhead_polars"))  # fmt: skip
+        if floor is not None:
+            verdict = "met" if floor <= 4 else "not met"
+            lines.append(
+                f"- {m.size}: Polars through Dagster {floor:.1f}x the I/O floor (target at most "
+                f"4x: {verdict})."
+            )
+        if overhead is not None:
+            verdict = "met" if overhead < 0.15 else "not met"
+            lines.append(
+                f"- {m.size}: Dagster adds {overhead:.0%} to the Polars run (target under 15 %: "
+                f"{verdict})."
+            )
+    large = [m for m in defaults if m.events >= 100_000_000]
+    peak = _median(large[-1], ENGINE_RUNS["polars"], "peak_rss_bytes") if large else None
+    if peak is None:
+        lines.append("- Polars' peak on large (100M events) under 6 GB: not measured.")
+    else:
+        verdict = "met" if peak < POLARS_PEAK_TARGET else "not met"
+        lines.append(
+            f"- Polars' peak on large ({large[-1].events:,} events, {large[-1].source}): "
+            f"{peak / 1e9:.2f} GB (target under 6 GB: {verdict})."
+        )
+    return lines
 
 
 def _layers(defaults: list[Measured]) -> list[str]:

@@ -63,6 +63,9 @@ def test_the_report_is_built_from_the_measured_files(tmp_path: Path):
         "runs": 1, "wall_seconds": _stats(95.0), "peak_rss_bytes": _stats(2.5 * 2**30),
         "error": "java.lang.OutOfMemoryError: Java heap space"}}  # fmt: skip
     failed_run.write_text(json.dumps(content))
+    medium = json.loads((tmp_path / "benchmark-medium.json").read_text())
+    medium["summary"]["derived"] = {"polars_over_io_floor": 12.9, "dagster_overhead_polars": 0.1}
+    (tmp_path / "benchmark-medium.json").write_text(json.dumps(medium))
     out = tmp_path / "out"
     report = build_report(tmp_path, out).read_text()
     assert "benchmark-medium.json" in report
@@ -93,6 +96,12 @@ def test_the_report_is_built_from_the_measured_files(tmp_path: Path):
         "| dagster/spark: **failed** after 95.0 s: `java.lang.OutOfMemoryError: Java heap space` | - | - | 2.50 | - |"
         in report
     )
+    assert "Polars' peak on large (100M events) under 6 GB: not measured." in report
+    assert (
+        "- medium: Polars through Dagster 12.9x the I/O floor (target at most 4x: not met)."
+        in report
+    )
+    assert "- medium: Dagster adds 10% to the Polars run (target under 15 %: met)." in report
     # Where the time goes, layer by layer.
     assert (
         "| medium (benchmark-medium.json) | raw | 14.0 | 63.0 | 4.50 | 10.80 | 21.60 | 1.50 | 1.50 |"
@@ -121,3 +130,15 @@ def test_the_fitted_exponent():
     assert fitted_exponent([(10, 100), (100, 1000), (1000, 10000)]) == pytest.approx(1.0)
     assert fitted_exponent([(10, 5), (1000, 5)]) == pytest.approx(0.0)
     assert fitted_exponent([(10, 5)]) is None
+
+
+def test_the_measurements_in_the_repository_make_a_report(tmp_path: Path):
+    """`make report` works from a fresh clone: the measured JSON kept in measurements/ is read
+    by this version of the report, and every default size shows up in it."""
+    measurements = Path(__file__).resolve().parents[2] / "measurements"
+    files = sorted(measurements.glob("benchmark-*.json"))
+    assert files, f"no measured benchmark-*.json in {measurements}"
+    report = build_report(measurements, tmp_path).read_text()
+    for path in files:
+        assert path.name in report
+    assert "```mermaid" in report
