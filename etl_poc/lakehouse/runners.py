@@ -166,6 +166,17 @@ def polars_options(environ=os.environ) -> dict:
     }
 
 
+def _preview(frame: pl.DataFrame) -> pl.DataFrame:
+    """The first rows as a frame of their own: `head` is a view that keeps the whole frame's
+    buffers alive, which would keep every piece of a window in memory."""
+    import io
+
+    buffer = io.BytesIO()
+    frame.head(PREVIEW_ROWS).write_ipc(buffer)
+    buffer.seek(0)
+    return pl.read_ipc(buffer)
+
+
 def _sum_counts(results: list[LayerResult]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for result in results:
@@ -248,7 +259,7 @@ class PolarsRunner:
                 window, layers, self.engine, "raw", REJECT_KEY, start, end, part
             )
             rows += window.height
-            preview = preview if preview.height else window.head(PREVIEW_ROWS)
+            preview = preview if preview.height else _preview(window)
         return LayerResult(rows, preview, {**read, "pieces": len(pieces)})
 
     def _landing_pieces(self, files: list[Path]) -> list[tuple]:
@@ -304,7 +315,7 @@ class PolarsRunner:
                 "rejected_rows": rejects.height,
                 "duplicates_removed": raw_rows - rejects.height - clean.height,
             }
-            results.append(LayerResult(clean.height, clean.head(PREVIEW_ROWS), counts))
+            results.append(LayerResult(clean.height, _preview(clean), counts))
         return LayerResult(
             sum(r.rows for r in results),
             _first_preview(results),
@@ -332,7 +343,7 @@ class PolarsRunner:
             self._write(enriched, "enriched", EVENT_KEY, first, stop)
             status = dict(enriched["ip_status"].value_counts().iter_rows())
             counts = {f"ip_{name}": int(count) for name, count in status.items()}
-            results.append(LayerResult(enriched.height, enriched.head(PREVIEW_ROWS), counts))
+            results.append(LayerResult(enriched.height, _preview(enriched), counts))
         if not results:
             raise FileNotFoundError(f"polars cleansed: nothing for [{start}, {end})")
         return LayerResult(
@@ -353,9 +364,7 @@ class PolarsRunner:
                 started_before = pl.col("session_start") < datetime.combine(first, time(), UTC)
                 continued += sessionized.filter(started_before)["session_id"].n_unique()
             sessions = {"sessions": sessionized["session_id"].n_unique()}
-            results.append(
-                LayerResult(sessionized.height, sessionized.head(PREVIEW_ROWS), sessions)
-            )
+            results.append(LayerResult(sessionized.height, _preview(sessionized), sessions))
             context = context_day if first == start else None
             results[-1].details = {"context_day": context}
         if not results:
