@@ -126,6 +126,28 @@ def fitted_exponent(points: list[tuple[float, float]]) -> float | None:
     return covariance / variance
 
 
+def _newest(defaults: list[Measured], run: str) -> list[Measured]:
+    """Per size, the newest default measurement that has this run kind (a later, narrower
+    measurement of one engine supersedes an earlier one; both stay in the results table)."""
+    by_events: dict[int, Measured] = {}
+    for m in defaults:
+        if m.by_run_kind.get(run) and (
+            m.events not in by_events or m.measured_at > by_events[m.events].measured_at
+        ):
+            by_events[m.events] = m
+    return [by_events[events] for events in sorted(by_events)]
+
+
+def _at(defaults: list[Measured], events: int, run: str) -> Measured | None:
+    return next((m for m in _newest(defaults, run) if m.events == events), None)
+
+
+def _value(defaults: list[Measured], events: int, run: str, key: str) -> float | None:
+    """The median of a run kind at a size, from the newest default measurement with it."""
+    m = _at(defaults, events, run)
+    return _median(m, run, key) if m else None
+
+
 def _median(measured: Measured, run: str, key: str) -> float | None:
     figures = measured.by_run_kind.get(run)
     return figures[key]["median"] if figures else None
@@ -223,8 +245,8 @@ def _growth(defaults: list[Measured]) -> dict:
     host's memory (a projection)."""
     lines, growth = [], {}
     for engine, run in ENGINE_RUNS.items():
-        wall = [(m.events, _median(m, run, "wall_seconds")) for m in defaults]
-        rss = [(m.events, _median(m, run, "peak_rss_bytes")) for m in defaults]
+        wall = [(m.events, _median(m, run, "wall_seconds")) for m in _newest(defaults, run)]
+        rss = [(m.events, _median(m, run, "peak_rss_bytes")) for m in _newest(defaults, run)]
         wall = [(x, y) for x, y in wall if y]
         rss = [(x, y) for x, y in rss if y]
         time_exp, memory_exp = fitted_exponent(wall), fitted_exponent(rss)
@@ -279,7 +301,7 @@ def _targets(defaults: list[Measured]) -> list[str]:
                 f"- {m.size}: Dagster adds {overhead:.0%} to the Polars run (target under 15 %: "
                 f"{verdict})."
             )
-    large = [m for m in defaults if m.events >= 100_000_000]
+    large = [m for m in _newest(defaults, ENGINE_RUNS["polars"]) if m.events >= 100_000_000]
     peak = _median(large[-1], ENGINE_RUNS["polars"], "peak_rss_bytes") if large else None
     if peak is None:
         lines.append("- Polars' peak on large (100M events) under 6 GB: not measured.")
@@ -339,11 +361,10 @@ def _variants(everything: list[Measured], defaults: list[Measured]) -> list[str]
         "|---|---|---|---:|---:|---:|---:|",
     ]
     for m in variants:
-        base = next((d for d in defaults if d.events == m.events and d.is_default), None)
         for run in sorted(m.by_run_kind):
             wall, peak = _median(m, run, "wall_seconds"), _median(m, run, "peak_rss_bytes")
-            base_wall = _median(base, run, "wall_seconds") if base else None
-            base_peak = _median(base, run, "peak_rss_bytes") if base else None
+            base_wall = _value(defaults, m.events, run, "wall_seconds")
+            base_peak = _value(defaults, m.events, run, "peak_rss_bytes")
             lines.append(
                 f"| {m.size} | {m.variant} ({m.source}) | {run} | {_seconds(wall)} | "
                 f"{_ratio(wall, base_wall)} | {_gib(peak)} | {_ratio(peak, base_peak)} |"
@@ -374,11 +395,12 @@ def _single_node_costs(defaults: list[Measured], prices: dict) -> list[str]:
         "| data | engine | node | USD per run | USD per million events |",
         "|---|---|---|---:|---:|",
     ]
-    for m in defaults:
+    for events in sorted({m.events for m in defaults}):
         for engine, run in ENGINE_RUNS.items():
-            wall, peak = _median(m, run, "wall_seconds"), _median(m, run, "peak_rss_bytes")
-            if wall is None:
+            m = _at(defaults, events, run)
+            if m is None:
                 continue
+            wall, peak = _median(m, run, "wall_seconds"), _median(m, run, "peak_rss_bytes")
             node = smallest_node(peak, prices)
             if node is None:
                 lines.append(f"| {m.size} | {engine} | none holds {peak / 2**30:.0f} GiB | | |")
@@ -420,12 +442,11 @@ def _cluster_section(everything: list[Measured], defaults: list[Measured], price
         "|---|---:|---:|---:|---:|",
     ]
     for m in cluster:
-        local = next((d for d in defaults if d.events == m.events), None)
         lines.append(
             f"| {m.label} ({m.source}, {m.measured_at}) | {m.workers or '?'} | "
             f"{_seconds(_median(m, ENGINE_RUNS['spark'], 'wall_seconds'))} | "
-            f"{_seconds(_median(local, ENGINE_RUNS['spark'], 'wall_seconds') if local else None)} | "
-            f"{_seconds(_median(local, ENGINE_RUNS['polars'], 'wall_seconds') if local else None)} |"
+            f"{_seconds(_value(defaults, m.events, ENGINE_RUNS['spark'], 'wall_seconds'))} | "
+            f"{_seconds(_value(defaults, m.events, ENGINE_RUNS['polars'], 'wall_seconds'))} |"
         )
     worker_node = min(
         (i for i in prices.values() if i.memory_gib >= 8), key=lambda i: i.usd_per_hour
@@ -440,9 +461,8 @@ def _cluster_section(everything: list[Measured], defaults: list[Measured], price
             continue
         one, two = by_workers[1], by_workers[2]
         share = serial_fraction(one, two)
-        local = next((d for d in defaults if d.events == events), None)
-        polars = _median(local, ENGINE_RUNS["polars"], "wall_seconds") if local else None
-        polars_peak = _median(local, ENGINE_RUNS["polars"], "peak_rss_bytes") if local else None
+        polars = _value(defaults, events, ENGINE_RUNS["polars"], "wall_seconds")
+        polars_peak = _value(defaults, events, ENGINE_RUNS["polars"], "peak_rss_bytes")
         fit = {"events": events, "one": one, "two": two, "share": share, "polars": polars}
         found["fits"].append(fit)
         lines += [
@@ -561,18 +581,17 @@ def _flowchart(defaults: list[Measured], growth: dict, cluster: dict) -> list[st
     """A mermaid flowchart whose numbers come from the measurements: Polars' peak per run at
     the largest size with both engines, Spark's slowdown there and its growth, and the
     cluster's serial share."""
-    both = [m for m in defaults if all(_median(m, r, "wall_seconds") for r in ENGINE_RUNS.values())]
-    largest = (both or defaults)[-1]
-    polars_wall = _median(largest, ENGINE_RUNS["polars"], "wall_seconds")
-    spark_wall = _median(largest, ENGINE_RUNS["spark"], "wall_seconds")
-    biggest_polars = max(
-        (m for m in defaults if _median(m, ENGINE_RUNS["polars"], "peak_rss_bytes")),
-        key=lambda m: m.events,
-        default=None,
+    polars_run, spark_run = ENGINE_RUNS["polars"], ENGINE_RUNS["spark"]
+    both = sorted(
+        {m.events for m in _newest(defaults, polars_run)}
+        & {m.events for m in _newest(defaults, spark_run)}
     )
-    peak = (
-        _median(biggest_polars, ENGINE_RUNS["polars"], "peak_rss_bytes") if biggest_polars else None
-    )
+    events = both[-1] if both else defaults[-1].events
+    largest = _at(defaults, events, spark_run) or defaults[-1]
+    polars_wall = _value(defaults, events, polars_run, "wall_seconds")
+    spark_wall = _value(defaults, events, spark_run, "wall_seconds")
+    biggest_polars = (_newest(defaults, polars_run) or [None])[-1]
+    peak = _median(biggest_polars, polars_run, "peak_rss_bytes") if biggest_polars else None
     ratio = spark_wall / polars_wall if polars_wall and spark_wall else None
     memory = (
         f"Polars peaked at {_gib(peak)} GiB for {biggest_polars.events:,} events, working "
@@ -580,7 +599,7 @@ def _flowchart(defaults: list[Measured], growth: dict, cluster: dict) -> list[st
         if peak
         else "Polars' peak: not measured"
     )
-    slower = f"Spark {ratio:.1f}x slower at {largest.events:,} events" if ratio else "not measured"
+    slower = f"Spark {ratio:.1f}x slower at {events:,} events" if ratio else "not measured"
     fits = sorted(cluster.get("fits", []), key=lambda f: f["events"])
     if fits:
         fit = fits[-1]

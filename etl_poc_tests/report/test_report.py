@@ -142,3 +142,17 @@ def test_the_measurements_in_the_repository_make_a_report(tmp_path: Path):
     for path in files:
         assert path.name in report
     assert "```mermaid" in report
+
+
+def test_a_newer_measurement_of_one_engine_supersedes_the_older(tmp_path: Path):
+    _benchmark(tmp_path, "small", 100_000, 2.0, 40.0, 0.5 * 2**30)
+    _benchmark(tmp_path, "medium", 10_000_000, 70.0, 315.0, 10.8 * 2**30)
+    _benchmark(tmp_path, "medium", 10_000_000, 60.0, 0, 4 * 2**30, "medium-polars")
+    newer = json.loads((tmp_path / "benchmark-medium-polars.json").read_text())
+    newer["measured_at"] = "2026-11-30T10:00:00+00:00"
+    del newer["summary"]["by_run_kind"]["dagster/spark"]
+    (tmp_path / "benchmark-medium-polars.json").write_text(json.dumps(newer))
+    report = build_report(tmp_path).read_text()
+    assert "Spark 5.2x slower at 10,000,000 events" in report  # 315 / 60, not 315 / 70
+    assert "Polars peaked at 4.00 GiB for 10,000,000 events" in report
+    assert "benchmark-medium.json" in report  # the older one stays in the results
