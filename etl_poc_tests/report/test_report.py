@@ -98,10 +98,13 @@ def test_the_report_is_built_from_the_measured_files(tmp_path: Path):
     )
     assert "Polars' peak on large (100M events) under 6 GB: not measured." in report
     assert (
-        "- medium: Polars through Dagster 12.9x the I/O floor (target at most 4x: not met)."
+        "- medium (benchmark-medium.json): Polars through Dagster 12.9x the I/O floor (target at most 4x: not met)."
         in report
     )
-    assert "- medium: Dagster adds 10% to the Polars run (target under 15 %: met)." in report
+    assert (
+        "- medium (benchmark-medium.json): Dagster adds 10% to the Polars run (target under 15 %: met)."
+        in report
+    )
     # Where the time goes, layer by layer.
     assert (
         "| medium (benchmark-medium.json) | raw | 14.0 | 63.0 | 4.50 | 10.80 | 21.60 | 1.50 | 1.50 |"
