@@ -277,9 +277,15 @@ def _memory_limit(engine: str, rss: list, exponent: float, host_bytes: float) ->
             "by the work held at once, not by the data."
         )
     limit = events * (host_bytes / peak) ** (1 / exponent)
+    capped = (
+        " Spark's JVM heap is capped (ETL_POC_SPARK_DRIVER_MEMORY), so past the cap it spills "
+        "to disk and slows down rather than fails."
+        if engine == "spark"
+        else ""
+    )
     return (
         f"Projected from that fit, it would reach this host's {host_bytes / 2**30:.0f} GiB at "
-        f"about {limit:,.0f} events (a projection)."
+        f"about {limit:,.0f} events (a projection).{capped}"
     )
 
 
