@@ -481,7 +481,14 @@ def _cluster_section(everything: list[Measured], defaults: list[Measured], price
             f"Model: T(N) = T(1) x (s + (1 - s) / N), with T(1) = {one:.1f} s and T(2) = "
             f"{two:.1f} s measured, so the serial share s = 2 T(2)/T(1) - 1 = {share:.2f}; a "
             f"cluster can never be more than {_speedup(share)} faster than one worker. "
-            "Start-up per node (the cluster's and the session's) is inside the measured times "
+            + (
+                "The second worker made the run slower: both workers, the driver and the "
+                "master share this host's cores, so no parallel share is measurable here and "
+                "the projection is flat; a cluster of separate hosts has to be measured. "
+                if two >= one
+                else ""
+            )
+            + "Start-up per node (the cluster's and the session's) is inside the measured times "
             "and taken as constant. Cost: N nodes of "
             f"{worker_node.name} ({worker_node.memory_gib:.0f} GiB, ${worker_node.usd_per_hour}/h"
             "), one per worker, per-second billing.",
