@@ -630,8 +630,14 @@ def _flowchart(defaults: list[Measured], growth: dict, cluster: dict) -> list[st
         )
     else:
         scale_out = "cluster speed-up not measured yet (make cluster-up, bench --label ...)"
-    time_exp = growth.get("polars", (None,))[0]
-    grows = f"Polars time grows like events^{time_exp:.2f}" if time_exp else "growth not fitted"
+    points = growth.get("polars", (None, None, [], []))[2]
+    time_exp = fitted_exponent(points[-2:]) if len(points) >= 2 else None
+    grows = (
+        f"Polars time grows like events^{time_exp:.2f} from {points[-2][0]:,} to "
+        f"{points[-1][0]:,} events"
+        if time_exp is not None
+        else "growth not fitted"
+    )
     return [
         "```mermaid",
         "flowchart TD",
