@@ -112,7 +112,7 @@ def polars_write(
     """Replace the window [start, end) of a layer with `frame` (rows outside it are an error)."""
     _check_inside(frame, layer, key, start, end)
     clear_window(root, engine, layer, key, start, end)
-    polars_add_part(frame, root, engine, layer, key, start, end, part=0)
+    _write_days(frame, root, engine, layer, key, part=0)
 
 
 def polars_add_part(
@@ -128,6 +128,10 @@ def polars_add_part(
     """Add `frame` to the window's days as their file part-<part>.parquet, next to what they
     hold: a window written piece by piece (cleared first with clear_window)."""
     _check_inside(frame, layer, key, start, end)
+    _write_days(frame, root, engine, layer, key, part)
+
+
+def _write_days(frame: pl.DataFrame, root: Path, engine: str, layer: str, key: str, part: int):
     for (day,), rows in frame.partition_by(key, as_dict=True, maintain_order=False).items():
         target = _day_dir(root, engine, layer, key, day)
         target.mkdir(parents=True, exist_ok=True)
