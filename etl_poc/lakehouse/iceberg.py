@@ -39,6 +39,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 
 from etl_poc.logic.spec import REJECT_COLUMNS
 
@@ -46,6 +47,7 @@ CATALOG_NAME = "lakehouse"
 EVENTS_TABLE = "clickstream_events"
 REJECTS_TABLE = "clickstream_rejects"
 COMMIT_ATTEMPTS = 8
+CREATE_ATTEMPTS = 5
 
 _EVENT_FIELDS = [
     ("event_id", StringType(), True),
@@ -126,15 +128,16 @@ def catalog_exists(warehouse: Path, uri: str | None = None) -> bool:
 def open_catalog(warehouse: Path, uri: str | None = None) -> SqlCatalog:
     """The catalog `lakehouse` with its data files under `warehouse`. Without `uri`, the
     embedded SQLite catalog, in WAL mode with a busy timeout so that two engines' runs can
-    commit at the same time; with `uri`, the SQLAlchemy database it names."""
+    commit at the same time; with `uri`, the SQLAlchemy database it names (for example
+    postgresql+psycopg2://user@host:5432/db). Two runs opening a new catalog at once both get
+    it: SqlCatalog creates its tables on first use, and on PostgreSQL the loser of that race
+    gets a unique violation (pg_type), so the opening is retried."""
     warehouse.mkdir(parents=True, exist_ok=True)
-    catalog = SqlCatalog(
-        CATALOG_NAME,
-        uri=uri or f"sqlite:///{sqlite_catalog_path(warehouse).resolve()}",
-        warehouse=f"file://{warehouse.resolve()}",
-    )
+    options = {"uri": uri or f"sqlite:///{sqlite_catalog_path(warehouse).resolve()}",
+               "warehouse": f"file://{warehouse.resolve()}"}  # fmt: skip
     if uri:
-        return catalog
+        return _retry_creation(lambda: SqlCatalog(CATALOG_NAME, **options))
+    catalog = SqlCatalog(CATALOG_NAME, **options)
 
     @event.listens_for(catalog.engine, "connect")
     def _sqlite_pragmas(connection, _record):  # pragma: no cover - run by SQLAlchemy
@@ -147,8 +150,21 @@ def open_catalog(warehouse: Path, uri: str | None = None) -> SqlCatalog:
     return catalog
 
 
+def _retry_creation(create):
+    """`create()`, again if it lost a race to create the same catalog row or table (the
+    winner's row is there on the next attempt)."""
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            return create()
+        except IntegrityError:
+            if attempt == CREATE_ATTEMPTS:
+                raise
+            time.sleep(0.05 * attempt)
+
+
 def table_for(catalog: SqlCatalog, namespace: str, layout: TableLayout) -> Table:
-    catalog.create_namespace_if_not_exists(namespace)
+    """The table, created with its namespace if missing (by whichever writer comes first)."""
+    _retry_creation(lambda: catalog.create_namespace_if_not_exists(namespace))
     return catalog.create_table_if_not_exists(
         f"{namespace}.{layout.name}", schema=layout.schema, partition_spec=layout.spec
     )
