@@ -16,7 +16,7 @@ UI_PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export ETL_POC_DATA_DIR := $(DATA_DIR)
 
-.PHONY: help install check-java demo test test-fast lint format ui query generate bench bench-generator report cluster-up cluster-down clean
+.PHONY: help install check-java demo test test-fast lint format ui query generate bench bench-generator report cluster-up cluster-down clean docker-env docker-check docker-build docker-up docker-demo docker-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -116,6 +116,39 @@ cluster-up: install ## make cluster-up WORKERS=2: a Spark standalone master and 
 
 cluster-down: ## stop the Spark standalone cluster, leaving no process behind
 	$(RUN) etl-poc cluster down
+
+# The containers (docker/): Docker Engine with Compose v2. COMPOSE="docker-compose" for v1 (no --wait).
+COMPOSE ?= docker compose
+DOCKER_COMPOSE = $(COMPOSE) -p etl-poc -f docker/compose.yaml --env-file docker/.env
+
+docker-env: docker/.env ## docker/.env from docker/.env.example, with a random PostgreSQL password
+
+docker/.env:
+	@password=$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(16))'); \
+		sed "s/^POSTGRES_PASSWORD=.*/POSTGRES_PASSWORD=$$password/" docker/.env.example > $@
+	@chmod 600 $@
+	@echo "wrote docker/.env with a random PostgreSQL password (git-ignored); edit it for ports and sizes"
+
+docker-check:
+	@$(COMPOSE) version >/dev/null 2>&1 || { \
+		echo "error: '$(COMPOSE)' does not answer: the containers need Docker Engine with Compose v2" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { \
+		echo "error: no Docker engine answers ('docker info' fails): start it, or use make demo without containers" >&2; exit 1; }
+
+docker-build: docker-check docker/.env ## the image etl-poc:latest: Java 17, uv, the locked environment, the project
+	$(DOCKER_COMPOSE) build
+
+docker-up: docker-check docker/.env ## PostgreSQL, a Spark master and 2 workers, Dagster's code location, daemon, webserver
+	$(DOCKER_COMPOSE) up -d --wait
+	@$(DOCKER_COMPOSE) ps
+	@echo "Dagster UI: http://127.0.0.1:$$(grep -E '^DAGSTER_UI_PORT=' docker/.env | cut -d= -f2 || echo 3000)"
+	@echo "Spark master UI: http://127.0.0.1:$$(grep -E '^SPARK_MASTER_UI_PORT=' docker/.env | cut -d= -f2 || echo 8080)"
+
+docker-demo: docker-check ## in the running containers: generate, compare_engines (Spark on the cluster), the summary
+	$(DOCKER_COMPOSE) exec code bash docker/demo.sh
+
+docker-down: docker-check ## stop and remove the containers (the volumes stay; VOLUMES=1 removes them too)
+	$(DOCKER_COMPOSE) down $(if $(VOLUMES),--volumes)
 
 clean: ## remove generated data, reports, the Dagster instance and caches (keeps .venv)
 	rm -rf $(DATA_DIR)/landing $(DATA_DIR)/layers $(DATA_DIR)/warehouse $(DATA_DIR)/demo-dagster.log

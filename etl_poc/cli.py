@@ -1,4 +1,5 @@
-"""`etl-poc`: the project's command line (generate data, benchmark)."""
+"""`etl-poc`: the project's command line (generate data, benchmark, query, the cluster and
+the containers' helpers)."""
 
 from __future__ import annotations
 
@@ -267,6 +268,69 @@ def _catalog(args):
     return iceberg.open_catalog(warehouse, args.catalog_uri or None)
 
 
+def _add_window(sub) -> None:
+    p = sub.add_parser(
+        "window",
+        help="the partition window the landing zone holds, as the run tags of "
+        "`dagster job execute --tags` (one run over every day of it)",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("ETL_POC_DATA_DIR", "data")),
+        help="the data directory (default $ETL_POC_DATA_DIR or data)",
+    )
+
+
+def _run_window(args) -> int:
+    import json
+    from datetime import UTC, datetime
+
+    from etl_poc.defs.resources import START_DATE
+    from etl_poc.lakehouse.landing_zone import landing_window
+
+    window = landing_window(args.data / "landing", START_DATE, datetime.now(UTC).date())
+    if window is None:
+        raise ValueError(f"no landing files under {args.data / 'landing'}: generate some first")
+    print(json.dumps({"dagster/asset_partition_range_start": window[0].isoformat(),
+                      "dagster/asset_partition_range_end": window[1].isoformat()}))  # fmt: skip
+    return 0
+
+
+def _add_health(sub) -> None:
+    p = sub.add_parser(
+        "health",
+        help="a container's health check: the URL answers 200 (default $ETL_POC_HEALTH_URL); "
+        "without one, Java and the project start",
+    )
+    p.add_argument("url", nargs="?", default=os.environ.get("ETL_POC_HEALTH_URL", ""))
+    p.add_argument("--timeout", type=float, default=5.0)
+
+
+def _run_health(args) -> int:
+    import subprocess
+    import urllib.error
+    import urllib.request
+
+    if args.url:
+        try:
+            with urllib.request.urlopen(args.url, timeout=args.timeout) as response:
+                status = response.status
+        except (urllib.error.URLError, OSError) as error:
+            raise RuntimeError(f"{args.url}: {error}") from error
+        if status != 200:
+            raise RuntimeError(f"{args.url}: HTTP {status}")
+        print(f"{args.url}: HTTP 200")
+        return 0
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
+    if java.returncode != 0:
+        raise RuntimeError(f"java -version failed: {java.stderr.strip()[:200]}")
+    import etl_poc.definitions  # noqa: F401  (the code location loads)
+
+    print("java and the code location load")
+    return 0
+
+
 def _add_cluster(sub) -> None:
     p = sub.add_parser(
         "cluster", help="a Spark standalone master and workers on 127.0.0.1 (pyspark's launcher)"
@@ -363,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     _add_summary(sub)
     _add_cluster(sub)
     _add_query(sub)
+    _add_window(sub)
+    _add_health(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "generate":
@@ -373,6 +439,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run_query(args)
         if args.command == "cluster":
             return _run_cluster(args)
+        if args.command == "window":
+            return _run_window(args)
+        if args.command == "health":
+            return _run_health(args)
         return _run_bench(args)
     except (ValueError, RuntimeError, TimeoutError) as error:
         parser.exit(2, f"etl-poc {args.command}: error: {error}\n")

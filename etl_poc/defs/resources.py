@@ -17,6 +17,7 @@ START_DATE_ENV = "ETL_POC_START_DATE"
 SPARK_MASTER_ENV = "ETL_POC_SPARK_MASTER"
 SPARK_DRIVER_MEMORY_ENV = "ETL_POC_SPARK_DRIVER_MEMORY"
 SPARK_EXECUTOR_MEMORY_ENV = "ETL_POC_SPARK_EXECUTOR_MEMORY"
+SPARK_DRIVER_HOST_ENV = "ETL_POC_SPARK_DRIVER_HOST"
 IP_RANGES_MMDB_ENV = "ETL_POC_IP_RANGES_MMDB"
 CATALOG_URI_ENV = "ETL_POC_CATALOG_URI"
 REPORTS_DIR_ENV = "ETL_POC_REPORTS_DIR"
@@ -104,11 +105,13 @@ class PolarsResource(dg.ConfigurableResource):
 class SparkResource(dg.ConfigurableResource):
     """One Spark session per run, started on first use (a Polars-only run starts no JVM), so
     its start-up is paid once and reported. ETL_POC_SPARK_MASTER: local[*] (default) or a
-    spark:// URL."""
+    spark:// URL; ETL_POC_SPARK_DRIVER_HOST: the name a cluster's executors reach the driver
+    by (default 127.0.0.1; the code location's host name in the containers)."""
 
     master: str = os.environ.get(SPARK_MASTER_ENV, "local[*]")
     driver_memory: str = os.environ.get(SPARK_DRIVER_MEMORY_ENV, "8g")
     executor_memory: str = os.environ.get(SPARK_EXECUTOR_MEMORY_ENV, "4g")  # spark:// only
+    driver_host: str = os.environ.get(SPARK_DRIVER_HOST_ENV, "127.0.0.1")
     _session = PrivateAttr(default=None)
     _owned = PrivateAttr(default=False)
     _startup_seconds = PrivateAttr(default=None)
@@ -122,7 +125,10 @@ class SparkResource(dg.ConfigurableResource):
             started = time.perf_counter()
             self._owned = SparkSession.getActiveSession() is None
             self._session = build_spark_session(
-                self.master, self.driver_memory, executor_memory=self.executor_memory
+                self.master,
+                self.driver_memory,
+                executor_memory=self.executor_memory,
+                driver_host=self.driver_host,
             )
             self._startup_seconds = time.perf_counter() - started
         return self._session

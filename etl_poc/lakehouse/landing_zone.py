@@ -74,6 +74,28 @@ def landing_version(files: list[LandingFileInfo], landing_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def landing_window(landing_dir: Path, start_date: date, today: date) -> tuple[date, date] | None:
+    """The daily partitions the landing zone's rows fall in, first and last (inclusive):
+    from the generator's manifests when there are any (their window, whose last day takes
+    sessions running past midnight), else from the files' own days; never before
+    `start_date` nor after `today`. None when the landing zone is empty."""
+    windows = []
+    for manifest in sorted(landing_dir.glob("manifest_*.json")):
+        try:
+            first, last = json.loads(manifest.read_text())["window"]
+        except (OSError, json.JSONDecodeError, KeyError, ValueError):
+            continue  # not a generator manifest: the files themselves tell
+        windows.append((date.fromisoformat(first), date.fromisoformat(last)))
+    if not windows:
+        files = [landing_dir / f.path for f in scan_landing_zone(landing_dir)]
+        windows = [days for days in (file_days(f, landing_dir) for f in files) if days]
+    if not windows:
+        return None
+    first = max(min(w[0] for w in windows), start_date)
+    last = min(max(w[1] for w in windows), today)
+    return (first, last) if first <= last else None
+
+
 def file_days(path: Path, landing_dir: Path) -> tuple[date, date] | None:
     """The first and last UTC day of the timestamps in a landing file that parse (usable or
     not: before the start, in the future or on a malformed line), None when none parses. Read

@@ -40,8 +40,12 @@ def run_layers(
     else:
         from etl_poc.lakehouse.spark_session import build_spark_session
 
+        # ETL_POC_SPARK_DRIVER_MEMORY and ETL_POC_SPARK_DRIVER_HOST, as the Dagster resource
         driver_memory = os.environ.get("ETL_POC_SPARK_DRIVER_MEMORY") or "8g"
-        session = build_spark_session(master, driver_memory, executor_memory=executor_memory)
+        driver_host = os.environ.get("ETL_POC_SPARK_DRIVER_HOST") or "127.0.0.1"
+        session = build_spark_session(
+            master, driver_memory, executor_memory=executor_memory, driver_host=driver_host
+        )
         runner = SparkRunner(paths, start_date, processed_at, session)
     ready = time.perf_counter()
     seconds = {}

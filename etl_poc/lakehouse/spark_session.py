@@ -10,11 +10,14 @@ def build_spark_session(
     driver_memory: str = "8g",
     app_name: str = "etl-poc",
     executor_memory: str = "4g",
+    driver_host: str = "127.0.0.1",
 ):
     """A session with adaptive execution, shuffle partitions sized to the cores, Arrow
     transfers, UTC as the session time zone (the engine's rules assume it) and no UI.
     Works unchanged against a spark:// master URL (executors then get `executor_memory` and
-    this Python)."""
+    this Python). `driver_host` is the name executors reach the driver by: the loopback
+    address on one machine; in a container, the container's host name (the driver then
+    listens on every interface of its container)."""
     import sys
 
     from pyspark.sql import SparkSession
@@ -28,8 +31,8 @@ def build_spark_session(
         .config("spark.pyspark.python", sys.executable)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", _bind_address(driver_host))
+        .config("spark.driver.host", driver_host)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.adaptive.enabled", "true")
         .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
@@ -40,6 +43,10 @@ def build_spark_session(
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .getOrCreate()
     )
+
+
+def _bind_address(driver_host: str) -> str:
+    return "127.0.0.1" if driver_host in ("127.0.0.1", "localhost") else "0.0.0.0"
 
 
 def spark_frame(spark, frame):
