@@ -1,7 +1,11 @@
-"""Shared fixtures: generated landing zones, made once per test session."""
+"""Shared fixtures: generated landing zones, made once per test session; one Spark session;
+fresh PostgreSQL databases."""
 
 from __future__ import annotations
 
+import os
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -43,3 +47,76 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+POSTGRES_URL_ENV = "ETL_POC_TEST_POSTGRES_URL"
+POSTGRES_DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+REQUIRE_POSTGRES_ENV = "ETL_POC_REQUIRE_POSTGRES"
+
+
+@dataclass(frozen=True)
+class PostgresDatabase:
+    host: str
+    port: int
+    user: str
+    password: str
+    name: str
+
+    @property
+    def url(self) -> str:
+        """A SQLAlchemy URL, with the driver that is installed (psycopg2)."""
+        from sqlalchemy.engine import URL
+
+        return URL.create(
+            "postgresql+psycopg2", self.user, self.password or None, self.host, self.port,
+            self.name,
+        ).render_as_string(hide_password=False)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A connection to the PostgreSQL server the server-backed tests use: $ETL_POC_TEST_POSTGRES_URL
+    (default postgresql://postgres@127.0.0.1:5432/postgres, a user that may create databases).
+    Skips with the reason when none answers, or fails when ETL_POC_REQUIRE_POSTGRES=1 (CI)."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    url = make_url(os.environ.get(POSTGRES_URL_ENV, POSTGRES_DEFAULT_URL))
+    try:
+        connection = psycopg2.connect(
+            host=url.host, port=url.port or 5432, user=url.username, password=url.password or "",
+            dbname=url.database or "postgres", connect_timeout=5,
+        )  # fmt: skip
+    except psycopg2.OperationalError as error:
+        message = (
+            f"no PostgreSQL server answers at {url.render_as_string()} "
+            f"({str(error).strip().splitlines()[0]}); set {POSTGRES_URL_ENV} to one"
+        )
+        if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
+            pytest.fail(f"{message} ({REQUIRE_POSTGRES_ENV}=1: the server is required)")
+        pytest.skip(message)
+    connection.autocommit = True
+    yield connection, url
+    connection.close()
+
+
+@pytest.fixture
+def postgres_database(postgres_server):
+    """Makes empty databases on the test server, dropped (with their connections) after the
+    test: postgres_database("dagster") -> PostgresDatabase."""
+    connection, url = postgres_server
+    made: list[str] = []
+
+    def make(purpose: str) -> PostgresDatabase:
+        name = f"etl_poc_test_{purpose}_{uuid.uuid4().hex[:10]}"
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return PostgresDatabase(url.host, url.port or 5432, url.username, url.password or "", name)
+
+    yield make
+    with connection.cursor() as cursor:
+        for name in made:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

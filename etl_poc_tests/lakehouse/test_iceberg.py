@@ -145,3 +145,92 @@ def test_spark_files_with_a_null_key_or_outside_the_window_are_refused(spark, tm
         iceberg.replace_window_with_files(catalog, "spark", iceberg.EVENTS, files,
                                           day + timedelta(days=1), day + timedelta(days=2), {})  # fmt: skip
     assert catalog.load_table("spark.clickstream_events").current_snapshot() is None
+
+
+# --- The catalog on PostgreSQL (the containers' configuration) ---------------------------------
+
+
+def _engine_writer(uri: str, warehouse: str, engine: str, day: str, rounds: int, barrier) -> None:
+    """One engine's run: opens the (maybe new) catalog when every writer is ready, then
+    replaces its day `rounds` times; Polars gives PyIceberg the rows, Spark's path commits
+    Parquet files written beforehand (here by PyArrow, as `spark_data_files` would)."""
+    import uuid
+
+    import pyarrow.parquet as pq
+
+    start = date.fromisoformat(day)
+    end = start + timedelta(days=1)
+    barrier.wait(timeout=120)
+    catalog = iceberg.open_catalog(Path(warehouse), uri)
+    for i in range(rounds):
+        rows = _events(start, 3 + i, f"{engine}-{day}-{i}").to_arrow()
+        props = {"round": str(i)}
+        if engine == "polars":
+            iceberg.replace_window(catalog, engine, iceberg.EVENTS, rows, start, end, props)
+            continue
+        table = iceberg.table_for(catalog, engine, iceberg.EVENTS)
+        file = Path(iceberg.local_path(table.location())) / "data" / f"{uuid.uuid4().hex}.parquet"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(iceberg.arrow_for(rows, iceberg.EVENTS), file)
+        iceberg.replace_window_with_files(catalog, engine, iceberg.EVENTS, [f"file://{file}"],
+                                          start, end, props)  # fmt: skip
+
+
+def test_two_engines_commit_at_once_to_a_new_postgres_catalog(tmp_path, postgres_database):
+    """Both lineages' runs start together on an empty PostgreSQL catalog (as two queued runs do
+    in the containers), each engine writing two days from two processes: every table and
+    namespace is created once, every commit lands, and the last round of each day wins."""
+    uri = postgres_database("iceberg").url
+    writers = [(e, d) for e in ("polars", "spark") for d in ("2024-01-01", "2024-01-02")]
+    rounds = 3
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(len(writers))
+    processes = [
+        context.Process(target=_engine_writer,
+                        args=(uri, str(tmp_path), e, d, rounds, barrier))  # fmt: skip
+        for e, d in writers
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=300)
+    assert [p.exitcode for p in processes] == [0] * len(writers)
+    catalog = iceberg.open_catalog(tmp_path, uri)
+    assert sorted(catalog.list_tables("polars") + catalog.list_tables("spark")) == [
+        ("polars", "clickstream_events"), ("spark", "clickstream_events"),
+    ]  # fmt: skip
+    for engine in ("polars", "spark"):
+        table = catalog.load_table(f"{engine}.clickstream_events")
+        stored = pl.from_arrow(table.scan().to_arrow())
+        last = rounds - 1
+        assert dict(stored.group_by("event_date").len().iter_rows()) == {
+            date(2024, 1, 1): 3 + last, date(2024, 1, 2): 3 + last,
+        }  # fmt: skip
+        assert stored["event_id"].str.starts_with(f"{engine}-").all()
+        assert stored["event_id"].str.contains(f"-{last}-").all()
+        # Every round of both days committed: a delete and an append each, none lost.
+        assert len(table.snapshots()) >= 2 * rounds * 2 - 2
+
+
+def _open_new_catalog(uri: str, warehouse: str, namespace: str, barrier) -> None:
+    barrier.wait(timeout=120)
+    iceberg.table_for(iceberg.open_catalog(Path(warehouse), uri), namespace, iceberg.EVENTS)
+
+
+def test_runs_opening_a_new_postgres_catalog_at_once_all_get_it(tmp_path, postgres_database):
+    """The race that PostgreSQL loses without the retry: processes creating the catalog's
+    tables (a pg_type unique violation) and the same namespace (a primary key violation) at
+    the same moment. Three new catalogs, four processes each: none fails."""
+    context = multiprocessing.get_context("spawn")
+    for trial in range(3):
+        uri = postgres_database(f"race{trial}").url
+        barrier = context.Barrier(4)
+        processes = [
+            context.Process(target=_open_new_catalog, args=(uri, str(tmp_path), ns, barrier))
+            for ns in ("polars", "spark", "polars", "spark")
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=120)
+        assert [p.exitcode for p in processes] == [0, 0, 0, 0], f"trial {trial}"
