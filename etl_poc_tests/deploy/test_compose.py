@@ -215,8 +215,10 @@ def test_the_services_agree_on_names_ports_and_settings():
         number, unit = re.fullmatch(r"(\d+)([mg])", text.lower()).groups()
         return int(number) / (1024 if unit == "m" else 1)
 
-    executor = gigabytes(_interpolate(code["environment"]["ETL_POC_SPARK_EXECUTOR_MEMORY"], env))
-    assert executor <= gigabytes(_interpolate(worker[worker.index("--memory") + 1], env))
+    for values in (env, {}):  # .env.example's sizes, and the file's defaults
+        executor = code["environment"]["ETL_POC_SPARK_EXECUTOR_MEMORY"]
+        memory = worker[worker.index("--memory") + 1]
+        assert gigabytes(_interpolate(executor, values)) <= gigabytes(_interpolate(memory, values))
     # The webserver and the daemon load the code location that `code` serves.
     workspace = yaml.safe_load((DOCKER / "workspace.yaml").read_text())["load_from"]
     served = code["command"]
