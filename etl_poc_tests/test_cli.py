@@ -76,3 +76,66 @@ def test_console_script_runs_as_a_module(tmp_path):
         check=True,
     )
     assert "Generated 100 events" in result.stdout
+
+
+def test_window_is_the_landing_zones_partitions_as_run_tags(tmp_path, capsys):
+    """What docker/demo.sh runs compare_engines over: every day of the generated window,
+    including the day that sessions run into past the last midnight."""
+    landing = tmp_path / "landing"
+    main(["generate", "--events", "2000", "--out", str(landing), "--formats", "parquet",
+          "--days", "2", "--incremental-days", "1", "--no-progress"])  # fmt: skip
+    capsys.readouterr()
+    assert main(["window", "--data", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "dagster/asset_partition_range_start": "2024-01-01",
+        "dagster/asset_partition_range_end": "2024-01-04",
+    }
+    # Without a manifest (a source's own files), the files' own days tell.
+    (landing / "manifest_2000ev.json").unlink()
+    assert main(["window", "--data", str(tmp_path)]) == 0
+    window = json.loads(capsys.readouterr().out)
+    assert window["dagster/asset_partition_range_start"] == "2024-01-01"
+    assert "2024-01-03" <= window["dagster/asset_partition_range_end"] <= "2024-01-04"
+    with pytest.raises(SystemExit) as stop:
+        main(["window", "--data", str(tmp_path / "empty")])
+    assert stop.value.code == 2
+    assert "no landing files" in capsys.readouterr().err
+
+
+def test_landing_window_stays_within_the_partitions(tmp_path):
+    from datetime import date
+
+    from etl_poc.lakehouse.landing_zone import landing_window
+
+    (tmp_path / "manifest_x.json").write_text(json.dumps({"window": ["2023-12-01", "2030-01-01"]}))
+    assert landing_window(tmp_path, date(2024, 1, 1), date(2026, 11, 29)) == (
+        date(2024, 1, 1), date(2026, 11, 29),
+    )  # fmt: skip
+    assert landing_window(tmp_path / "none", date(2024, 1, 1), date(2026, 11, 29)) is None
+
+
+def test_health_asks_the_url_for_a_200(capsys):
+    """The containers' health check (`etl-poc health`, URL from ETL_POC_HEALTH_URL)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the standard library's name)
+            self.send_response(200 if self.path == "/ok" else 503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        assert main(["health", f"{base}/ok"]) == 0
+        for url in (f"{base}/down", "http://127.0.0.1:1/"):
+            with pytest.raises(SystemExit) as stop:
+                main(["health", url, "--timeout", "2"])
+            assert stop.value.code == 2
+            assert url in capsys.readouterr().err
+    finally:
+        server.shutdown()
