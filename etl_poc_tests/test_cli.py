@@ -120,7 +120,7 @@ def test_health_asks_the_url_for_a_200(capsys):
     import threading
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (the standard library's name)
+        def do_GET(self):
             self.send_response(200 if self.path == "/ok" else 503)
             self.end_headers()
 

@@ -169,7 +169,8 @@ def test_every_file_the_deployment_refers_to_is_in_the_repository_and_the_image(
     }  # fmt: skip
     for path in copied:
         assert (context / path).exists(), f"COPY {path}: not in the repository"
-        assert path.split("/")[0] not in ignored and path not in ignored, path
+        assert path.split("/")[0] not in ignored, path
+        assert path not in ignored, path
 
     def in_image(path: str) -> bool:
         return any(path == c or path.startswith(c.rstrip("/") + "/") for c in copied)
@@ -182,10 +183,12 @@ def test_every_file_the_deployment_refers_to_is_in_the_repository_and_the_image(
         if service["image"].startswith(OUR_IMAGE):
             for word in (w for c in _command_lines(service) for w in c):
                 if word.startswith("docker/"):
-                    assert (ROOT / word).is_file() and in_image(word), f"{name}: {word}"
+                    assert (ROOT / word).is_file(), f"{name}: {word}"
+                    assert in_image(word), f"{name}: {word} is not copied into the image"
     # The Makefile's docker-demo runs the demo script inside the code location's container.
     demo = re.search(r"exec code bash (\S+)", (ROOT / "Makefile").read_text()).group(1)
-    assert (ROOT / demo).is_file() and in_image(demo)
+    assert (ROOT / demo).is_file()
+    assert in_image(demo)
     assert any(
         c.endswith("dagster.yaml") and "/opt/dagster/home/dagster.yaml" in line
         for line in _dockerfile().splitlines() if line.startswith("COPY")
@@ -295,7 +298,8 @@ def test_make_docker_env_writes_a_random_password(tmp_path):
         written = (tmp_path / "docker/.env").read_text()
         assert (tmp_path / "docker/.env").stat().st_mode & 0o077 == 0  # the owner's only
         passwords.append(re.search(r"^POSTGRES_PASSWORD=(\w+)$", written, re.M).group(1))
-    assert len(set(passwords)) == 2 and all(len(p) == 32 for p in passwords)
+    assert len(set(passwords)) == 2
+    assert all(len(p) == 32 for p in passwords)
 
 
 def _hadolint_path() -> str | None:

@@ -66,9 +66,8 @@ def _wait_for(check: list[str], env: dict, what: str, logs: Path, seconds: float
 
 
 def test_the_containers_configuration_runs_the_pipeline(tmp_path, postgres_database, monkeypatch):
-    from dagster_graphql import DagsterGraphQLClient
-
     import dagster as dg
+    from dagster_graphql import DagsterGraphQLClient
 
     services = _services()
     dagster_db, iceberg_db = postgres_database("dagster"), postgres_database("iceberg")
@@ -176,7 +175,8 @@ def test_the_containers_configuration_runs_the_pipeline(tmp_path, postgres_datab
         runs["compare_engines"].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
     ).records
     outcomes = [r.event_log_entry.dagster_event.event_specific_data.passed for r in checks]
-    assert len(outcomes) >= 10 and all(outcomes)
+    assert len(outcomes) >= 10
+    assert all(outcomes)
     assert instance.get_daemon_heartbeats()  # the daemon wrote to the same storage
     instance.dispose()
 

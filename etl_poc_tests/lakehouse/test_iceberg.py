@@ -186,8 +186,7 @@ def test_two_engines_commit_at_once_to_a_new_postgres_catalog(tmp_path, postgres
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(len(writers))
     processes = [
-        context.Process(target=_engine_writer,
-                        args=(uri, str(tmp_path), e, d, rounds, barrier))  # fmt: skip
+        context.Process(target=_engine_writer, args=(uri, str(tmp_path), e, d, rounds, barrier))
         for e, d in writers
     ]
     for process in processes:
