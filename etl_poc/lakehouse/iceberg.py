@@ -39,7 +39,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from etl_poc.logic.spec import REJECT_COLUMNS
 
@@ -150,14 +150,22 @@ def open_catalog(warehouse: Path, uri: str | None = None) -> SqlCatalog:
     return catalog
 
 
+# PostgreSQL's codes for an object that another session created first.
+_DUPLICATE_OBJECT_CODES = {"42710", "42P07"}  # duplicate_object (a table's row type), duplicate_table
+
+
 def _retry_creation(create):
     """`create()`, again if it lost a race to create the same catalog row or table (the
-    winner's row is there on the next attempt)."""
+    winner's row is there on the next attempt): a unique violation, or on PostgreSQL a
+    duplicate table or type."""
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
             return create()
-        except IntegrityError:
-            if attempt == CREATE_ATTEMPTS:
+        except DBAPIError as error:
+            lost_race = isinstance(error, IntegrityError) or (
+                getattr(error.orig, "pgcode", None) in _DUPLICATE_OBJECT_CODES
+            )
+            if not lost_race or attempt == CREATE_ATTEMPTS:
                 raise
             time.sleep(0.05 * attempt)
 
