@@ -151,7 +151,10 @@ def open_catalog(warehouse: Path, uri: str | None = None) -> SqlCatalog:
 
 
 # PostgreSQL's codes for an object that another session created first.
-_DUPLICATE_OBJECT_CODES = {"42710", "42P07"}  # duplicate_object (a table's row type), duplicate_table
+_DUPLICATE_OBJECT_CODES = {
+    "42710",
+    "42P07",
+}  # duplicate_object (a table's row type), duplicate_table
 
 
 def _retry_creation(create):
