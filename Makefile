@@ -141,8 +141,9 @@ docker-build: docker-check docker/.env ## the image etl-poc:latest: Java 17, uv,
 docker-up: docker-check docker/.env ## PostgreSQL, a Spark master and 2 workers, Dagster's code location, daemon, webserver
 	$(DOCKER_COMPOSE) up -d --wait
 	@$(DOCKER_COMPOSE) ps
-	@echo "Dagster UI: http://127.0.0.1:$$(grep -E '^DAGSTER_UI_PORT=' docker/.env | cut -d= -f2 || echo 3000)"
-	@echo "Spark master UI: http://127.0.0.1:$$(grep -E '^SPARK_MASTER_UI_PORT=' docker/.env | cut -d= -f2 || echo 8080)"
+	@ui=$$(sed -n 's/^DAGSTER_UI_PORT=//p' docker/.env); spark=$$(sed -n 's/^SPARK_MASTER_UI_PORT=//p' docker/.env); \
+		echo "Dagster UI: http://127.0.0.1:$${ui:-3000}   Spark master UI: http://127.0.0.1:$${spark:-8080}"; \
+		echo "then: make docker-demo"
 
 docker-demo: docker-check ## in the running containers: generate, compare_engines (Spark on the cluster), the summary
 	$(DOCKER_COMPOSE) exec code bash docker/demo.sh
