@@ -243,13 +243,17 @@ def _run_bench(args) -> int:
     return 0
 
 
-def _add_lakehouse_options(p) -> None:
+def _add_data_option(p) -> None:
     p.add_argument(
         "--data",
         type=Path,
         default=Path(os.environ.get("ETL_POC_DATA_DIR", "data")),
         help="the data directory (default $ETL_POC_DATA_DIR or data)",
     )
+
+
+def _add_lakehouse_options(p) -> None:
+    _add_data_option(p)
     p.add_argument(
         "--catalog-uri",
         default=os.environ.get("ETL_POC_CATALOG_URI", ""),
@@ -274,12 +278,7 @@ def _add_window(sub) -> None:
         help="the partition window the landing zone holds, as the run tags of "
         "`dagster job execute --tags` (one run over every day of it)",
     )
-    p.add_argument(
-        "--data",
-        type=Path,
-        default=Path(os.environ.get("ETL_POC_DATA_DIR", "data")),
-        help="the data directory (default $ETL_POC_DATA_DIR or data)",
-    )
+    _add_data_option(p)
 
 
 def _run_window(args) -> int:
