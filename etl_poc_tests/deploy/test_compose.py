@@ -362,3 +362,30 @@ def test_a_compose_client_accepts_the_file(tmp_path):
                             text=True, check=False, env=environment)  # fmt: skip
     assert result.returncode != 0
     assert "POSTGRES_USER" in result.stderr or "POSTGRES_PASSWORD" in result.stderr
+
+
+def test_the_postgres_init_script_makes_the_catalog_database_once(postgres_server):
+    """docker/postgres-init/ as the postgres image runs it on an empty volume (and once more:
+    it must not fail when the database is there), against the test server."""
+    if shutil.which("psql") is None:  # the script's client; the postgres image has it
+        message = "psql (PostgreSQL's client) is not installed"
+        if os.environ.get("ETL_POC_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    connection, url = postgres_server
+    name = f"etl_poc_test_init_{os.getpid()}"
+    env = {**os.environ, "PGHOST": url.host, "PGPORT": str(url.port or 5432),
+           "PGPASSWORD": url.password or "", "POSTGRES_USER": url.username,
+           "POSTGRES_DB": url.database or "postgres", "ICEBERG_DB": name}  # fmt: skip
+    try:
+        for _ in range(2):
+            for script in sorted((DOCKER / "postgres-init").iterdir()):
+                result = subprocess.run(["bash", str(script)], env=env, capture_output=True,
+                                        text=True, check=False)  # fmt: skip
+                assert result.returncode == 0, result.stderr
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,))
+            assert cursor.fetchone() == (1,)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
