@@ -39,7 +39,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from etl_poc.logic.spec import REJECT_COLUMNS
 
@@ -130,14 +130,14 @@ def open_catalog(warehouse: Path, uri: str | None = None) -> SqlCatalog:
     embedded SQLite catalog, in WAL mode with a busy timeout so that two engines' runs can
     commit at the same time; with `uri`, the SQLAlchemy database it names (for example
     postgresql+psycopg2://user@host:5432/db). Two runs opening a new catalog at once both get
-    it: SqlCatalog creates its tables on first use, and on PostgreSQL the loser of that race
-    gets a unique violation (pg_type), so the opening is retried."""
+    it: SqlCatalog creates its tables on first use, the loser of that race gets an error
+    (a table or type that already exists), and the opening is retried."""
     warehouse.mkdir(parents=True, exist_ok=True)
     options = {"uri": uri or f"sqlite:///{sqlite_catalog_path(warehouse).resolve()}",
                "warehouse": f"file://{warehouse.resolve()}"}  # fmt: skip
+    catalog = _retry_creation(lambda: SqlCatalog(CATALOG_NAME, **options))
     if uri:
-        return _retry_creation(lambda: SqlCatalog(CATALOG_NAME, **options))
-    catalog = SqlCatalog(CATALOG_NAME, **options)
+        return catalog
 
     @event.listens_for(catalog.engine, "connect")
     def _sqlite_pragmas(connection, _record):  # pragma: no cover - run by SQLAlchemy
@@ -150,25 +150,32 @@ def open_catalog(warehouse: Path, uri: str | None = None) -> SqlCatalog:
     return catalog
 
 
-# PostgreSQL's codes for an object that another session created first.
-_DUPLICATE_OBJECT_CODES = {
-    "42710",
-    "42P07",
-}  # duplicate_object (a table's row type), duplicate_table
+# PostgreSQL's codes for an object that another session created first: duplicate_object (a new
+# table's row type) and duplicate_table.
+_DUPLICATE_OBJECT_CODES = {"42710", "42P07"}
+
+
+def _lost_creation_race(error: DBAPIError) -> bool:
+    """Whether creating a catalog table or row failed only because another process did it (or,
+    on SQLite, held the lock) at the same moment."""
+    if isinstance(error, IntegrityError):  # the same row (a namespace), inserted twice
+        return True
+    if getattr(error.orig, "pgcode", None) in _DUPLICATE_OBJECT_CODES:
+        return True
+    message = str(error.orig)
+    return isinstance(error, OperationalError) and (
+        "already exists" in message or "database is locked" in message  # SQLite's words
+    )
 
 
 def _retry_creation(create):
-    """`create()`, again if it lost a race to create the same catalog row or table (the
-    winner's row is there on the next attempt): a unique violation, or on PostgreSQL a
-    duplicate table or type."""
+    """`create()`, again if it lost a race to create the same catalog table or row (the
+    winner's is there on the next attempt)."""
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
             return create()
         except DBAPIError as error:
-            lost_race = isinstance(error, IntegrityError) or (
-                getattr(error.orig, "pgcode", None) in _DUPLICATE_OBJECT_CODES
-            )
-            if not lost_race or attempt == CREATE_ATTEMPTS:
+            if not _lost_creation_race(error) or attempt == CREATE_ATTEMPTS:
                 raise
             time.sleep(0.05 * attempt)
 

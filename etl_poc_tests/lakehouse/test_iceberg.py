@@ -211,21 +211,26 @@ def test_two_engines_commit_at_once_to_a_new_postgres_catalog(tmp_path, postgres
         assert len(table.snapshots()) >= 2 * rounds * 2 - 2
 
 
-def _open_new_catalog(uri: str, warehouse: str, namespace: str, barrier) -> None:
+def _open_new_catalog(uri: str | None, warehouse: str, namespace: str, barrier) -> None:
     barrier.wait(timeout=120)
     iceberg.table_for(iceberg.open_catalog(Path(warehouse), uri), namespace, iceberg.EVENTS)
 
 
-def test_runs_opening_a_new_postgres_catalog_at_once_all_get_it(tmp_path, postgres_database):
-    """The race that PostgreSQL loses without the retry: processes creating the catalog's
-    tables (a pg_type unique violation) and the same namespace (a primary key violation) at
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_runs_opening_a_new_catalog_at_once_all_get_it(tmp_path, request, backend):
+    """The race two queued runs of a new lakehouse run into without the retry: processes
+    creating the catalog's tables (PostgreSQL: a pg_type unique violation or a duplicate type;
+    SQLite: "table ... already exists") and the same namespace (a primary key violation) at
     the same moment. Three new catalogs, four processes each: none fails."""
     context = multiprocessing.get_context("spawn")
     for trial in range(3):
-        uri = postgres_database(f"race{trial}").url
+        uri = None
+        if backend == "postgres":
+            uri = request.getfixturevalue("postgres_database")(f"race{trial}").url
+        warehouse = tmp_path / f"trial{trial}"
         barrier = context.Barrier(4)
         processes = [
-            context.Process(target=_open_new_catalog, args=(uri, str(tmp_path), ns, barrier))
+            context.Process(target=_open_new_catalog, args=(uri, str(warehouse), ns, barrier))
             for ns in ("polars", "spark", "polars", "spark")
         ]
         for process in processes:
