@@ -63,11 +63,13 @@ def test_the_harness_runs_end_to_end_on_tiny_data(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_variant_runs_with_its_settings_on_its_cpus(tmp_path):
+def test_a_variant_runs_with_its_settings_on_its_cpus(tmp_path, monkeypatch):
     """Settings reach the runs (Polars works in pieces of 300 rows, streaming) and are
-    recorded with the CPUs the runs were pinned to."""
+    recorded with the CPUs the runs were pinned to. A catalog on a server in the caller's
+    environment (as in the containers) is not the runs': they use their warehouse's."""
     import dagster as dg
 
+    monkeypatch.setenv("ETL_POC_CATALOG_URI", "postgresql+psycopg2://nobody@127.0.0.1:1/none")
     reports = tmp_path / "reports"
     settings = {"ETL_POC_POLARS_ENGINE": "streaming", "ETL_POC_POLARS_CHUNK_ROWS": "300"}
     result = run_pipeline_benchmark(
@@ -88,3 +90,6 @@ def test_a_variant_runs_with_its_settings_on_its_cpus(tmp_path):
     assert pieces > 3
     with pytest.raises(ValueError, match="label"):
         run_pipeline_benchmark("2000", 1, reports, tmp_path / "scratch", settings=settings)
+    server = {"ETL_POC_CATALOG_URI": "postgresql+psycopg2://u@127.0.0.1:5432/db"}
+    with pytest.raises(ValueError, match="empty warehouse"):
+        run_pipeline_benchmark("2000", 1, reports, tmp_path / "scratch", label="x", settings=server)
