@@ -181,11 +181,23 @@ def _retry_creation(create):
 
 
 def table_for(catalog: SqlCatalog, namespace: str, layout: TableLayout) -> Table:
-    """The table, created with its namespace if missing (by whichever writer comes first)."""
+    """The table, created with its namespace if missing (by whichever writer comes first).
+    A table the catalog lists whose metadata file is gone (the warehouse removed, the catalog
+    on a server kept) is a clear error, not a stack trace from the file system."""
     _retry_creation(lambda: catalog.create_namespace_if_not_exists(namespace))
-    return catalog.create_table_if_not_exists(
-        f"{namespace}.{layout.name}", schema=layout.schema, partition_spec=layout.spec
-    )
+    name = f"{namespace}.{layout.name}"
+    try:
+        return catalog.create_table_if_not_exists(
+            name, schema=layout.schema, partition_spec=layout.spec
+        )
+    except FileNotFoundError as error:
+        raise RuntimeError(
+            f"{name}: the catalog lists the table but its metadata file is gone ({error}). "
+            f"The warehouse was removed while the catalog ({catalog.engine.url.database}) "
+            "kept it: restore the warehouse, or use an empty catalog database "
+            "(ETL_POC_CATALOG_URI; in the containers `make docker-down VOLUMES=1` removes "
+            "the warehouse and the catalog together)"
+        ) from error
 
 
 def arrow_for(table: pa.Table, layout: TableLayout) -> pa.Table:

@@ -238,3 +238,16 @@ def test_runs_opening_a_new_catalog_at_once_all_get_it(tmp_path, request, backen
         for process in processes:
             process.join(timeout=120)
         assert [p.exitcode for p in processes] == [0, 0, 0, 0], f"trial {trial}"
+
+
+def test_a_catalog_that_outlived_its_warehouse_is_a_clear_error(tmp_path, postgres_database):
+    """A catalog on a server survives the removal of the warehouse (make clean, a volume):
+    writing again says what happened and what to do."""
+    import shutil
+
+    uri = postgres_database("orphan").url
+    iceberg.table_for(iceberg.open_catalog(tmp_path / "warehouse", uri), "polars", iceberg.EVENTS)
+    shutil.rmtree(tmp_path / "warehouse")
+    catalog = iceberg.open_catalog(tmp_path / "warehouse", uri)
+    with pytest.raises(RuntimeError, match="metadata file is gone.*restore the warehouse"):
+        iceberg.table_for(catalog, "polars", iceberg.EVENTS)
