@@ -249,5 +249,5 @@ def test_a_catalog_that_outlived_its_warehouse_is_a_clear_error(tmp_path, postgr
     iceberg.table_for(iceberg.open_catalog(tmp_path / "warehouse", uri), "polars", iceberg.EVENTS)
     shutil.rmtree(tmp_path / "warehouse")
     catalog = iceberg.open_catalog(tmp_path / "warehouse", uri)
-    with pytest.raises(RuntimeError, match="metadata file is gone.*restore the warehouse"):
+    with pytest.raises(RuntimeError, match=r"metadata file is gone.*restore the warehouse"):
         iceberg.table_for(catalog, "polars", iceberg.EVENTS)
