@@ -287,8 +287,9 @@ def _run_window(args) -> int:
 
     from etl_poc.defs.resources import START_DATE
     from etl_poc.lakehouse.landing_zone import landing_window
+    from etl_poc.lakehouse.runners import Paths
 
-    window = landing_window(args.data / "landing", START_DATE, datetime.now(UTC).date())
+    window = landing_window(Paths(args.data).landing_days, START_DATE, datetime.now(UTC).date())
     if window is None:
         raise ValueError(f"no landing files under {args.data / 'landing'}: generate some first")
     print(json.dumps({"dagster/asset_partition_range_start": window[0].isoformat(),

@@ -106,12 +106,16 @@ def test_landing_window_stays_within_the_partitions(tmp_path):
     from datetime import date
 
     from etl_poc.lakehouse.landing_zone import landing_window
+    from etl_poc.lakehouse.runners import Paths
 
-    (tmp_path / "manifest_x.json").write_text(json.dumps({"window": ["2023-12-01", "2030-01-01"]}))
-    assert landing_window(tmp_path, date(2024, 1, 1), date(2026, 11, 29)) == (
+    landing = Paths(tmp_path).landing
+    landing.mkdir()
+    (landing / "manifest_x.json").write_text(json.dumps({"window": ["2023-12-01", "2030-01-01"]}))
+    assert landing_window(Paths(tmp_path).landing_days, date(2024, 1, 1), date(2026, 11, 29)) == (
         date(2024, 1, 1), date(2026, 11, 29),
     )  # fmt: skip
-    assert landing_window(tmp_path / "none", date(2024, 1, 1), date(2026, 11, 29)) is None
+    empty = Paths(tmp_path / "none").landing_days
+    assert landing_window(empty, date(2024, 1, 1), date(2026, 11, 29)) is None
 
 
 def test_health_asks_the_url_for_a_200(capsys):

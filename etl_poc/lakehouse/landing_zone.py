@@ -74,21 +74,21 @@ def landing_version(files: list[LandingFileInfo], landing_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def landing_window(landing_dir: Path, start_date: date, today: date) -> tuple[date, date] | None:
+def landing_window(days: LandingDays, start_date: date, today: date) -> tuple[date, date] | None:
     """The daily partitions the landing zone's rows fall in, first and last (inclusive):
     from the generator's manifests when there are any (their window, whose last day takes
-    sessions running past midnight), else from the files' own days; never before
-    `start_date` nor after `today`. None when the landing zone is empty."""
+    sessions running past midnight), else from the files' own days (`days`, the cached
+    index); never before `start_date` nor after `today`. None when the landing zone is empty."""
     windows = []
-    for manifest in sorted(landing_dir.glob("manifest_*.json")):
+    for manifest in sorted(days.landing_dir.glob("manifest_*.json")):
         try:
             first, last = json.loads(manifest.read_text())["window"]
         except (OSError, json.JSONDecodeError, KeyError, ValueError):
             continue  # not a generator manifest: the files themselves tell
         windows.append((date.fromisoformat(first), date.fromisoformat(last)))
     if not windows:
-        files = [landing_dir / f.path for f in scan_landing_zone(landing_dir)]
-        windows = [days for days in (file_days(f, landing_dir) for f in files) if days]
+        files = [days.landing_dir / f.path for f in scan_landing_zone(days.landing_dir)]
+        windows = [found for found in days.days(files).values() if found]
     if not windows:
         return None
     first = max(min(w[0] for w in windows), start_date)

@@ -49,6 +49,11 @@ class Paths:
     def warehouse(self) -> Path:
         return self.data / "warehouse"
 
+    @property
+    def landing_days(self) -> LandingDays:
+        """The landing files' days, cached per file version in <layers>/landing_days.json."""
+        return LandingDays(self.landing, self.layers / "landing_days.json")
+
 
 @dataclass
 class LayerResult:
@@ -64,8 +69,7 @@ def _landing_files(paths: Paths, start: date, end: date, start_date: date) -> tu
     everything = [paths.landing / info.path for info in scan_landing_zone(paths.landing)]
     if not everything:
         raise FileNotFoundError(f"no landing files under {paths.landing}")
-    index = LandingDays(paths.landing, paths.layers / "landing_days.json")
-    files = index.files_for_window(everything, start, end, start_date)
+    files = paths.landing_days.files_for_window(everything, start, end, start_date)
     return files, {
         "landing_files": len(files),
         "landing_files_skipped": len(everything) - len(files),

@@ -71,7 +71,10 @@ def test_the_containers_configuration_runs_the_pipeline(tmp_path, postgres_datab
 
     services = _services()
     dagster_db, iceberg_db = postgres_database("dagster"), postgres_database("iceberg")
-    assert (dagster_db.host, dagster_db.user) == (iceberg_db.host, iceberg_db.user)
+    # One server for Dagster's storage and the catalog, in compose.yaml as in this test.
+    code_env = services["code"]["environment"]
+    pg_server = f"@{code_env['DAGSTER_PG_HOST']}:{code_env['DAGSTER_PG_PORT']}/"
+    assert pg_server in code_env["ETL_POC_CATALOG_URI"]
     server = f"{dagster_db.host}:{dagster_db.port}"
     # The image's settings, moved under tmp_path, and DAGSTER_HOME with the image's instance.
     image_env = {k: v.replace("/data", str(tmp_path / "data")) for k, v in _dockerfile_env().items()
