@@ -60,8 +60,8 @@ demo: install ## small data through both engines: the bulk month in one run, the
 	@echo "lakehouse_analytics: the SQL in etl_poc/analytics/sql on both engines' tables"
 	@$(RUN) dagster job execute -m etl_poc.definitions -j lakehouse_analytics >> $(DEMO_LOG) 2>&1 \
 		|| { tail -30 $(DEMO_LOG); exit 1; }
-	@echo "engine_benchmark: Polars vs Spark per layer on the bulk window, from the runs' metadata"
-	@$(RUN) dagster job execute -m etl_poc.definitions -j engine_benchmark \
+	@echo "benchmark_report: Polars vs Spark per layer on the bulk window, from the runs' metadata"
+	@$(RUN) dagster job execute -m etl_poc.definitions -j benchmark_report \
 		-c etl_poc/defs/run_config/benchmark_bulk_month.yaml >> $(DEMO_LOG) 2>&1 \
 		|| { tail -30 $(DEMO_LOG); exit 1; }
 	@echo && cat reports/benchmark-graph.md
@@ -108,7 +108,7 @@ bench-generator: install ## make bench-generator SIZE=medium REPEAT=3: the gener
 	$(RUN) etl-poc bench generator --size $(SIZE) --repeat $(REPEAT) --formats parquet
 
 report: install ## reports/REPORT.md (and charts) from the measured measurements/benchmark-<label>.json
-	$(RUN) python -m etl_poc.report.report --measurements measurements --out reports
+	$(RUN) etl-poc report --measurements measurements --out reports
 
 WORKERS ?= 2
 cluster-up: install ## make cluster-up WORKERS=2: a Spark standalone master and workers on 127.0.0.1:7077

@@ -1,15 +1,16 @@
-"""`etl-poc`: the project's command line (generate data, benchmark, query, the cluster and
-the containers' helpers)."""
+"""`etl-poc`: the project's command line (generate data, benchmark, report, query, the cluster
+and the containers' helpers). Defaults come from settings.py."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import date
 from pathlib import Path
 
 from etl_poc.generate.config import FORMATS, SIZES, DefectRates, GeneratorConfig
+from etl_poc.logic.spec import ENGINES
+from etl_poc.settings import settings
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -51,7 +52,7 @@ def _add_generate(sub) -> None:
     p.add_argument("--label", help="name used in file names (default: the size, or N events)")
     p.add_argument("--formats", type=_formats, default=FORMATS, help="csv,parquet (default both)")
     p.add_argument("--out", type=Path, default=Path("data/landing"), help="default data/landing")
-    p.add_argument("--start-date", type=date.fromisoformat, default=date(2024, 1, 1))
+    p.add_argument("--start-date", type=date.fromisoformat, default=settings().start_date)
     p.add_argument("--days", type=_positive, default=30, help="days of bulk history (30)")
     p.add_argument("--incremental-days", type=int, default=3, help="one file per day after (3)")
     p.add_argument("--seed", type=int, default=42)
@@ -123,7 +124,7 @@ def _add_bench(sub) -> None:
     g.add_argument("--size", choices=sorted(SIZES, key=SIZES.get), default="medium")
     g.add_argument("--repeat", type=_positive, default=3)
     g.add_argument("--formats", default="parquet", help="what to write (default parquet)")
-    g.add_argument("--reports", type=Path, default=Path("reports"))
+    g.add_argument("--reports", type=Path, default=settings().reports_dir)
     g.add_argument("--scratch", type=Path, help="where runs write (default: the system temp)")
     b = which.add_parser(
         "pipeline",
@@ -137,7 +138,7 @@ def _add_bench(sub) -> None:
         help="small, medium, large, or a number of events (default medium)",
     )
     b.add_argument("--repeat", type=_positive, default=3)
-    b.add_argument("--engines", default="polars,spark", help="comma-separated: polars, spark")
+    b.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated: {', '.join(ENGINES)}")
     b.add_argument(
         "--plain", default="polars", help="engines also run without Dagster (default polars)"
     )
@@ -157,24 +158,24 @@ def _add_bench(sub) -> None:
     b.add_argument(
         "--reports",
         type=Path,
-        default=Path(os.environ.get("ETL_POC_MEASUREMENTS_DIR", "measurements")),
+        default=settings().measurements_dir,
         help="where the results go (default $ETL_POC_MEASUREMENTS_DIR or measurements/, kept "
         "in the repository: make report reads them)",
     )
     b.add_argument(
         "--scratch",
         type=Path,
-        default=Path(os.environ.get("ETL_POC_BENCH_DIR", "bench-data")),
+        default=settings().bench_dir,
         help="where the data and runs go (default $ETL_POC_BENCH_DIR or bench-data); the "
         "landing data is generated there once per size",
     )
     e = which.add_parser(
         "engines", help="the whole chain on Polars, Spark and the DuckDB SQL baseline, same files"
     )
-    e.add_argument("--landing", type=Path, required=True, help="a landing directory (Parquet)")
+    _add_data_option(e)
     e.add_argument("--label", default="custom", help="names the report file")
     e.add_argument("--repeat", type=_positive, default=1)
-    e.add_argument("--reports", type=Path, default=Path("reports"))
+    e.add_argument("--reports", type=Path, default=settings().reports_dir)
     e.add_argument(
         "--engines",
         default="polars,spark,duckdb",
@@ -202,14 +203,14 @@ def _settings(pairs: list[str]) -> dict[str, str]:
 
 def _run_bench(args) -> int:
     if args.benchmark == "pipeline":
-        from etl_poc.report.pipeline_benchmark import run_pipeline_benchmark
+        from etl_poc.bench.pipeline import run_pipeline_benchmark
 
-        engines = _engine_list(args.engines, {"polars", "spark"})
+        engines = _engine_list(args.engines, set(ENGINES))
         if not engines:
             raise ValueError("--engines: name at least one engine")
         result = run_pipeline_benchmark(
             args.size, args.repeat, args.reports, args.scratch, engines,
-            _engine_list(args.plain, {"polars", "spark"}), floor=not args.no_floor,
+            _engine_list(args.plain, set(ENGINES)), floor=not args.no_floor,
             label=args.label, settings=_settings(args.set), cpus=args.cpus,
         )  # fmt: skip
         for name, value in result["summary"]["derived"].items():
@@ -217,17 +218,15 @@ def _run_bench(args) -> int:
         print(f"report: {args.reports / f'benchmark-{args.label or args.size}.md'}")
         return 0
     if args.benchmark == "engines":
-        from etl_poc.report.engine_benchmark import run_engine_benchmark
+        from etl_poc.bench.engines import run_engine_benchmark
+        from etl_poc.bench.plain import CHAIN_ENGINES
 
-        engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
-        unknown = set(engines) - {"polars", "spark", "duckdb"}
-        if unknown or not engines:
-            raise SystemExit(
-                f"etl-poc: unknown engine(s) {sorted(unknown)}; use polars, spark, duckdb"
-            )
-        run_engine_benchmark(args.landing, args.label, args.repeat, args.reports, engines)
+        engines = _engine_list(args.engines, set(CHAIN_ENGINES))
+        if not engines:
+            raise ValueError("--engines: name at least one engine")
+        run_engine_benchmark(args.data, args.label, args.repeat, args.reports, engines)
         return 0
-    from etl_poc.report.generator_benchmark import run_generator_benchmark
+    from etl_poc.bench.generator import run_generator_benchmark
 
     _formats(args.formats)
     result = run_generator_benchmark(
@@ -247,7 +246,7 @@ def _add_data_option(p) -> None:
     p.add_argument(
         "--data",
         type=Path,
-        default=Path(os.environ.get("ETL_POC_DATA_DIR", "data")),
+        default=settings().data_dir,
         help="the data directory (default $ETL_POC_DATA_DIR or data)",
     )
 
@@ -256,7 +255,7 @@ def _add_lakehouse_options(p) -> None:
     _add_data_option(p)
     p.add_argument(
         "--catalog-uri",
-        default=os.environ.get("ETL_POC_CATALOG_URI", ""),
+        default=settings().catalog_uri,
         help="SQLAlchemy URL of the Iceberg catalog (default $ETL_POC_CATALOG_URI, or the "
         "SQLite file <data>/warehouse/catalog.db)",
     )
@@ -265,8 +264,9 @@ def _add_lakehouse_options(p) -> None:
 def _catalog(args):
     """The lakehouse's catalog, or a clear error when nothing was materialized yet."""
     from etl_poc.lakehouse import iceberg
+    from etl_poc.lakehouse.paths import Paths
 
-    warehouse = args.data / "warehouse"
+    warehouse = Paths(args.data).warehouse
     if not iceberg.catalog_exists(warehouse, args.catalog_uri or None):
         raise ValueError(f"no lakehouse under {warehouse}: materialize the assets first")
     return iceberg.open_catalog(warehouse, args.catalog_uri or None)
@@ -285,15 +285,15 @@ def _run_window(args) -> int:
     import json
     from datetime import UTC, datetime
 
-    from etl_poc.defs.resources import START_DATE
+    from etl_poc.defs.tags import range_tags
     from etl_poc.lakehouse.landing_zone import landing_window
-    from etl_poc.lakehouse.runners import Paths
+    from etl_poc.lakehouse.paths import Paths
 
-    window = landing_window(Paths(args.data).landing_days, START_DATE, datetime.now(UTC).date())
+    paths = Paths(args.data)
+    window = landing_window(paths.landing_days, settings().start_date, datetime.now(UTC).date())
     if window is None:
-        raise ValueError(f"no landing files under {args.data / 'landing'}: generate some first")
-    print(json.dumps({"dagster/asset_partition_range_start": window[0].isoformat(),
-                      "dagster/asset_partition_range_end": window[1].isoformat()}))  # fmt: skip
+        raise ValueError(f"no landing files under {paths.landing}: generate some first")
+    print(json.dumps(range_tags(window[0].isoformat(), window[1].isoformat())))
     return 0
 
 
@@ -303,7 +303,7 @@ def _add_health(sub) -> None:
         help="a container's health check: the URL answers 200 (default $ETL_POC_HEALTH_URL); "
         "without one, Java and the project start",
     )
-    p.add_argument("url", nargs="?", default=os.environ.get("ETL_POC_HEALTH_URL", ""))
+    p.add_argument("url", nargs="?", default=settings().health_url)
     p.add_argument("--timeout", type=float, default=5.0)
 
 
@@ -348,7 +348,7 @@ def _add_cluster(sub) -> None:
 
 
 def _run_cluster(args) -> int:
-    from etl_poc.lakehouse import spark_cluster as cluster
+    from etl_poc.spark import cluster
 
     spec = cluster.ClusterSpec(args.workers, args.cores, args.memory, args.state)
     if args.action == "up":
@@ -408,14 +408,37 @@ def _run_query(args) -> int:
 
 
 def _run_summary(args) -> int:
+    import os
+
     from etl_poc.report.lakehouse_summary import summarize
 
     instance = None
-    if os.environ.get("DAGSTER_HOME"):
+    if os.environ.get("DAGSTER_HOME"):  # Dagster's own variable: its instance, if any
         import dagster as dg
 
         instance = dg.DagsterInstance.get()
     print(summarize(args.data, _catalog(args), instance))
+    return 0
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="REPORT.md and its charts from the benchmark files (measurements/benchmark-*.json)",
+    )
+    p.add_argument("--measurements", type=Path, default=settings().measurements_dir,
+                   help="the harness's JSON files (default $ETL_POC_MEASUREMENTS_DIR or measurements)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=settings().reports_dir,
+                   help="where REPORT.md goes (default $ETL_POC_REPORTS_DIR or reports)")  # fmt: skip
+
+
+def _run_report(args) -> int:
+    from etl_poc.report.report import build_report
+
+    try:
+        print(build_report(args.measurements, args.out))
+    except FileNotFoundError as error:
+        raise ValueError(str(error)) from error
     return 0
 
 
@@ -429,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_query(sub)
     _add_window(sub)
     _add_health(sub)
+    _add_report(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "generate":
@@ -443,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_window(args)
         if args.command == "health":
             return _run_health(args)
+        if args.command == "report":
+            return _run_report(args)
         return _run_bench(args)
     except (ValueError, RuntimeError, TimeoutError) as error:
         parser.exit(2, f"etl-poc {args.command}: error: {error}\n")

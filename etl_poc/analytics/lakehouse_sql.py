@@ -17,8 +17,7 @@ import polars as pl
 from pyiceberg.catalog import Catalog
 
 from etl_poc.lakehouse import iceberg
-
-ENGINES = ("polars", "spark")
+from etl_poc.logic.spec import ENGINES
 
 
 def queries() -> dict[str, str]:
@@ -37,10 +36,9 @@ def register_lakehouse(connection: duckdb.DuckDBPyConnection, catalog: Catalog) 
     names = []
     for engine in ENGINES:
         for layout, suffix in ((iceberg.EVENTS, "events"), (iceberg.REJECTS, "rejects")):
-            identifier = f"{engine}.{layout.name}"
-            if catalog.table_exists(identifier):
-                arrow = catalog.load_table(identifier).scan().to_arrow()
-                connection.register(f"{engine}_{suffix}", arrow)
+            rows = iceberg.read_window(catalog, engine, layout)
+            if rows is not None:
+                connection.register(f"{engine}_{suffix}", rows.to_arrow())
                 names.append(f"{engine}_{suffix}")
     return names
 

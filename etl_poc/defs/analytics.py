@@ -6,6 +6,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from etl_poc.analytics.lakehouse_sql import register_lakehouse, run_queries
+from etl_poc.logic.spec import ENGINES
 
 from .assets import asset_key
 from .metadata import markdown_table
@@ -17,7 +18,7 @@ SAME_ANSWERS_CHECK = "engines_give_the_same_answers"
 
 @dg.asset(
     key=CLICKSTREAM_ANALYTICS,
-    deps=[asset_key("polars", "events"), asset_key("spark", "events")],
+    deps=[asset_key(engine, "events") for engine in ENGINES],
     group_name="analytics",
     kinds={"duckdb", "sql"},
     description="Daily activity, session lengths, bounce rate, top countries, device mix and "
@@ -47,7 +48,7 @@ def clickstream_analytics(lakehouse: IcebergCatalog, duckdb: DuckDBResource):
     yield dg.MaterializeResult(metadata=metadata)
     yield dg.AssetCheckResult(
         check_name=SAME_ANSWERS_CHECK,
-        passed=not disagreeing and len(engines) == 2,
+        passed=not disagreeing and len(engines) == len(ENGINES),
         metadata={
             "queries": len(results),
             "engines": ", ".join(engines),

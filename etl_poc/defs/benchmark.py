@@ -6,10 +6,12 @@ import json
 import dagster as dg
 from pydantic import Field
 
-from etl_poc.report.graph_benchmark import LAYERS, Measurement, chart_png, compare, markdown
+from etl_poc.logic.spec import ENGINES, LAYER_NAMES
+from etl_poc.measure.layer_io import LAYER_FIGURES
+from etl_poc.report.charts import layers_png
+from etl_poc.report.graph_benchmark import Measurement, compare, markdown
 
-from .assets import ENGINES, asset_key
-from .metadata import MEASURE_KEYS
+from .assets import asset_key
 from .resources import ReportsDirectory
 
 BENCHMARK = dg.AssetKey("benchmark")
@@ -19,7 +21,7 @@ RECENT_MATERIALIZATIONS = 2000  # per asset: a single-run backfill records one p
 def _measurements(instance) -> list[Measurement]:
     found, jobs = [], {}
     for engine in ENGINES:
-        for layer in LAYERS:
+        for layer in LAYER_NAMES:
             records = instance.fetch_materializations(
                 asset_key(engine, layer), limit=RECENT_MATERIALIZATIONS
             ).records
@@ -29,7 +31,7 @@ def _measurements(instance) -> list[Measurement]:
                     continue  # a range run records the same figures for each of its days
                 seen.add(record.run_id)
                 metadata = record.asset_materialization.metadata
-                if not all(name in metadata for name in MEASURE_KEYS):
+                if not all(name in metadata for name in LAYER_FIGURES):
                     continue  # recorded before these figures existed
                 if record.run_id not in jobs:
                     run = instance.get_run_by_id(record.run_id)
@@ -43,7 +45,7 @@ def _measurements(instance) -> list[Measurement]:
                         job=jobs[record.run_id],
                         window=metadata["window"].value,
                         timestamp=record.timestamp,
-                        figures={name: metadata[name].value for name in MEASURE_KEYS},
+                        figures={name: metadata[name].value for name in LAYER_FIGURES},
                         spark_session_seconds=session.value if session else None,
                     )
                 )
@@ -60,7 +62,7 @@ class BenchmarkConfig(dg.Config):
 
 @dg.asset(
     key=BENCHMARK,
-    deps=[asset_key(engine, layer) for engine in ENGINES for layer in LAYERS],
+    deps=[asset_key(engine, layer) for engine in ENGINES for layer in LAYER_NAMES],
     group_name="benchmark",
     kinds={"python"},
     description="Polars vs Spark from the figures every layer's materializations recorded: "
@@ -78,7 +80,7 @@ def benchmark(
     folder = reports.folder
     folder.mkdir(parents=True, exist_ok=True)
     chart = folder / "benchmark-graph.png"
-    chart_png(comparison, chart)
+    layers_png(comparison, chart)
     table = markdown(comparison)
     (folder / "benchmark-graph.md").write_text(
         "# Polars vs Spark, from the asset graph\n\n" + markdown(comparison, chart.name) + "\n"

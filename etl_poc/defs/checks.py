@@ -1,4 +1,5 @@
-"""Checks in the graph: both engines' layers equal row for row, per run window.
+"""Checks in the graph: every engine's layers equal the reference engine's (the first of
+spec.ENGINES) row for row, and the quality rules hold on each engine's layers, per run window.
 
 Dagster runs asset checks per asset, not per partition, so a check takes its window from the
 run's partition tags (a single partition or a range), as the assets of the same run do.
@@ -9,18 +10,18 @@ from datetime import date, timedelta
 import dagster as dg
 import polars as pl
 
-from etl_poc.lakehouse import iceberg
-from etl_poc.lakehouse.runners import read_layer
+from etl_poc.lakehouse import iceberg, layer_store
 from etl_poc.logic import quality
 from etl_poc.logic.compare import Comparison, compare_frames
+from etl_poc.logic.spec import ENGINES, LAYER_NAMES
 
-from .assets import LAYERS, asset_key
+from .assets import asset_key
 from .metadata import markdown_table
 from .resources import DataDirectory, IcebergCatalog
+from .tags import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 
-PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
+REFERENCE_ENGINE = ENGINES[0]
+SAME_ROWS_CHECK = f"same_rows_as_{REFERENCE_ENGINE}"
 
 
 def run_window(tags: dict[str, str]) -> tuple[date, date]:
@@ -35,51 +36,59 @@ def run_window(tags: dict[str, str]) -> tuple[date, date]:
     return first, last + timedelta(days=1)
 
 
-def _iceberg_window(catalog, engine: str, start: date, end: date) -> pl.DataFrame:
-    table = iceberg.table_for(catalog, engine, iceberg.EVENTS)
-    scan = table.scan(row_filter=iceberg.window_filter(iceberg.EVENTS, start, end))
-    return pl.from_arrow(scan.to_arrow())
+def read_layer(
+    data_dir: DataDirectory, lakehouse: IcebergCatalog, engine: str, layer: str, start, end
+) -> pl.DataFrame:
+    """A layer's window as an engine wrote it (stored layers, or the Iceberg events table)."""
+    if layer == "events":
+        rows = iceberg.read_window(lakehouse.catalog(), engine, iceberg.EVENTS, start, end)
+        return pl.DataFrame() if rows is None else rows
+    return layer_store.read_layer(data_dir.paths.layers, engine, layer, start, end)
 
 
-def _result(comparison: Comparison, start: date, end: date) -> dg.AssetCheckResult:
+def _result(
+    comparison: Comparison, engine: str, start: date, end: date
+) -> dg.AssetCheckResult:
+    reference = REFERENCE_ENGINE
     metadata = {
         "window": f"[{start}, {end})",
-        "polars_rows": comparison.left_rows,
-        "spark_rows": comparison.right_rows,
+        f"{reference}_rows": comparison.left_rows,
+        f"{engine}_rows": comparison.right_rows,
         "summary": comparison.summary(),
     }
     if not comparison.equal:
-        metadata["only_polars_sample"] = markdown_table(comparison.only_left)
-        metadata["only_spark_sample"] = markdown_table(comparison.only_right)
+        metadata[f"only_{reference}_sample"] = markdown_table(comparison.only_left)
+        metadata[f"only_{engine}_sample"] = markdown_table(comparison.only_right)
     return dg.AssetCheckResult(passed=comparison.equal, metadata=metadata)
 
 
-def _equivalence_check(layer: str) -> dg.AssetChecksDefinition:
+def _equivalence_check(engine: str, layer: str) -> dg.AssetChecksDefinition:
+    reference = REFERENCE_ENGINE
+
     @dg.asset_check(
-        asset=asset_key("spark", layer),
-        additional_deps=[asset_key("polars", layer)],
-        name="same_rows_as_polars",
+        asset=asset_key(engine, layer),
+        additional_deps=[asset_key(reference, layer)],
+        name=SAME_ROWS_CHECK,
         blocking=True,
-        description=f"Spark's {layer} window equals Polars' row for row (canonical sort, "
-        "aligned types); on a difference, counts and sample rows of each side.",
+        description=f"{engine}'s {layer} window equals {reference}'s row for row (canonical "
+        "sort, aligned types); on a difference, counts and sample rows of each side.",
     )
     def _check(
         context: dg.AssetCheckExecutionContext, data_dir: DataDirectory, lakehouse: IcebergCatalog
     ):
         start, end = run_window(context.run.tags)
-        if layer == "events":
-            catalog = lakehouse.catalog()
-            polars_rows = _iceberg_window(catalog, "polars", start, end)
-            spark_rows = _iceberg_window(catalog, "spark", start, end)
-        else:
-            polars_rows = read_layer(data_dir.paths, "polars", layer, start, end)
-            spark_rows = read_layer(data_dir.paths, "spark", layer, start, end)
-        return _result(compare_frames(polars_rows, spark_rows), start, end)
+        expected = read_layer(data_dir, lakehouse, reference, layer, start, end)
+        found = read_layer(data_dir, lakehouse, engine, layer, start, end)
+        return _result(compare_frames(expected, found), engine, start, end)
 
     return _check
 
 
-EQUIVALENCE_CHECKS = [_equivalence_check(layer) for layer, _, _ in LAYERS]
+EQUIVALENCE_CHECKS = [
+    _equivalence_check(engine, layer)
+    for engine in ENGINES[1:]
+    for layer in LAYER_NAMES
+]
 
 
 def _figures(figures: dict, start: date, end: date) -> dict:
@@ -104,9 +113,11 @@ def _rule_check(
         blocking=severity == dg.AssetCheckSeverity.ERROR,
         description=description,
     )
-    def _check(context: dg.AssetCheckExecutionContext, data_dir: DataDirectory):
+    def _check(
+        context: dg.AssetCheckExecutionContext, data_dir: DataDirectory, lakehouse: IcebergCatalog
+    ):
         start, end = run_window(context.run.tags)
-        frames = [read_layer(data_dir.paths, engine, read, start, end) for read in reads]
+        frames = [read_layer(data_dir, lakehouse, engine, read, start, end) for read in reads]
         passed, figures = rule(*frames)
         return dg.AssetCheckResult(
             passed=passed, severity=severity, metadata=_figures(figures, start, end)
@@ -144,4 +155,4 @@ def _quality_checks(engine: str) -> list[dg.AssetChecksDefinition]:
     ]  # fmt: skip
 
 
-QUALITY_CHECKS = [check for engine in ("polars", "spark") for check in _quality_checks(engine)]
+QUALITY_CHECKS = [check for engine in ENGINES for check in _quality_checks(engine)]

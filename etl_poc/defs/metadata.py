@@ -7,7 +7,7 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
-from etl_poc.lakehouse.runners import LayerResult
+from etl_poc.lakehouse.runner import LayerResult
 from etl_poc.measure.usage import Usage, host_facts
 
 PREVIEW_COLUMNS = 10
@@ -31,7 +31,7 @@ def table_schema(frame: pl.DataFrame) -> dg.TableSchema:
 
 
 @dataclass(frozen=True)
-class Measured:
+class LayerCost:
     """What one materialization of a layer cost."""
 
     engine: str
@@ -43,17 +43,11 @@ class Measured:
     versions: dict[str, str]
 
 
-# The figures every layer's materialization carries, read back by the benchmark asset.
-MEASURE_KEYS = (
-    "seconds", "startup_seconds", "cpu_seconds", "cpu_utilisation", "peak_rss_bytes",
-    "rows_in", "rows_out", "bytes_read", "bytes_written", "events_per_second",
-)  # fmt: skip
-
-
-def layer_metadata(result: LayerResult, measured: Measured) -> dict:
+def layer_metadata(result: LayerResult, measured: LayerCost) -> dict:
     """The one helper every layer asset of both engines uses: rows and preview, and what the
     materialization cost (time, start-up, CPU, peak memory of the process tree incl. a JVM,
-    I/O), on what (engine versions, window, host)."""
+    I/O), on what (engine versions, window, host). Carries every figure of
+    measure.layer_io.LAYER_FIGURES."""
     usage, host = measured.usage, host_facts()
     start, end = measured.window
     metadata = {

@@ -1,35 +1,25 @@
-"""Configuration, in one place: environment variables with defaults, as Dagster resources."""
+"""The code location's resources, with their defaults from settings.py (the environment,
+read once): what the assets are given, chosen in one place."""
 
 from __future__ import annotations
 
-import os
 import time
-from datetime import date
 from pathlib import Path
 
 import dagster as dg
 from pydantic import PrivateAttr
 
-from etl_poc.lakehouse.runners import Paths, PolarsRunner, polars_options
+from etl_poc.lakehouse.paths import Paths
+from etl_poc.settings import settings
 
-DATA_DIR_ENV = "ETL_POC_DATA_DIR"
-START_DATE_ENV = "ETL_POC_START_DATE"
-SPARK_MASTER_ENV = "ETL_POC_SPARK_MASTER"
-SPARK_DRIVER_MEMORY_ENV = "ETL_POC_SPARK_DRIVER_MEMORY"
-SPARK_EXECUTOR_MEMORY_ENV = "ETL_POC_SPARK_EXECUTOR_MEMORY"
-SPARK_DRIVER_HOST_ENV = "ETL_POC_SPARK_DRIVER_HOST"
-IP_RANGES_MMDB_ENV = "ETL_POC_IP_RANGES_MMDB"
-CATALOG_URI_ENV = "ETL_POC_CATALOG_URI"
-REPORTS_DIR_ENV = "ETL_POC_REPORTS_DIR"
-
-START_DATE = date.fromisoformat(os.environ.get(START_DATE_ENV, "2024-01-01"))
+START_DATE = settings().start_date
 
 
 class DataDirectory(dg.ConfigurableResource):
     """ETL_POC_DATA_DIR (default ./data): landing/, the layers (layers/<engine>/<layer>/) and
     the Iceberg warehouse (warehouse/)."""
 
-    path: str = os.environ.get(DATA_DIR_ENV, "data")
+    path: str = str(settings().data_dir)
 
     @property
     def paths(self) -> Paths:
@@ -43,7 +33,7 @@ class DataDirectory(dg.ConfigurableResource):
 class ReportsDirectory(dg.ConfigurableResource):
     """ETL_POC_REPORTS_DIR (default ./reports): where benchmarks and reports are written."""
 
-    path: str = os.environ.get(REPORTS_DIR_ENV, "reports")
+    path: str = str(settings().reports_dir)
 
     @property
     def folder(self) -> Path:
@@ -57,7 +47,7 @@ class IcebergCatalog(dg.ConfigurableResource):
     SQLite file <data>/warehouse/catalog.db."""
 
     data_dir: DataDirectory
-    uri: str = os.environ.get(CATALOG_URI_ENV, "")
+    uri: str = settings().catalog_uri
 
     @property
     def warehouse(self) -> Path:
@@ -79,7 +69,7 @@ class IpRangesSource(dg.ConfigurableResource):
     example your own GeoLite2-Country.mmdb); empty (the default) means the GeoLite2 data that
     the geoip2fast package ships."""
 
-    mmdb_path: str = os.environ.get(IP_RANGES_MMDB_ENV, "")
+    mmdb_path: str = settings().ip_ranges_mmdb
 
     def table(self):
         from etl_poc.reference.ip_ranges import load_ip_ranges
@@ -93,13 +83,18 @@ class PolarsResource(dg.ConfigurableResource):
     the peak; 0: the whole window at once), and ETL_POC_POLARS_ENGINE, Polars' `in-memory`
     (default) or `streaming` engine."""
 
-    chunk_rows: int = polars_options()["chunk_rows"]
-    engine: str = polars_options()["engine"]
+    chunk_rows: int = settings().polars_chunk_rows
+    engine: str = settings().polars_engine
 
-    def runner(self, paths: Paths, start_date: date, processed_at, ip_ranges) -> PolarsRunner:
-        return PolarsRunner(
-            paths, start_date, processed_at, ip_ranges, self.chunk_rows, self.engine
-        )
+    def runtime(self):
+        """What the Polars runner is given (lakehouse.polars_runner.PolarsRuntime)."""
+        from etl_poc.lakehouse.polars_runner import PolarsRuntime
+
+        return PolarsRuntime(self.chunk_rows, self.engine)
+
+    def take_startup_seconds(self) -> None:
+        """Nothing to start: Polars runs in the run's process."""
+        return None
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -108,19 +103,23 @@ class SparkResource(dg.ConfigurableResource):
     spark:// URL; ETL_POC_SPARK_DRIVER_HOST: the name a cluster's executors reach the driver
     by (default 127.0.0.1; the code location's host name in the containers)."""
 
-    master: str = os.environ.get(SPARK_MASTER_ENV, "local[*]")
-    driver_memory: str = os.environ.get(SPARK_DRIVER_MEMORY_ENV, "8g")
-    executor_memory: str = os.environ.get(SPARK_EXECUTOR_MEMORY_ENV, "4g")  # spark:// only
-    driver_host: str = os.environ.get(SPARK_DRIVER_HOST_ENV, "127.0.0.1")
+    master: str = settings().spark_master
+    driver_memory: str = settings().spark_driver_memory
+    executor_memory: str = settings().spark_executor_memory  # spark:// only
+    driver_host: str = settings().spark_driver_host
     _session = PrivateAttr(default=None)
     _owned = PrivateAttr(default=False)
     _startup_seconds = PrivateAttr(default=None)
+
+    def runtime(self):
+        """What the Spark runner is given: the run's session."""
+        return self.session()
 
     def session(self):
         if self._session is None:
             from pyspark.sql import SparkSession
 
-            from etl_poc.lakehouse.spark_session import build_spark_session
+            from etl_poc.spark.session import build_spark_session
 
             started = time.perf_counter()
             self._owned = SparkSession.getActiveSession() is None
@@ -155,7 +154,7 @@ def resources_for(data_dir: DataDirectory | None = None) -> dict:
         "spark": SparkResource(),
         "polars": PolarsResource(),
         "ip_ranges": IpRangesSource(),
-        "duckdb": DuckDBResource(database=str(Path(data_dir.path) / "analytics.duckdb")),
+        "duckdb": DuckDBResource(database=str(data_dir.paths.analytics_database)),
     }
 
 

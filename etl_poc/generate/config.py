@@ -8,7 +8,7 @@ from datetime import date
 from pathlib import Path
 from typing import Final
 
-from etl_poc.logic.spec import EVENT_TYPES, USER_TIERS
+from etl_poc.logic.spec import DEFAULT_START_DATE, EVENT_TYPES, USER_TIERS
 
 SIZES: Final[dict[str, int]] = {
     "small": 100_000,
@@ -86,7 +86,7 @@ class GeneratorConfig:
     label: str
     out_dir: Path = Path("data/landing")
     formats: tuple[str, ...] = FORMATS
-    start_date: date = date(2024, 1, 1)
+    start_date: date = DEFAULT_START_DATE
     days: int = 30
     incremental_days: int = 3
     seed: int = 42

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+from pyiceberg.expressions import AlwaysTrue, And, GreaterThanOrEqual, LessThan
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, Transaction
@@ -212,6 +212,26 @@ def window_filter(layout: TableLayout, start: date, end: date):
         GreaterThanOrEqual(layout.window_column, start.isoformat()),
         LessThan(layout.window_column, end.isoformat()),
     )
+
+
+def read_window(
+    catalog: SqlCatalog,
+    namespace: str,
+    layout: TableLayout,
+    start: date | None = None,
+    end: date | None = None,
+    limit: int | None = None,
+):
+    """A table's rows of the window [start, end) (no window: every row), at most `limit`,
+    as a Polars frame; None when the table does not exist (nothing written yet)."""
+    import polars as pl
+
+    identifier = f"{namespace}.{layout.name}"
+    if not catalog.table_exists(identifier):
+        return None
+    table = catalog.load_table(identifier)
+    window = AlwaysTrue() if start is None or end is None else window_filter(layout, start, end)
+    return pl.from_arrow(table.scan(row_filter=window, limit=limit).to_arrow())
 
 
 def replace_window(

@@ -96,7 +96,7 @@ def landing_window(days: LandingDays, start_date: date, today: date) -> tuple[da
     return (first, last) if first <= last else None
 
 
-def file_days(path: Path, landing_dir: Path) -> tuple[date, date] | None:
+def timestamp_day_range(path: Path, landing_dir: Path) -> tuple[date, date] | None:
     """The first and last UTC day of the timestamps in a landing file that parse (usable or
     not: before the start, in the future or on a malformed line), None when none parses. Read
     with Polars (the timestamp column only, for Parquet)."""
@@ -135,7 +135,7 @@ class LandingDays:
             version = [stat.st_size, stat.st_mtime_ns]
             entry = known.get(key)
             if entry is None or entry["version"] != version:
-                days = file_days(path, self.landing_dir)
+                days = timestamp_day_range(path, self.landing_dir)
                 entry = {"version": version, "days": days and [d.isoformat() for d in days]}
                 known[key], changed = entry, True
             found[path] = entry["days"] and tuple(date.fromisoformat(d) for d in entry["days"])

@@ -1,22 +1,27 @@
-"""The intermediate layers on disk, for both engines: one place for their reads and writes.
+"""The intermediate layers on disk, for every engine: one place for their reads and writes.
 
-Layout: <data>/layers/<engine>/<layer>/<key>=YYYY-MM-DD/part-*.parquet, Hive style, the day key
-in the directory name only (as Spark's partitionBy writes it). `key` is `event_date` for event
-layers and `partition_date` for rejects (a reject without a usable date is attributed to a day
-by its landing file). Writing a window first removes every day directory of that window, so a
-re-run replaces the window exactly: no duplicate and no stale day is left behind.
+Layout: <layers>/<engine>/<stored>/<key>=YYYY-MM-DD/part-*.parquet, Hive style, the day key in
+the directory name only (as Spark's partitionBy writes it). A stored layer's day key is
+spec.STORED_DAY_KEY's: `event_date` for the event layers, `partition_date` for raw and rejects
+(a reject without a usable date is attributed to a day by its landing file). Writing a window
+first removes every day directory of that window, so a re-run replaces the window exactly: no
+duplicate and no stale day is left behind.
+
+Both engines' writers refuse rows outside the window (or without a day), and both readers
+return None for a window that holds no data.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
 
-EVENT_KEY = "event_date"
-REJECT_KEY = "partition_date"
+from etl_poc.logic.spec import STORED_DAY_KEY
 
 
 def days(start: date, end: date) -> list[date]:
@@ -24,46 +29,41 @@ def days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days)]
 
 
-def layer_dir(root: Path, engine: str, layer: str) -> Path:
-    return root / engine / layer
+def day_key(stored: str) -> str:
+    return STORED_DAY_KEY[stored]
 
 
-def _day_dir(root: Path, engine: str, layer: str, key: str, day: date) -> Path:
-    return layer_dir(root, engine, layer) / f"{key}={day.isoformat()}"
+def layer_dir(root: Path, engine: str, stored: str) -> Path:
+    return root / engine / stored
 
 
-def clear_window(root: Path, engine: str, layer: str, key: str, start: date, end: date) -> None:
+def _day_dir(root: Path, engine: str, stored: str, day: date) -> Path:
+    return layer_dir(root, engine, stored) / f"{day_key(stored)}={day.isoformat()}"
+
+
+def clear_window(root: Path, engine: str, stored: str, start: date, end: date) -> None:
     for day in days(start, end):
-        shutil.rmtree(_day_dir(root, engine, layer, key, day), ignore_errors=True)
+        shutil.rmtree(_day_dir(root, engine, stored, day), ignore_errors=True)
 
 
-def window_files(
-    root: Path, engine: str, layer: str, key: str, start: date, end: date
-) -> list[Path]:
+def window_files(root: Path, engine: str, stored: str, start: date, end: date) -> list[Path]:
     """The Parquet files of the window's days, in day order."""
     files: list[Path] = []
     for day in days(start, end):
-        files.extend(sorted(_day_dir(root, engine, layer, key, day).glob("*.parquet")))
+        files.extend(sorted(_day_dir(root, engine, stored, day).glob("*.parquet")))
     return files
 
 
-def window_dirs(root: Path, engine: str, layer: str, key: str, start: date, end: date) -> list[str]:
-    """The day directories of the window that hold data, for Spark's reader."""
-    return [
-        str(path)
-        for path in (_day_dir(root, engine, layer, key, day) for day in days(start, end))
-        if any(path.glob("*.parquet"))
-    ]
-
-
-def window_size(
-    root: Path, engine: str, layer: str, key: str, start: date, end: date
-) -> tuple[int, int]:
+def window_size(root: Path, engine: str, stored: str, start: date, end: date) -> tuple[int, int]:
     """Rows and bytes of a layer's window, from the Parquet footers (no data is read)."""
+    files = window_files(root, engine, stored, start, end)
+    return _rows(files), sum(f.stat().st_size for f in files)
+
+
+def _rows(files: list[Path]) -> int:
     import pyarrow.parquet as pq
 
-    files = window_files(root, engine, layer, key, start, end)
-    return sum(pq.read_metadata(f).num_rows for f in files), sum(f.stat().st_size for f in files)
+    return sum(pq.read_metadata(f).num_rows for f in files)
 
 
 def in_pieces(items: list, rows: list[int], max_rows: int | None) -> list[list]:
@@ -84,100 +84,115 @@ def in_pieces(items: list, rows: list[int], max_rows: int | None) -> list[list]:
 
 
 def day_chunks(
-    root: Path, engine: str, layer: str, key: str, start: date, end: date, max_rows: int | None
+    root: Path, engine: str, stored: str, start: date, end: date, max_rows: int | None
 ) -> list[tuple[date, date]]:
     """The window [start, end) as consecutive windows of whole days holding at most
     `max_rows` rows of a layer each (from the Parquet footers)."""
     window = days(start, end)
-    rows = [
-        window_size(root, engine, layer, key, day, day + timedelta(days=1))[0] for day in window
-    ]
+    rows = [window_size(root, engine, stored, day, day + timedelta(days=1))[0] for day in window]
     return [
         (piece[0], piece[-1] + timedelta(days=1)) for piece in in_pieces(window, rows, max_rows)
     ]
+
+
+def _outside(stored: str, rows: int, start: date, end: date) -> ValueError:
+    return ValueError(
+        f"{stored}: {rows} rows outside the window [{start}, {end}) or without a "
+        f"{day_key(stored)}"
+    )
 
 
 # --- Polars ---------------------------------------------------------------------------------
 
 
 def polars_write(
-    frame: pl.DataFrame,
-    root: Path,
-    engine: str,
-    layer: str,
-    key: str,
-    start: date,
-    end: date,
+    frame: pl.DataFrame, root: Path, engine: str, stored: str, start: date, end: date
 ) -> None:
     """Replace the window [start, end) of a layer with `frame` (rows outside it are an error)."""
-    _check_inside(frame, layer, key, start, end)
-    clear_window(root, engine, layer, key, start, end)
-    _write_days(frame, root, engine, layer, key, part=0)
+    polars_add_part(frame, root, engine, stored, start, end, part=0, replace=True)
 
 
 def polars_add_part(
     frame: pl.DataFrame,
     root: Path,
     engine: str,
-    layer: str,
-    key: str,
+    stored: str,
     start: date,
     end: date,
     part: int,
+    replace: bool = False,
 ) -> None:
     """Add `frame` to the window's days as their file part-<part>.parquet, next to what they
-    hold: a window written piece by piece (cleared first with clear_window)."""
-    _check_inside(frame, layer, key, start, end)
-    _write_days(frame, root, engine, layer, key, part)
-
-
-def _write_days(frame: pl.DataFrame, root: Path, engine: str, layer: str, key: str, part: int):
+    hold: a window written piece by piece (cleared first with clear_window). `replace`: clear
+    the window first."""
+    key = day_key(stored)
+    outside = frame.filter(~pl.col(key).is_between(start, end, closed="left").fill_null(False))
+    if outside.height:
+        raise _outside(stored, outside.height, start, end)
+    if replace:
+        clear_window(root, engine, stored, start, end)
     for (day,), rows in frame.partition_by(key, as_dict=True, maintain_order=False).items():
-        target = _day_dir(root, engine, layer, key, day)
+        target = _day_dir(root, engine, stored, day)
         target.mkdir(parents=True, exist_ok=True)
         rows.drop(key).write_parquet(target / f"part-{part}.parquet")
 
 
-def _check_inside(frame: pl.DataFrame, layer: str, key: str, start: date, end: date) -> None:
-    outside = frame.filter((pl.col(key) < start) | (pl.col(key) >= end) | pl.col(key).is_null())
-    if outside.height:
-        raise ValueError(f"{layer}: {outside.height} rows outside the window [{start}, {end})")
-
-
 def polars_read(
-    root: Path,
-    engine: str,
-    layer: str,
-    key: str,
-    start: date,
-    end: date,
-    schema: dict[str, pl.DataType] | None = None,
-) -> pl.LazyFrame:
-    """The window of a layer, with its day key as a column. Empty (with `schema`, if given)
-    when no day of the window holds data."""
-    files = window_files(root, engine, layer, key, start, end)
+    root: Path, engine: str, stored: str, start: date, end: date
+) -> pl.LazyFrame | None:
+    """The window of a layer, with its day key as a column; None when no day holds data."""
+    files = window_files(root, engine, stored, start, end)
     if not files:
-        if schema is None:
-            raise FileNotFoundError(
-                f"{layer_dir(root, engine, layer)}: nothing for [{start}, {end})"
-            )
-        return pl.LazyFrame(schema=schema)
+        return None
     # The day key comes from each file's directory name.
-    return pl.scan_parquet(files, hive_partitioning=True, hive_schema={key: pl.Date})
+    return pl.scan_parquet(files, hive_partitioning=True, hive_schema={day_key(stored): pl.Date})
+
+
+def read_layer(root: Path, engine: str, stored: str, start: date, end: date) -> pl.DataFrame:
+    """A layer's window as any engine wrote it, as a Polars frame (empty when there is none):
+    what the checks compare and judge."""
+    frame = polars_read(root, engine, stored, start, end)
+    return pl.DataFrame() if frame is None else frame.collect()
 
 
 # --- Spark ----------------------------------------------------------------------------------
 
 
-def spark_write(frame, root: Path, engine: str, layer: str, key: str, start: date, end: date):
-    """Replace the window [start, end) of a layer with a Spark DataFrame."""
-    clear_window(root, engine, layer, key, start, end)
-    (frame.write.mode("append").partitionBy(key).parquet(str(layer_dir(root, engine, layer))))
+def spark_write(frame, root: Path, engine: str, stored: str, start: date, end: date) -> None:
+    """Replace the window [start, end) of a layer with a Spark DataFrame. Spark writes into a
+    directory of its own first; only when every day it wrote lies in the window are those
+    days moved into place (rows outside it are an error, and nothing is replaced)."""
+    key = day_key(stored)
+    staging = layer_dir(root, engine, stored).with_name(f".{stored}-{uuid.uuid4().hex}")
+    try:
+        frame.write.partitionBy(key).parquet(str(staging))
+        written = {}
+        for directory in staging.glob(f"{key}=*"):
+            try:
+                written[date.fromisoformat(directory.name.split("=", 1)[1])] = directory
+            except ValueError:  # Spark's __HIVE_DEFAULT_PARTITION__: a null day
+                rows = _rows(list(directory.glob("*.parquet")))
+                raise _outside(stored, rows, start, end) from None
+        outside = [d for day, d in written.items() if not start <= day < end]
+        if outside:
+            rows = _rows([f for d in outside for f in d.glob("*.parquet")])
+            raise _outside(stored, rows, start, end)
+        clear_window(root, engine, stored, start, end)
+        for day, directory in written.items():
+            target = _day_dir(root, engine, stored, day)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(directory, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
-def spark_read(spark, root: Path, engine: str, layer: str, key: str, start: date, end: date):
+def spark_read(spark, root: Path, engine: str, stored: str, start: date, end: date):
     """The window of a layer, with its day key as a column; None when no day holds data."""
-    dirs = window_dirs(root, engine, layer, key, start, end)
+    dirs = [
+        str(path)
+        for path in (_day_dir(root, engine, stored, day) for day in days(start, end))
+        if any(path.glob("*.parquet"))
+    ]
     if not dirs:
         return None
-    return spark.read.option("basePath", str(layer_dir(root, engine, layer))).parquet(*dirs)
+    return spark.read.option("basePath", str(layer_dir(root, engine, stored))).parquet(*dirs)

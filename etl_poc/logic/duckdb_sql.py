@@ -23,9 +23,11 @@ from etl_poc.logic.spec import (
     IPV4_PATTERN,
     IPV6_CHARS_PATTERN,
     OTHER_DEVICE,
+    PARTITION_DATE,
     REJECT_COLUMNS,
     SESSION_GAP,
     SESSION_ID_SEPARATOR,
+    SOURCE_FILE,
     TEXT_COLUMNS,
     TIE_BREAK,
     TIMESTAMP_PATTERN,
@@ -127,10 +129,45 @@ def standardize(raw: Relation, *, start_date: date, processed_at: datetime) -> R
 
 
 def rejected(standardized: Relation) -> Relation:
-    """Rows that cannot be used: their original text, where they came from, and why."""
+    """Rows that cannot be used: their original text, where they came from, and why (and the
+    day they are attributed to, once attribute_partition_date has run)."""
+    columns = [*REJECT_COLUMNS]
+    if PARTITION_DATE in standardized.columns:
+        columns.append(PARTITION_DATE)
     return _query(
         standardized,
-        f"SELECT {', '.join(REJECT_COLUMNS)} FROM input WHERE reject_reason IS NOT NULL",
+        f"SELECT {', '.join(columns)} FROM input WHERE reject_reason IS NOT NULL",
+    )
+
+
+def attribute_partition_date(
+    standardized: Relation, *, start_date: date, processed_at: datetime
+) -> Relation:
+    """Add spec.PARTITION_DATE: event_date when the timestamp is usable, else the earliest
+    usable day of the row's landing file (the start date when it has none)."""
+    latest = processed_at.replace(tzinfo=None) + FUTURE_TOLERANCE
+    start = f"DATE '{start_date.isoformat()}'"
+    return _query(
+        standardized,
+        f"""
+        WITH usable AS (
+            SELECT *, CASE WHEN event_ts IS NOT NULL AND NOT malformed AND event_ts >= {start}
+                           AND event_ts <= TIMESTAMP '{latest.isoformat(sep=" ")}'
+                      THEN event_date END AS _usable_day
+            FROM input
+        ),
+        files AS (SELECT {SOURCE_FILE}, min(_usable_day) AS _file_day FROM usable GROUP BY 1)
+        SELECT usable.* EXCLUDE (_usable_day),
+            coalesce(_usable_day, _file_day, {start}) AS {PARTITION_DATE}
+        FROM usable JOIN files USING ({SOURCE_FILE})
+        """,
+    )
+
+
+def in_window(frame: Relation, start: date, end: date, column: str = PARTITION_DATE):
+    """The rows whose day `column` lies in the window [start, end)."""
+    return frame.filter(
+        f"{column} >= DATE '{start.isoformat()}' AND {column} < DATE '{end.isoformat()}'"
     )
 
 
@@ -143,53 +180,6 @@ def deduplicate(standardized: Relation) -> Relation:
         SELECT {", ".join(CLEANSED_COLUMNS)} FROM input
         WHERE reject_reason IS NULL
         QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY {order}) = 1
-        """,
-    )
-
-
-def sessionize(events: Relation, context: Relation | None = None) -> Relation:
-    """30-minute sessions per user, in order of (event_ts, event_id): a new session at a user's
-    first event and after every gap strictly longer than spec.SESSION_GAP. `context` holds,
-    per user, the last event already sessionized (session_start, event_seq), which a session
-    running into this window continues. Adds session_id, session_start and event_seq."""
-    window = "SELECT *, NULL::TIMESTAMP AS _known_start, NULL::BIGINT AS _known_seq FROM input"
-    if context is not None:
-        window += f"""
-        UNION ALL BY NAME
-        SELECT user_id, event_ts, event_id, session_start AS _known_start,
-               CAST(event_seq AS BIGINT) AS _known_seq
-        FROM {_view(context)}"""
-    gap_seconds = int(SESSION_GAP.total_seconds())
-    return _query(
-        events,
-        f"""
-        WITH windowed AS ({window}),
-        marked AS (
-            SELECT *,
-                CASE WHEN lag(event_ts) OVER by_user IS NULL
-                       OR event_ts - lag(event_ts) OVER by_user > INTERVAL {gap_seconds} SECOND
-                     THEN 1 ELSE 0 END AS _new
-            FROM windowed
-            WINDOW by_user AS (PARTITION BY user_id ORDER BY event_ts, event_id)
-        ),
-        numbered AS (
-            SELECT *, sum(_new) OVER (PARTITION BY user_id ORDER BY event_ts, event_id
-                                      ROWS UNBOUNDED PRECEDING) AS _session
-            FROM marked
-        ),
-        sessions AS (
-            SELECT *,
-                first_value(coalesce(_known_start, event_ts)) OVER by_session AS session_start,
-                coalesce(first_value(_known_seq) OVER by_session, 1)
-                    + row_number() OVER by_session - 1 AS event_seq
-            FROM numbered
-            WINDOW by_session AS (PARTITION BY user_id, _session ORDER BY event_ts, event_id)
-        )
-        SELECT * EXCLUDE (_known_start, _known_seq, _new, _session),
-            user_id || {_literal(SESSION_ID_SEPARATOR)}
-                || strftime(session_start, '%Y-%m-%dT%H:%M:%S.%fZ') AS session_id
-        FROM sessions
-        WHERE _known_seq IS NULL
         """,
     )
 
@@ -281,3 +271,76 @@ def enrich(events: Relation, ranges: dict[str, Relation]) -> Relation:
         FROM looked_up
         """,
     )
+
+
+# --- Sessionization ------------------------------------------------------------------------------
+
+
+def sessionize(events: Relation, context: Relation | None = None) -> Relation:
+    """30-minute sessions per user, in order of (event_ts, event_id): a new session at a user's
+    first event and after every gap strictly longer than spec.SESSION_GAP. `context` holds,
+    per user, the last event already sessionized (session_start, event_seq), which a session
+    running into this window continues. Adds session_id, session_start and event_seq."""
+    window = "SELECT *, NULL::TIMESTAMP AS _known_start, NULL::BIGINT AS _known_seq FROM input"
+    if context is not None:
+        window += f"""
+        UNION ALL BY NAME
+        SELECT user_id, event_ts, event_id, session_start AS _known_start,
+               CAST(event_seq AS BIGINT) AS _known_seq
+        FROM {_view(context)}"""
+    gap_seconds = int(SESSION_GAP.total_seconds())
+    return _query(
+        events,
+        f"""
+        WITH windowed AS ({window}),
+        marked AS (
+            SELECT *,
+                CASE WHEN lag(event_ts) OVER by_user IS NULL
+                       OR event_ts - lag(event_ts) OVER by_user > INTERVAL {gap_seconds} SECOND
+                     THEN 1 ELSE 0 END AS _new
+            FROM windowed
+            WINDOW by_user AS (PARTITION BY user_id ORDER BY event_ts, event_id)
+        ),
+        numbered AS (
+            SELECT *, sum(_new) OVER (PARTITION BY user_id ORDER BY event_ts, event_id
+                                      ROWS UNBOUNDED PRECEDING) AS _session
+            FROM marked
+        ),
+        sessions AS (
+            SELECT *,
+                first_value(coalesce(_known_start, event_ts)) OVER by_session AS session_start,
+                coalesce(first_value(_known_seq) OVER by_session, 1)
+                    + row_number() OVER by_session - 1 AS event_seq
+            FROM numbered
+            WINDOW by_session AS (PARTITION BY user_id, _session ORDER BY event_ts, event_id)
+        )
+        SELECT * EXCLUDE (_known_start, _known_seq, _new, _session),
+            user_id || {_literal(SESSION_ID_SEPARATOR)}
+                || strftime(session_start, '%Y-%m-%dT%H:%M:%S.%fZ') AS session_id
+        FROM sessions
+        WHERE _known_seq IS NULL
+        """,
+    )
+
+
+# --- The whole chain ---------------------------------------------------------------------------
+
+
+def pipeline(
+    landing: Relation,
+    *,
+    start: date,
+    end: date,
+    start_date: date,
+    processed_at: datetime,
+    ranges: dict[str, Relation],
+) -> tuple[Relation, Relation]:
+    """The whole chain over the window [start, end): (sessionized, rejects). The raw rows
+    feed both, so they are materialized once as a temporary table."""
+    when = {"start_date": start_date, "processed_at": processed_at}
+    attributed = attribute_partition_date(standardize(landing, **when), **when)
+    name = f"_etl_poc_raw_{next(_names)}"
+    in_window(attributed, start, end).create(name)
+    raw_rows = landing.query(f"_etl_poc_{next(_names)}", f"SELECT * FROM {name}")
+    sessions = sessionize(enrich(deduplicate(raw_rows), ranges))
+    return sessions, rejected(raw_rows)

@@ -20,6 +20,7 @@ from etl_poc.logic.spec import (
     OTHER_DEVICE,
     PARTITION_DATE,
     REJECT_COLUMNS,
+    SESSION_CONTEXT_COLUMNS,
     SESSION_GAP,
     SESSION_ID_SEPARATOR,
     SOURCE_FILE,
@@ -163,7 +164,7 @@ def _usable_day(*, start_date: date, processed_at: datetime) -> pl.Expr:
     return pl.when(usable_day).then(pl.col("event_date"))
 
 
-def file_days(
+def first_usable_days(
     standardized: pl.LazyFrame, *, start_date: date, processed_at: datetime
 ) -> pl.LazyFrame:
     """The earliest usable day of each landing file (SOURCE_FILE, _file_day): where its rows
@@ -181,11 +182,11 @@ def attribute_partition_date(
 ) -> pl.LazyFrame:
     """Add spec.PARTITION_DATE: event_date when the timestamp is usable, else the earliest
     usable day of the row's landing file (the start date when it has none). The files' days
-    come from `standardized`, or from `days_of_files` (file_days of the whole files) when
+    come from `standardized`, or from `days_of_files` (first_usable_days of the whole files) when
     `standardized` holds a part of a file."""
     when = {"start_date": start_date, "processed_at": processed_at}
     if days_of_files is None:
-        days_of_files = file_days(standardized, **when)
+        days_of_files = first_usable_days(standardized, **when)
     return (
         standardized.join(days_of_files, on=SOURCE_FILE, how="left")
         .with_columns(
@@ -193,6 +194,11 @@ def attribute_partition_date(
         )
         .drop("_file_day")
     )
+
+
+def in_window(frame: pl.LazyFrame, start: date, end: date, column: str = PARTITION_DATE):
+    """The rows whose day `column` lies in the window [start, end)."""
+    return frame.filter(pl.col(column).is_between(start, end, closed="left"))
 
 
 def deduplicate(standardized: pl.LazyFrame) -> pl.LazyFrame:
@@ -210,92 +216,6 @@ def deduplicate(standardized: pl.LazyFrame) -> pl.LazyFrame:
         subset="event_id", keep="first", maintain_order=True
     )
     return pl.concat([usable.filter(~candidate), chosen])
-
-
-def sessionize(events: pl.LazyFrame, context: pl.LazyFrame | None = None) -> pl.LazyFrame:
-    """30-minute sessions per user, in order of (event_ts, event_id).
-
-    A session starts at a user's first event and after every gap strictly longer than
-    spec.SESSION_GAP. `context` holds, per user, the last event already sessionized before
-    this window (user_id, event_ts, event_id, session_start, event_seq): a session running
-    into the window continues with its session_id, start and numbering. Adds session_id
-    (user_id@session start, ISO-8601 UTC with microseconds), session_start and event_seq.
-    """
-    window = events.with_columns(
-        _known_start=pl.lit(None, EVENT_TS), _known_seq=pl.lit(None, pl.Int64)
-    )
-    if context is not None:
-        prior = context.select(
-            "user_id",
-            "event_ts",
-            "event_id",
-            _known_start=pl.col("session_start"),
-            _known_seq=pl.col("event_seq").cast(pl.Int64),
-        )
-        window = pl.concat([window, prior], how="diagonal_relaxed")
-    # Only the ordering keys are sorted: user (as a number), event_ts, event_id. The session
-    # values are computed along that order as running values (no grouping), then put back in
-    # row order beside the untouched wide rows.
-    user_code = pl.col("user_id").cast(pl.Categorical).to_physical().cast(pl.Int128)
-    user_then_time = user_code * (1 << 64) + pl.col("event_ts").dt.epoch("us").cast(pl.Int128)
-    same_user = pl.col("_user") == pl.col("_user").shift()
-    gap = pl.col("event_ts") - pl.col("event_ts").shift()
-    new_session = ~same_user.fill_null(False) | (gap > pl.lit(SESSION_GAP))
-    position = pl.int_range(pl.len(), dtype=pl.Int64)
-    # At each session's first row: its start (a context row brings its own) and first number.
-    at_start = pl.when(pl.col("_new"))
-    key = pl.col("_user_then_time")
-    keyed = (
-        window.select(
-            "event_ts",
-            "event_id",
-            "_known_start",
-            "_known_seq",
-            _user=user_code,
-            _user_then_time=user_then_time,
-        )
-        .with_row_index("_row")
-        .sort("_user_then_time")  # one 128-bit key: far cheaper than sorting by three columns
-        .with_row_index("_sorted_position")
-        .with_columns(_tie=key.eq_missing(key.shift()) | key.eq_missing(key.shift(-1)))
-    )
-    # Rows of one user at one instant (rare) are put in event_id order among their positions.
-    tied = keyed.filter("_tie")
-    ties_in_order = pl.concat(
-        [tied.select("_sorted_position"), tied.drop("_sorted_position").sort(key, "event_id")],
-        how="horizontal",
-    )
-    sessions = (
-        pl.concat([keyed.filter(~pl.col("_tie")), ties_in_order])
-        .sort("_sorted_position")
-        .with_columns(_new=new_session, _position=position)
-        .with_columns(
-            session_start=at_start.then(pl.coalesce("_known_start", "event_ts")).forward_fill(),
-            _first_seq=at_start.then(pl.coalesce("_known_seq", pl.lit(1))).forward_fill(),
-            _first_position=at_start.then(pl.col("_position")).forward_fill(),
-        )
-        .select(
-            "_row",
-            "session_start",
-            event_seq=pl.col("_first_seq") + pl.col("_position") - pl.col("_first_position"),
-        )
-        .sort("_row")
-        .drop("_row")
-    )
-    return (
-        pl.concat([window, sessions], how="horizontal")
-        .filter(pl.col("_known_seq").is_null())  # context rows were only there to continue
-        .with_columns(
-            session_id=pl.concat_str(
-                [
-                    pl.col("user_id"),
-                    pl.lit(SESSION_ID_SEPARATOR),
-                    pl.col("session_start").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
-                ]
-            ),
-        )
-        .drop("_known_start", "_known_seq")
-    )
 
 
 # --- Enrichment: country from IP ---------------------------------------------------------------
@@ -460,3 +380,167 @@ def enrich(events: pl.LazyFrame, ranges: dict[str, pl.LazyFrame]) -> pl.LazyFram
         )
         .drop("_ip", "ip_version", "ip_hi", "ip_lo", "reserved")
     )
+
+
+# --- Sessionization ------------------------------------------------------------------------------
+
+
+def session_context(previous_day: pl.LazyFrame) -> pl.LazyFrame:
+    """What sessionize needs of the day before a window: per user, the last event (by
+    event_ts, then event_id) with its session start and number (SESSION_CONTEXT_COLUMNS)."""
+    return (
+        previous_day.sort("event_ts", "event_id")
+        .group_by("user_id")
+        .last()
+        .select(SESSION_CONTEXT_COLUMNS)
+    )
+
+
+def sessionize(events: pl.LazyFrame, context: pl.LazyFrame | None = None) -> pl.LazyFrame:
+    """30-minute sessions per user, in order of (event_ts, event_id).
+
+    A session starts at a user's first event and after every gap strictly longer than
+    spec.SESSION_GAP. `context` holds, per user, the last event already sessionized before
+    this window (user_id, event_ts, event_id, session_start, event_seq): a session running
+    into the window continues with its session_id, start and numbering. Adds session_id
+    (user_id@session start, ISO-8601 UTC with microseconds), session_start and event_seq.
+    """
+    window = events.with_columns(
+        _known_start=pl.lit(None, EVENT_TS), _known_seq=pl.lit(None, pl.Int64)
+    )
+    if context is not None:
+        prior = context.select(
+            "user_id",
+            "event_ts",
+            "event_id",
+            _known_start=pl.col("session_start"),
+            _known_seq=pl.col("event_seq").cast(pl.Int64),
+        )
+        window = pl.concat([window, prior], how="diagonal_relaxed")
+    # Only the ordering keys are sorted: user (as a number), event_ts, event_id. The session
+    # values are computed along that order as running values (no grouping), then put back in
+    # row order beside the untouched wide rows.
+    user_code = pl.col("user_id").cast(pl.Categorical).to_physical().cast(pl.Int128)
+    user_then_time = user_code * (1 << 64) + pl.col("event_ts").dt.epoch("us").cast(pl.Int128)
+    same_user = pl.col("_user") == pl.col("_user").shift()
+    gap = pl.col("event_ts") - pl.col("event_ts").shift()
+    new_session = ~same_user.fill_null(False) | (gap > pl.lit(SESSION_GAP))
+    position = pl.int_range(pl.len(), dtype=pl.Int64)
+    # At each session's first row: its start (a context row brings its own) and first number.
+    at_start = pl.when(pl.col("_new"))
+    key = pl.col("_user_then_time")
+    keyed = (
+        window.select(
+            "event_ts",
+            "event_id",
+            "_known_start",
+            "_known_seq",
+            _user=user_code,
+            _user_then_time=user_then_time,
+        )
+        .with_row_index("_row")
+        .sort("_user_then_time")  # one 128-bit key: far cheaper than sorting by three columns
+        .with_row_index("_sorted_position")
+        .with_columns(_tie=key.eq_missing(key.shift()) | key.eq_missing(key.shift(-1)))
+    )
+    # Rows of one user at one instant (rare) are put in event_id order among their positions.
+    tied = keyed.filter("_tie")
+    ties_in_order = pl.concat(
+        [tied.select("_sorted_position"), tied.drop("_sorted_position").sort(key, "event_id")],
+        how="horizontal",
+    )
+    sessions = (
+        pl.concat([keyed.filter(~pl.col("_tie")), ties_in_order])
+        .sort("_sorted_position")
+        .with_columns(_new=new_session, _position=position)
+        .with_columns(
+            session_start=at_start.then(pl.coalesce("_known_start", "event_ts")).forward_fill(),
+            _first_seq=at_start.then(pl.coalesce("_known_seq", pl.lit(1))).forward_fill(),
+            _first_position=at_start.then(pl.col("_position")).forward_fill(),
+        )
+        .select(
+            "_row",
+            "session_start",
+            event_seq=pl.col("_first_seq") + pl.col("_position") - pl.col("_first_position"),
+        )
+        .sort("_row")
+        .drop("_row")
+    )
+    return (
+        pl.concat([window, sessions], how="horizontal")
+        .filter(pl.col("_known_seq").is_null())  # context rows were only there to continue
+        .with_columns(
+            session_id=pl.concat_str(
+                [
+                    pl.col("user_id"),
+                    pl.lit(SESSION_ID_SEPARATOR),
+                    pl.col("session_start").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                ]
+            ),
+        )
+        .drop("_known_start", "_known_seq")
+    )
+
+
+# --- The layers, each one call of the rules above, and the whole chain --------------------------
+
+
+def raw(
+    landing: pl.LazyFrame,
+    *,
+    start: date,
+    end: date,
+    start_date: date,
+    processed_at: datetime,
+    days_of_files: pl.LazyFrame | None = None,
+) -> pl.LazyFrame:
+    """The raw layer of the window [start, end): landing rows standardized, attributed to
+    their partition_date, those of the window. `days_of_files`: first_usable_days of the
+    whole files, when `landing` holds a part of a file."""
+    when = {"start_date": start_date, "processed_at": processed_at}
+    standardized = standardize(landing, **when)
+    attributed = attribute_partition_date(standardized, **when, days_of_files=days_of_files)
+    return in_window(attributed, start, end)
+
+
+def cleansed(
+    raw_rows: pl.LazyFrame, kept_earlier: pl.Series | None = None
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The cleansed layer and the rejects of raw rows. `kept_earlier`: the event_ids that an
+    earlier piece of the same window kept (spec: a window worked in pieces), whose copies
+    here are dropped."""
+    clean = deduplicate(raw_rows)
+    if kept_earlier is not None:
+        clean = clean.filter(~pl.col("event_id").is_in(kept_earlier.implode()))
+    return clean, rejected(raw_rows)
+
+
+def enriched(cleansed_rows: pl.LazyFrame, ranges: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
+    """The enriched layer: cleansed rows with their IP's status and country."""
+    return enrich(cleansed_rows, ranges)
+
+
+def sessionized(
+    enriched_rows: pl.LazyFrame, previous_day: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
+    """The sessionized layer: sessions continuing those of the sessionized day before."""
+    context = None if previous_day is None else session_context(previous_day)
+    return sessionize(enriched_rows, context)
+
+
+def pipeline(
+    landing: pl.LazyFrame,
+    *,
+    start: date,
+    end: date,
+    start_date: date,
+    processed_at: datetime,
+    ranges: dict[str, pl.LazyFrame],
+    previous_day: pl.LazyFrame | None = None,
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The whole chain over the window [start, end), in one plan: (sessionized, rejects).
+    Collect both together (pl.collect_all) so the shared raw rows are computed once."""
+    when = {"start_date": start_date, "processed_at": processed_at}
+    raw_rows = raw(landing, start=start, end=end, **when)
+    clean, rejects = cleansed(raw_rows)
+    return sessionized(enriched(clean, ranges), previous_day), rejects

@@ -1,5 +1,6 @@
-"""Quality rules over a layer's rows, engine-free: the graph's checks apply them to what either
-engine wrote (the layers are Parquet, read with Polars). Each returns (passed, figures)."""
+"""Quality rules over a layer's rows, written in Polars: the graph's checks apply them to what
+any engine wrote, read back from its Parquet layers as Polars frames, so one implementation
+judges every engine alike. Each returns (passed, figures)."""
 
 from __future__ import annotations
 

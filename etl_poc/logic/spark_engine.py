@@ -21,6 +21,7 @@ from etl_poc.logic.spec import (
     OTHER_DEVICE,
     PARTITION_DATE,
     REJECT_COLUMNS,
+    SESSION_CONTEXT_COLUMNS,
     SESSION_GAP,
     SESSION_ID_SEPARATOR,
     SOURCE_FILE,
@@ -158,7 +159,7 @@ def _usable_day(*, start_date: date, processed_at: datetime) -> Column:
     return F.when(usable_day, F.col("event_date"))
 
 
-def file_days(standardized: DataFrame, *, start_date: date, processed_at: datetime) -> DataFrame:
+def first_usable_days(standardized: DataFrame, *, start_date: date, processed_at: datetime) -> DataFrame:
     """The earliest usable day of each landing file (SOURCE_FILE, _file_day): where its rows
     without a usable timestamp go."""
     day = _usable_day(start_date=start_date, processed_at=processed_at)
@@ -174,11 +175,11 @@ def attribute_partition_date(
 ) -> DataFrame:
     """Add spec.PARTITION_DATE: event_date when the timestamp is usable, else the earliest
     usable day of the row's landing file (the start date when it has none). The files' days
-    come from `standardized`, or from `days_of_files` (file_days of the whole files) when
+    come from `standardized`, or from `days_of_files` (first_usable_days of the whole files) when
     `standardized` holds a part of a file."""
     when = {"start_date": start_date, "processed_at": processed_at}
     if days_of_files is None:
-        days_of_files = file_days(standardized, **when)
+        days_of_files = first_usable_days(standardized, **when)
     # Per file, a small aggregate broadcast back: a window over the file would shuffle every
     # row into as many tasks as there are files (one task for a whole bulk file).
     return (
@@ -189,6 +190,11 @@ def attribute_partition_date(
         )
         .drop("_file_day")
     )
+
+
+def in_window(frame: DataFrame, start: date, end: date, column: str = PARTITION_DATE):
+    """The rows whose day `column` lies in the window [start, end)."""
+    return frame.where((F.col(column) >= F.lit(start)) & (F.col(column) < F.lit(end)))
 
 
 def deduplicate(standardized: DataFrame) -> DataFrame:
@@ -208,63 +214,6 @@ def deduplicate(standardized: DataFrame) -> DataFrame:
         .drop("_rank")
     )
     return usable.join(repeated, "event_id", "left_anti").unionByName(chosen)
-
-
-# --- Sessionization ------------------------------------------------------------------------------
-
-
-def sessionize(events: DataFrame, context: DataFrame | None = None) -> DataFrame:
-    """30-minute sessions per user, in order of (event_ts, event_id).
-
-    A session starts at a user's first event and after every gap strictly longer than
-    spec.SESSION_GAP. `context` holds, per user, the last event already sessionized before
-    this window (spec.SESSION_CONTEXT_COLUMNS): a session running into the window continues
-    with its session_id, start and numbering. Adds session_id, session_start and event_seq.
-    """
-    window = events.withColumns(
-        {"_known_start": F.lit(None).cast("timestamp"), "_known_seq": F.lit(None).cast("long")}
-    )
-    if context is not None:
-        prior = context.select(
-            "user_id",
-            "event_ts",
-            "event_id",
-            F.col("session_start").alias("_known_start"),
-            F.col("event_seq").cast("long").alias("_known_seq"),
-        )
-        window = window.unionByName(prior, allowMissingColumns=True)
-    # One ordering per user; session values are running values along it (the last value seen
-    # at a session start), so Spark sorts the rows once.
-    by_user = Window.partitionBy("user_id").orderBy("event_ts", "event_id")
-    so_far = by_user.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    gap_micros = F.unix_micros(F.col("event_ts")) - F.unix_micros(F.lag("event_ts").over(by_user))
-    gap_limit = int(SESSION_GAP.total_seconds() * 1_000_000)
-    is_new = gap_micros.isNull() | (gap_micros > gap_limit)
-    position = F.row_number().over(by_user)
-
-    def at_start(value: Column) -> Column:
-        return F.last(F.when(F.col("_new"), value), ignorenulls=True).over(so_far)
-
-    numbered = window.withColumns({"_new": is_new, "_position": position})
-    start = at_start(F.coalesce(F.col("_known_start"), F.col("event_ts")))
-    seq = (
-        F.col("_position")
-        - at_start(F.col("_position"))
-        + at_start(F.coalesce(F.col("_known_seq"), F.lit(1).cast("long")))
-    )
-    return (
-        numbered.withColumns({"session_start": start, "event_seq": seq.cast("long")})
-        .withColumn(
-            "session_id",
-            F.concat(
-                F.col("user_id"),
-                F.lit(SESSION_ID_SEPARATOR),
-                F.date_format("session_start", "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"),
-            ),
-        )
-        .where(F.col("_known_seq").isNull())  # context rows were only there to continue
-        .drop("_known_start", "_known_seq", "_position", "_new")
-    )
 
 
 # --- Enrichment: country from IP ------------------------------------------------------------------
@@ -492,3 +441,129 @@ def enrich(events: DataFrame, ranges: dict[str, DataFrame]) -> DataFrame:
         "_row", "ip_version", "ip_hi", "ip_lo", "reserved",
         "_v4_country", "_v4_reserved", "_v6_country", "_v6_reserved",
     )  # fmt: skip
+
+
+# --- Sessionization ------------------------------------------------------------------------------
+
+
+def session_context(previous_day: DataFrame) -> DataFrame:
+    """What sessionize needs of the day before a window: per user, the last event (by
+    event_ts, then event_id) with its session start and number (SESSION_CONTEXT_COLUMNS)."""
+    last_first = Window.partitionBy("user_id").orderBy(
+        F.col("event_ts").desc(), F.col("event_id").desc()
+    )
+    return (
+        previous_day.withColumn("_n", F.row_number().over(last_first))
+        .where(F.col("_n") == 1)
+        .select(*SESSION_CONTEXT_COLUMNS)
+    )
+
+
+def sessionize(events: DataFrame, context: DataFrame | None = None) -> DataFrame:
+    """30-minute sessions per user, in order of (event_ts, event_id).
+
+    A session starts at a user's first event and after every gap strictly longer than
+    spec.SESSION_GAP. `context` holds, per user, the last event already sessionized before
+    this window (spec.SESSION_CONTEXT_COLUMNS): a session running into the window continues
+    with its session_id, start and numbering. Adds session_id, session_start and event_seq.
+    """
+    window = events.withColumns(
+        {"_known_start": F.lit(None).cast("timestamp"), "_known_seq": F.lit(None).cast("long")}
+    )
+    if context is not None:
+        prior = context.select(
+            "user_id",
+            "event_ts",
+            "event_id",
+            F.col("session_start").alias("_known_start"),
+            F.col("event_seq").cast("long").alias("_known_seq"),
+        )
+        window = window.unionByName(prior, allowMissingColumns=True)
+    # One ordering per user; session values are running values along it (the last value seen
+    # at a session start), so Spark sorts the rows once.
+    by_user = Window.partitionBy("user_id").orderBy("event_ts", "event_id")
+    so_far = by_user.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    gap_micros = F.unix_micros(F.col("event_ts")) - F.unix_micros(F.lag("event_ts").over(by_user))
+    gap_limit = int(SESSION_GAP.total_seconds() * 1_000_000)
+    is_new = gap_micros.isNull() | (gap_micros > gap_limit)
+    position = F.row_number().over(by_user)
+
+    def at_start(value: Column) -> Column:
+        return F.last(F.when(F.col("_new"), value), ignorenulls=True).over(so_far)
+
+    numbered = window.withColumns({"_new": is_new, "_position": position})
+    start = at_start(F.coalesce(F.col("_known_start"), F.col("event_ts")))
+    seq = (
+        F.col("_position")
+        - at_start(F.col("_position"))
+        + at_start(F.coalesce(F.col("_known_seq"), F.lit(1).cast("long")))
+    )
+    return (
+        numbered.withColumns({"session_start": start, "event_seq": seq.cast("long")})
+        .withColumn(
+            "session_id",
+            F.concat(
+                F.col("user_id"),
+                F.lit(SESSION_ID_SEPARATOR),
+                F.date_format("session_start", "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"),
+            ),
+        )
+        .where(F.col("_known_seq").isNull())  # context rows were only there to continue
+        .drop("_known_start", "_known_seq", "_position", "_new")
+    )
+
+
+# --- The layers, each one call of the rules above, and the whole chain --------------------------
+
+
+def raw(
+    landing: DataFrame,
+    *,
+    start: date,
+    end: date,
+    start_date: date,
+    processed_at: datetime,
+    days_of_files: DataFrame | None = None,
+) -> DataFrame:
+    """The raw layer of the window [start, end): landing rows standardized, attributed to
+    their partition_date, those of the window. `days_of_files`: first_usable_days of the
+    whole files, when `landing` holds a part of a file."""
+    when = {"start_date": start_date, "processed_at": processed_at}
+    standardized = standardize(landing, **when)
+    attributed = attribute_partition_date(standardized, **when, days_of_files=days_of_files)
+    return in_window(attributed, start, end)
+
+
+def cleansed(raw_rows: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """The cleansed layer and the rejects of raw rows. Spark works a window whole (spilling
+    to disk rather than working in pieces), so the pieces rule of the spec never applies."""
+    return deduplicate(raw_rows), rejected(raw_rows)
+
+
+def enriched(cleansed_rows: DataFrame, ranges: dict[str, DataFrame]) -> DataFrame:
+    """The enriched layer: cleansed rows with their IP's status and country."""
+    return enrich(cleansed_rows, ranges)
+
+
+def sessionized(enriched_rows: DataFrame, previous_day: DataFrame | None = None) -> DataFrame:
+    """The sessionized layer: sessions continuing those of the sessionized day before."""
+    context = None if previous_day is None else session_context(previous_day)
+    return sessionize(enriched_rows, context)
+
+
+def pipeline(
+    landing: DataFrame,
+    *,
+    start: date,
+    end: date,
+    start_date: date,
+    processed_at: datetime,
+    ranges: dict[str, DataFrame],
+    previous_day: DataFrame | None = None,
+) -> tuple[DataFrame, DataFrame]:
+    """The whole chain over the window [start, end): (sessionized, rejects). The raw rows
+    feed both, so they are cached (Spark would compute them once per output otherwise)."""
+    when = {"start_date": start_date, "processed_at": processed_at}
+    raw_rows = raw(landing, start=start, end=end, **when).cache()
+    clean, rejects = cleansed(raw_rows)
+    return sessionized(enriched(clean, ranges), previous_day), rejects

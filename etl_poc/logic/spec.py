@@ -6,7 +6,9 @@ business rules are stated in.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Final
 
 # Landing files (CSV with a header, or Parquet) carry these columns, in this order.
@@ -47,6 +49,9 @@ OTHER_DEVICE: Final = "other"
 # A session ends when a user's next event is strictly more than this after the previous one;
 # a gap of exactly SESSION_GAP continues the session (the rule of Spark's session_window).
 SESSION_GAP: Final = timedelta(minutes=30)
+
+# The first day the pipeline accepts events of (ETL_POC_START_DATE overrides it, settings.py).
+DEFAULT_START_DATE: Final = date(2024, 1, 1)
 
 # --- Cleansing -----------------------------------------------------------------------------
 
@@ -128,6 +133,12 @@ TIE_BREAK: Final = (
     SOURCE_FILE,
 )
 
+# A window may be worked in pieces of whole days, in day order (the Polars lineage bounds its
+# memory so). Deduplication must give what the whole window gives: a piece's rows all have
+# earlier event times than a later piece's, so an event_id kept by an earlier piece is the one
+# kept, and a later piece drops its copies. (An engine that works the window whole, as Spark
+# does, spilling to disk, needs no such step.)
+
 # What sessionizing a window needs to know of the events before it: per user, the last event.
 SESSION_CONTEXT_COLUMNS: Final = ("user_id", "event_ts", "event_id", "session_start", "event_seq")
 # session_id is user_id, '@', and the session's start as ISO-8601 UTC with microseconds:
@@ -157,3 +168,80 @@ IPV4_PATTERN: Final = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
 # Characters an IPv6 address (without an embedded IPv4 part or a zone) may hold; the group
 # structure is checked after splitting on '::' and ':'.
 IPV6_CHARS_PATTERN: Final = r"^[0-9a-f:]{2,39}$"
+
+
+# --- The graph: engines and layers ------------------------------------------------------------
+
+# The engines that run these rules, each with a mirrored logic module (logic/<engine>_engine.py)
+# and a runner (lakehouse/<engine>_runner.py); each is a lineage of the asset graph.
+ENGINES: Final[tuple[str, ...]] = ("polars", "spark")
+
+# What the layers store per day (lakehouse.layer_store), and the day key of each: an event's
+# event_date, or the partition_date a reject is attributed to.
+EVENT_DATE: Final = "event_date"
+STORED_DAY_KEY: Final[Mapping[str, str]] = {
+    "raw": PARTITION_DATE,
+    "rejects": PARTITION_DATE,
+    "cleansed": EVENT_DATE,
+    "enriched": EVENT_DATE,
+    "sessionized": EVENT_DATE,
+}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One step of every engine's lineage: a runner method and an asset per engine."""
+
+    name: str  # the runner's method, and the layer's name in the metadata and benchmarks
+    asset: str  # the asset's name, under the engine's key prefix
+    description: str
+    inputs: tuple[str, ...]  # the stored layers it reads (none: the landing files)
+    outputs: tuple[str, ...]  # the stored layers it writes (none: the Iceberg tables)
+    derived: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # column -> sources
+
+
+LAYERS: Final[tuple[Layer, ...]] = (
+    Layer(
+        "raw", "raw_clickstream",
+        "Landing rows of the window, typed: trimmed text, event_ts (UTC), event_date, "
+        "normalised device/event_type/user_tier, the original text as raw_*, and "
+        "reject_reason (null for a usable row). Per day of partition_date.",
+        inputs=(), outputs=("raw",),
+    ),
+    Layer(
+        "cleansed", "cleansed_clickstream",
+        "Usable rows, one per event_id (the earliest, ties broken in a fixed order). Rejected "
+        "rows go to the rejects layer with their reason.",
+        inputs=("raw",), outputs=("cleansed", "rejects"),
+    ),
+    Layer(
+        "enriched", "enriched_clickstream",
+        "Cleansed rows with ip_status (public, private, invalid, missing) and country_code "
+        "from a range join on the IP-to-country table.",
+        inputs=("cleansed",), outputs=("enriched",),
+        derived={"ip_status": ("ip_address",), "country_code": ("ip_address",)},
+    ),
+    Layer(
+        "sessionized", "sessionized_clickstream",
+        "Enriched rows with 30-minute sessions: session_id (user_id@start), session_start, "
+        "event_seq; sessions continue from the day before.",
+        inputs=("enriched",), outputs=("sessionized",),
+        derived={
+            "session_id": ("user_id", "event_ts"),
+            "session_start": ("user_id", "event_ts"),
+            "event_seq": ("user_id", "event_ts", "event_id"),
+        },
+    ),
+    Layer(
+        "events", "clickstream_events",
+        "The Iceberg tables `ENGINE.clickstream_events` and `ENGINE.clickstream_rejects` (ENGINE: "
+        "this lineage's engine): each run replaces its window in one transaction.",
+        inputs=("sessionized", "rejects"), outputs=(),
+    ),
+)  # fmt: skip
+LAYER_NAMES: Final[tuple[str, ...]] = tuple(layer.name for layer in LAYERS)
+
+
+def layer(name: str) -> Layer:
+    """The layer of that name."""
+    return next(candidate for candidate in LAYERS if candidate.name == name)

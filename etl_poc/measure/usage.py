@@ -16,6 +16,7 @@ import platform
 import threading
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import psutil
 
@@ -164,3 +165,18 @@ def engine_versions(engine: str, spark=None) -> dict[str, str]:
             versions["spark"] = spark.version
             versions["java"] = spark.sparkContext._jvm.java.lang.System.getProperty("java.version")
     return versions
+
+
+def run_measured(
+    command: list[str], env: dict | None = None, log: Path | None = None, interval: float = 0.1
+) -> dict:
+    """Run a command as a fresh process tree, sampled from outside while it runs (its
+    children and a JVM included): its Usage as a dict, and its exit code. Output goes to
+    `log` (appended), or nowhere."""
+    import subprocess
+
+    with log.open("ab") if log else open(os.devnull, "wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        with TreeSampler(process.pid, interval=interval) as sampler:
+            code = process.wait()
+    return {**sampler.usage.as_dict(), "exit_code": code}

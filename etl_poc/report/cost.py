@@ -90,3 +90,15 @@ def crossover(sizes: list[float], first: list[float], second: list[float]) -> fl
             share = gaps[i - 1] / (gaps[i - 1] - gaps[i])
             return sizes[i - 1] + share * (sizes[i] - sizes[i - 1])
     return None
+
+
+MEMORY_HEADROOM = 1.25  # a node needs this much more memory than the measured peak
+
+
+def smallest_node(peak_bytes: float, prices: dict) -> Deployment | None:
+    """The cheapest single node whose memory holds the peak with headroom."""
+    needed = peak_bytes * MEMORY_HEADROOM / 2**30
+    fitting = [i for i in prices.values() if i.memory_gib >= needed]
+    if not fitting:
+        return None
+    return Deployment(min(fitting, key=lambda i: i.usd_per_hour))

@@ -14,14 +14,12 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from etl_poc.logic.spec import ENGINES
+from etl_poc.logic.spec import LAYER_NAMES as LAYERS
+from etl_poc.measure.layer_io import LAYER_FIGURES
 from etl_poc.report.stats import spread
+from etl_poc.report.units import gib
 
-ENGINES = ("polars", "spark")
-LAYERS = ("raw", "cleansed", "enriched", "sessionized", "events")
-FIGURES = (
-    "seconds", "startup_seconds", "cpu_seconds", "cpu_utilisation", "peak_rss_bytes",
-    "rows_in", "rows_out", "bytes_read", "bytes_written",
-)  # fmt: skip
 SINGLE_ENGINE_JOBS = {
     "polars": ("polars_etl", "bench_polars"),
     "spark": ("spark_etl", "bench_spark"),
@@ -106,7 +104,7 @@ def compare(measurements: list[Measurement], window: str | None = None) -> Compa
         for layer in LAYERS:
             at_layer = [m for m in complete if m.layer == layer]
             layers[layer][engine] = {
-                name: spread(m.figures[name] for m in at_layer) for name in FIGURES
+                name: spread(m.figures[name] for m in at_layer) for name in LAYER_FIGURES
             }
         per_run: dict[str, float] = {}
         for m in complete:
@@ -144,10 +142,6 @@ def _per_run_sum(measurements: list[Measurement], name: str) -> dict[str, float]
     return sums
 
 
-def _gib(value: float) -> str:
-    return f"{value / 2**30:.2f}"
-
-
 def markdown(comparison: Comparison, chart: str | None = None) -> str:
     """The comparison as markdown: a table per layer and the totals."""
     c = comparison
@@ -166,7 +160,7 @@ def markdown(comparison: Comparison, chart: str | None = None) -> str:
         lines.append(
             f"| {layer} | {_range(p['seconds'])} | {_range(s['seconds'])} | "
             f"{'-' if ratio is None else f'{ratio:.1f}x'} | "
-            f"{_gib(p['peak_rss_bytes']['median'])} | {_gib(s['peak_rss_bytes']['median'])} | "
+            f"{gib(p['peak_rss_bytes']['median'])} | {gib(s['peak_rss_bytes']['median'])} | "
             f"{p['cpu_utilisation']['median']:.2f} | {s['cpu_utilisation']['median']:.2f} | "
             f"{int(p['rows_out']['median']):,} |"
         )
@@ -175,8 +169,8 @@ def markdown(comparison: Comparison, chart: str | None = None) -> str:
     lines += [
         f"| **total** | **{tp['seconds']:.1f}** [{tp['seconds_min']:.1f}-{tp['seconds_max']:.1f}] "
         f"| **{ts['seconds']:.1f}** [{ts['seconds_min']:.1f}-{ts['seconds_max']:.1f}] | "
-        f"**{'-' if ratio is None else f'{ratio:.1f}x'}** | {_gib(tp['peak_rss_bytes'])} | "
-        f"{_gib(ts['peak_rss_bytes'])} | | | {int(tp['rows_out']):,} |",
+        f"**{'-' if ratio is None else f'{ratio:.1f}x'}** | {gib(tp['peak_rss_bytes'])} | "
+        f"{gib(ts['peak_rss_bytes'])} | | | {int(tp['rows_out']):,} |",
         "",
         f"Start-up inside those times: Polars {tp['startup_seconds']:.2f} s (engine import and "
         f"IP table, all steps), Spark {ts['startup_seconds']:.2f} s, of which the session "
@@ -192,29 +186,3 @@ def _range(stats: dict[str, float]) -> str:
     if stats["min"] == stats["max"]:
         return f"{stats['median']:.2f}"
     return f"{stats['median']:.2f} [{stats['min']:.2f}-{stats['max']:.2f}]"
-
-
-def chart_png(comparison: Comparison, path) -> None:
-    """Seconds and peak memory per layer, both engines side by side, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    width = 0.38
-    x = range(len(LAYERS))
-    for offset, engine in ((-width / 2, "polars"), (width / 2, "spark")):
-        layers = comparison.layers
-        seconds = [layers[layer][engine]["seconds"]["median"] for layer in LAYERS]
-        memory = [layers[layer][engine]["peak_rss_bytes"]["median"] / 2**30 for layer in LAYERS]
-        time_axis.bar([i + offset for i in x], seconds, width, label=engine)
-        memory_axis.bar([i + offset for i in x], memory, width, label=engine)
-    for axis, title in ((time_axis, "seconds (median)"), (memory_axis, "peak RSS, GiB")):
-        axis.set_xticks(list(x), LAYERS)
-        axis.set_title(title)
-        axis.legend()
-    figure.suptitle(f"Polars vs Spark per layer, window {comparison.window}")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)

@@ -7,19 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import polars as pl
-
 from etl_poc.lakehouse import iceberg
+from etl_poc.lakehouse.paths import Paths
 from etl_poc.logic.compare import compare_frames
-
-ENGINES = ("polars", "spark")
-
-
-def _table(catalog, engine: str, layout: iceberg.TableLayout) -> pl.DataFrame | None:
-    identifier = f"{engine}.{layout.name}"
-    if not catalog.table_exists(identifier):
-        return None
-    return pl.from_arrow(catalog.load_table(identifier).scan().to_arrow())
+from etl_poc.logic.spec import ENGINES
 
 
 def _check_lines(instance) -> list[str]:
@@ -39,12 +30,13 @@ def _check_lines(instance) -> list[str]:
 def summarize(data_dir: Path, catalog, instance=None) -> str:
     """`catalog`: the lakehouse's Iceberg catalog; `instance`: the Dagster instance whose
     check results to show (none: checks not shown)."""
-    warehouse = data_dir / "warehouse"
+    paths = Paths(data_dir)
+    warehouse = paths.warehouse
     lines = [f"Lakehouse {warehouse} (Iceberg catalog '{iceberg.CATALOG_NAME}')"]
     events = {}
     for engine in ENGINES:
-        frame = _table(catalog, engine, iceberg.EVENTS)
-        rejects = _table(catalog, engine, iceberg.REJECTS)
+        frame = iceberg.read_window(catalog, engine, iceberg.EVENTS)
+        rejects = iceberg.read_window(catalog, engine, iceberg.REJECTS)
         if frame is None:
             lines.append(f"  {engine}: no table yet")
             continue
@@ -56,17 +48,18 @@ def summarize(data_dir: Path, catalog, instance=None) -> str:
             f"days {days.min()} .. {days.max()}; "
             f"{0 if rejects is None else rejects.height:,} rows in {iceberg.REJECTS_TABLE}"
         )
-    for manifest in sorted((data_dir / "landing").glob("manifest_*.json")):
+    for manifest in sorted(paths.landing.glob("manifest_*.json")):
         expected = json.loads(manifest.read_text()).get("expected", {})
         if expected:
             lines.append(
                 f"  the generator's {manifest.name} expects {expected['valid_unique_events']:,} "
                 f"events and {expected['must_reject']:,} rejects once every day is processed"
             )
-    if len(events) == 2:
-        comparison = compare_frames(events["polars"], events["spark"])
+    first, *others = ENGINES
+    for other in (o for o in others if first in events and o in events):
+        comparison = compare_frames(events[first], events[other])
         verdict = "identical" if comparison.equal else "DIFFERENT"
-        lines.append(f"  polars vs spark events: {verdict} ({comparison.summary()})")
+        lines.append(f"  {first} vs {other} events: {verdict} ({comparison.summary()})")
     if instance is not None:
         lines.append("Checks (latest evaluation):")
         lines.extend(_check_lines(instance))

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+from etl_poc.lakehouse.runners import Paths, read_layer
 
 from etl_poc.cli import main as cli
 from etl_poc.definitions import defs
@@ -17,7 +18,6 @@ from etl_poc.defs.checks import RANGE_END_TAG, RANGE_START_TAG
 from etl_poc.defs.metadata import MEASURE_KEYS
 from etl_poc.defs.resources import DataDirectory, ReportsDirectory, resources_for
 from etl_poc.lakehouse import iceberg, layer_store
-from etl_poc.lakehouse.runners import Paths, read_layer
 from etl_poc.logic.compare import compare_frames
 
 START = date(2024, 1, 1)

@@ -23,8 +23,9 @@ import polars as pl
 import pytest
 import yaml
 
-from etl_poc.lakehouse import iceberg, spark_cluster
+from etl_poc.lakehouse import iceberg
 from etl_poc.logic.compare import compare_frames
+from etl_poc.spark import cluster as spark_cluster
 from etl_poc_tests.deploy.test_compose import DOCKER, _dockerfile_env, _interpolate, _services
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

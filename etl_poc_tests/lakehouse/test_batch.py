@@ -4,9 +4,9 @@ import json
 
 import polars as pl
 import pytest
+from etl_poc.report.engine_benchmark import run_engine_benchmark
 
 from etl_poc.lakehouse import batch
-from etl_poc.report.engine_benchmark import run_engine_benchmark
 
 
 @pytest.mark.parametrize("engine", ["polars", "duckdb"])

@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 
 from etl_poc.lakehouse.landing_zone import (
     LandingDays,
-    file_days,
     landing_version,
     scan_landing_zone,
+    timestamp_day_range,
 )
 from etl_poc_tests.conftest import SMALL_EVENTS
 
@@ -52,11 +52,11 @@ def test_a_file_holds_the_utc_days_of_its_parseable_timestamps(tmp_path: Path):
         tmp_path / "a.parquet",
         [" 2024-01-03 10:00:00", "2024-01-05T23:59:59-05:00", "yesterday", None, "2023-12-31"],
     )
-    assert file_days(text, tmp_path) == (date(2024, 1, 3), date(2024, 1, 6))
-    assert file_days(_parquet(tmp_path / "b.parquet", ["soon", None]), tmp_path) is None
+    assert timestamp_day_range(text, tmp_path) == (date(2024, 1, 3), date(2024, 1, 6))
+    assert timestamp_day_range(_parquet(tmp_path / "b.parquet", ["soon", None]), tmp_path) is None
     csv = tmp_path / "c.csv"
     csv.write_text("event_id,user_id,timestamp\n1,u,2024-01-03 10:00:00Z\n2,u,2024-01-04 10:00\n")
-    assert file_days(csv, tmp_path) == (date(2024, 1, 3), date(2024, 1, 3))
+    assert timestamp_day_range(csv, tmp_path) == (date(2024, 1, 3), date(2024, 1, 3))
 
 
 def test_only_files_with_a_day_in_the_window_are_read(tmp_path: Path):
@@ -79,9 +79,10 @@ def test_only_files_with_a_day_in_the_window_are_read(tmp_path: Path):
 
 
 def test_a_late_daily_run_reads_fewer_files_and_the_same_rows(tmp_path: Path):
+    from etl_poc.lakehouse.runners import Paths, PolarsRunner, read_layer
+
     from etl_poc.cli import main as cli
     from etl_poc.lakehouse.landing_readers import polars_read_landing
-    from etl_poc.lakehouse.runners import Paths, PolarsRunner, read_layer
     from etl_poc.logic import polars_engine as engine
     from etl_poc.logic.compare import compare_frames
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from etl_poc.lakehouse.runners import Paths, PolarsRunner, read_layer
 
 from etl_poc.lakehouse import iceberg, layer_store
-from etl_poc.lakehouse.runners import Paths, PolarsRunner, read_layer
 from etl_poc.logic.compare import compare_frames
 
 START, END = date(2024, 1, 1), date(2024, 1, 10)
@@ -129,7 +129,6 @@ def test_a_piece_s_preview_does_not_keep_the_piece_in_memory():
     import gc
 
     import psutil
-
     from etl_poc.lakehouse.runners import _preview
 
     process = psutil.Process()

@@ -13,10 +13,10 @@ import duckdb
 import polars as pl
 import pytest
 
-from etl_poc.lakehouse.spark_session import spark_frame, spark_ip_ranges
 from etl_poc.logic import duckdb_sql, polars_engine
 from etl_poc.logic.spec import SESSION_CONTEXT_COLUMNS, RejectReason
 from etl_poc.reference.ip_ranges import load_packaged_ranges
+from etl_poc.spark.session import spark_frame, spark_ip_ranges
 
 START = date(2024, 1, 1)
 PROCESSED_AT = datetime(2024, 3, 1, tzinfo=UTC)

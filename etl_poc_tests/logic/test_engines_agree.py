@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 
 from etl_poc.lakehouse.landing_readers import polars_read_landing, spark_read_landing
-from etl_poc.lakehouse.spark_session import spark_ip_ranges
 from etl_poc.logic import polars_engine
 from etl_poc.logic.compare import compare_frames
 from etl_poc.reference.ip_ranges import load_packaged_ranges
+from etl_poc.spark.session import spark_ip_ranges
 
 START = date(2024, 1, 1)
 PROCESSED_AT = datetime(2024, 3, 1, tzinfo=UTC)

@@ -9,7 +9,6 @@ import polars as pl
 import pytest
 from geoip2fast import GeoIP2Fast
 
-from etl_poc.lakehouse.spark_session import spark_frame
 from etl_poc.logic import polars_engine
 from etl_poc.reference.ip_ranges import (
     IPV4_SPECIAL_NETWORKS,
@@ -17,6 +16,7 @@ from etl_poc.reference.ip_ranges import (
     load_ip_ranges,
     load_packaged_ranges,
 )
+from etl_poc.spark.session import spark_frame
 from etl_poc_tests.logic.test_contract import _spark_ranges
 
 
@@ -147,8 +147,8 @@ def test_polars_lookup_on_an_mmdb_file_agrees_with_maxminds_reader(mmdb_file):
 
 @pytest.mark.spark
 def test_spark_lookup_on_an_mmdb_file_agrees_with_maxminds_reader(spark, mmdb_file):
-    from etl_poc.lakehouse.spark_session import spark_ip_ranges
     from etl_poc.logic import spark_engine
+    from etl_poc.spark.session import spark_ip_ranges
 
     prepared = spark_ip_ranges(spark, load_ip_ranges(mmdb_file))
     result = spark_engine.enrich(spark_frame(spark, _mmdb_sample()), prepared)

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from etl_poc.lakehouse.spark_session import spark_frame
 from etl_poc.logic.compare import compare_frames
 from etl_poc.logic.spec import SESSION_GAP, TEXT_COLUMNS
+from etl_poc.spark.session import spark_frame
 from etl_poc_tests.logic.test_contract import PROCESSED_AT, START, _run_polars
 
 BASE = datetime(2024, 1, 10, 23, 0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from etl_poc.report.pipeline_benchmark import run_pipeline_benchmark, summarize
 
 

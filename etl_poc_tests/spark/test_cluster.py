@@ -10,11 +10,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from etl_poc.lakehouse.runners import Paths, SparkRunner, read_layer
 
 from etl_poc.cli import main as cli
-from etl_poc.lakehouse import spark_cluster
-from etl_poc.lakehouse.runners import Paths, SparkRunner, read_layer
 from etl_poc.logic.compare import compare_frames
+from etl_poc.spark import cluster as spark_cluster
 
 # Ports of their own, so that a cluster a user runs on the default ports is not disturbed.
 SPEC_PORTS = {"master_port": 17077, "master_ui_port": 18080}

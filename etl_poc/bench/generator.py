@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from etl_poc.generate.config import SIZES
-from etl_poc.measure.usage import TreeSampler, host_facts
+from etl_poc.measure.usage import host_facts, run_measured
 from etl_poc.report.stats import spread
+from etl_poc.report.units import gib
 
 
 def run_generator_benchmark(
@@ -38,26 +38,19 @@ def run_generator_benchmark(
                 sys.executable, "-m", "etl_poc.cli", "generate", "--events", str(events),
                 "--label", size, "--formats", formats, "--out", str(out_dir), "--no-progress",
             ]  # fmt: skip
-            process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-            with TreeSampler(process.pid) as sampler:
-                code = process.wait()
-            if code != 0:
-                raise RuntimeError(f"generator run {attempt + 1} failed with exit code {code}")
+            usage = run_measured(command, interval=0.05)
+            if usage["exit_code"] != 0:
+                raise RuntimeError(
+                    f"generator run {attempt + 1} failed with exit code {usage['exit_code']}"
+                )
             written = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
-        usage = sampler.usage
-        runs.append(
-            {
-                **usage.as_dict(),
-                "events_per_second": events / usage.wall_seconds,
-                "bytes_written": written,
-            }
-        )
+        wall = usage["wall_seconds"]
+        runs.append({**usage, "events_per_second": events / wall, "bytes_written": written})
         print(
-            f"run {attempt + 1}/{repeat}: {usage.wall_seconds:.2f} s, "
-            f"{events / usage.wall_seconds / 1e6:.2f} M events/s, "
-            f"peak RSS {usage.peak_rss_bytes / 2**30:.2f} GiB, CPU {usage.cpu_utilisation:.2f} cores"
+            f"run {attempt + 1}/{repeat}: {wall:.2f} s, {events / wall / 1e6:.2f} M events/s, "
+            f"peak RSS {gib(usage['peak_rss_bytes'])} GiB, CPU {usage['cpu_utilisation']:.2f} cores"
         )
     result = {
         "benchmark": "generator",

@@ -1,0 +1,38 @@
+"""Where everything of a data directory lives: the one place that joins paths onto it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from etl_poc.lakehouse.landing_zone import LandingDays
+
+
+@dataclass(frozen=True)
+class Paths:
+    data: Path
+
+    @property
+    def landing(self) -> Path:
+        """The files sources drop, and the generator's manifests."""
+        return self.data / "landing"
+
+    @property
+    def layers(self) -> Path:
+        """The intermediate layers, <layers>/<engine>/<layer>/<day key>=YYYY-MM-DD/."""
+        return self.data / "layers"
+
+    @property
+    def warehouse(self) -> Path:
+        """The Iceberg warehouse (data and metadata files, and the SQLite catalog)."""
+        return self.data / "warehouse"
+
+    @property
+    def analytics_database(self) -> Path:
+        """The DuckDB file the analytics answers are kept in."""
+        return self.data / "analytics.duckdb"
+
+    @property
+    def landing_days(self) -> LandingDays:
+        """The landing files' days, cached per file version in <layers>/landing_days.json."""
+        return LandingDays(self.landing, self.layers / "landing_days.json")

@@ -1,0 +1,100 @@
+"""What every engine's runner shares: the result of a layer, the landing files a window
+reads, the Iceberg step's result, and how to find an engine's runner.
+
+A runner (lakehouse/<engine>_runner.py, class Runner) has the same constructor and the same
+methods in every engine, one per layer of spec.LAYERS: raw, cleansed, enriched, sessionized
+(start, end), and events (start, end, run_id, catalog). Each reads the window, makes one call
+of its engine's logic module and writes, counting with its own engine. The Dagster assets
+(defs/) and the run without Dagster (bench/plain.py) only turn a window into arguments and
+call these.
+
+Layers, each per day under <data>/layers/<engine>/ (lakehouse.layer_store):
+  raw          landing files -> standardized rows (typed, reject reason), by partition_date
+  cleansed     raw -> usable rows, one per event_id (and `rejects`, by partition_date)
+  enriched     cleansed -> ip_status, country_code
+  sessionized  enriched -> session_id, session_start, event_seq (continuing the day before)
+  events       sessionized and rejects -> the Iceberg tables <engine>.clickstream_*
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+from dataclasses import dataclass, field
+from datetime import date
+
+import polars as pl
+
+from etl_poc.lakehouse import iceberg, layer_store
+from etl_poc.lakehouse.landing_zone import landing_rows, scan_landing_zone
+from etl_poc.lakehouse.paths import Paths
+from etl_poc.logic.spec import ENGINES
+
+PREVIEW_ROWS = 5
+
+# The stored layers each engine commits to Iceberg, and into which table.
+ICEBERG_LAYERS = (("sessionized", iceberg.EVENTS), ("rejects", iceberg.REJECTS))
+
+
+@dataclass
+class LayerResult:
+    rows: int
+    preview: pl.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+
+def runner_module(engine: str):
+    """The module lakehouse/<engine>_runner.py of an engine of spec.ENGINES."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: choose one of {ENGINES}")
+    return importlib.import_module(f"etl_poc.lakehouse.{engine}_runner")
+
+
+def landing_files(paths: Paths, start: date, end: date, start_date: date) -> tuple[list, dict]:
+    """The landing files that may hold rows of the window (LandingDays.files_for_window),
+    how many were read and skipped, and their rows and bytes."""
+    everything = [paths.landing / info.path for info in scan_landing_zone(paths.landing)]
+    if not everything:
+        raise FileNotFoundError(f"no landing files under {paths.landing}")
+    files = paths.landing_days.files_for_window(everything, start, end, start_date)
+    return files, {
+        "landing_files": len(files),
+        "landing_files_skipped": len(everything) - len(files),
+        "landing_rows": sum(landing_rows(f) for f in files),
+        "landing_bytes": sum(f.stat().st_size for f in files),
+    }
+
+
+def no_raw_rows(paths: Paths, engine: str, start: date, end: date, read: dict) -> LayerResult:
+    """No landing file can hold rows of the window: the window's raw layer is emptied."""
+    layer_store.clear_window(paths.layers, engine, "raw", start, end)
+    return LayerResult(0, pl.DataFrame(), read)
+
+
+def nothing_for(engine: str, stored: str, start: date, end: date) -> FileNotFoundError:
+    return FileNotFoundError(f"{engine} {stored}: nothing for [{start}, {end})")
+
+
+def preview(frame: pl.DataFrame) -> pl.DataFrame:
+    """The first rows as a frame of their own: `head` is a view that keeps the whole frame's
+    buffers alive, which would keep every piece of a window in memory."""
+    buffer = io.BytesIO()
+    frame.head(PREVIEW_ROWS).write_ipc(buffer)
+    buffer.seek(0)
+    return pl.read_ipc(buffer)
+
+
+def snapshot_properties(engine: str, run_id: str) -> dict[str, str]:
+    """What every Iceberg snapshot of a run carries: who wrote it."""
+    return {"dagster.run_id": run_id, "etl_poc.engine": engine}
+
+
+def iceberg_result(catalog, engine: str, start: date, end: date, commits: dict) -> LayerResult:
+    """The result of every engine's last step, once its sessionized and rejects windows are
+    committed (`commits`: each table's row count and commit)."""
+    shown = iceberg.read_window(catalog, engine, iceberg.EVENTS, start, end, limit=PREVIEW_ROWS)
+    counts = {name: rows for name, (rows, _) in commits.items()}
+    details = {name: commit for name, (_, commit) in commits.items()}
+    return LayerResult(counts[iceberg.EVENTS_TABLE], shown, counts, details)
+

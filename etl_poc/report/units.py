@@ -1,0 +1,20 @@
+"""How the reports write figures: one formatter per unit."""
+
+from __future__ import annotations
+
+GIB = 2**30  # bytes
+
+
+def gib(value: float | None) -> str:
+    """Bytes as GiB with two decimals; '-' for no figure."""
+    return "-" if value is None else f"{value / GIB:.2f}"
+
+
+def seconds(value: float | None) -> str:
+    """Seconds with one decimal; '-' for no figure."""
+    return "-" if value is None else f"{value:.1f}"
+
+
+def ratio(value: float | None, base: float | None) -> str:
+    """value / base with two decimals; '-' when either is missing."""
+    return f"{value / base:.2f}" if value and base else "-"

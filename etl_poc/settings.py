@@ -1,0 +1,125 @@
+"""Every setting of the project: its environment variable, its default and what it means, read
+once (on first use) into a frozen dataclass.
+
+The Dagster resources (defs/resources.py), the command line, the run without Dagster and the
+benchmark harness take their defaults from here; nothing under logic/ or lakehouse/ reads the
+environment. `settings()` is cached: a process reads its environment once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import date
+from pathlib import Path
+
+from etl_poc.logic.spec import DEFAULT_START_DATE
+
+POLARS_ENGINES = ("in-memory", "streaming")
+# Rows a Polars run holds at once by default: at 10M events with 5M-row pieces the lineage
+# peaked at 6.5 GiB (the process tree, Dagster included), about 1.1 KB per row held, so 3M
+# rows (about a day of the `large` data) keep a run near 4-5 GiB.
+DEFAULT_POLARS_CHUNK_ROWS = 3_000_000
+
+
+def _setting(env: str, default, help: str):
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = _setting(
+        "ETL_POC_DATA_DIR",
+        Path("data"),
+        "landing/, the layers (layers/<engine>/<layer>/) and the Iceberg warehouse (warehouse/)",
+    )
+    start_date: date = _setting(
+        "ETL_POC_START_DATE",
+        DEFAULT_START_DATE,
+        "the first daily partition; earlier events are rejected as BEFORE_START",
+    )
+    catalog_uri: str = _setting(
+        "ETL_POC_CATALOG_URI",
+        "",
+        "SQLAlchemy URL of the Iceberg catalog; empty: the SQLite file <data>/warehouse/catalog.db",
+    )
+    ip_ranges_mmdb: str = _setting(
+        "ETL_POC_IP_RANGES_MMDB",
+        "",
+        "a MaxMind MMDB country file; empty: the GeoLite2 data the geoip2fast package ships",
+    )
+    reports_dir: Path = _setting(
+        "ETL_POC_REPORTS_DIR", Path("reports"), "where the benchmark asset and reports write"
+    )
+    measurements_dir: Path = _setting(
+        "ETL_POC_MEASUREMENTS_DIR",
+        Path("measurements"),
+        "where the benchmark harness keeps its results (committed; make report reads them)",
+    )
+    bench_dir: Path = _setting(
+        "ETL_POC_BENCH_DIR", Path("bench-data"), "the harness's landing data and runs"
+    )
+    spark_master: str = _setting("ETL_POC_SPARK_MASTER", "local[*]", "local[*] or spark://...")
+    spark_driver_memory: str = _setting("ETL_POC_SPARK_DRIVER_MEMORY", "8g", "the driver's heap")
+    spark_executor_memory: str = _setting(
+        "ETL_POC_SPARK_EXECUTOR_MEMORY", "4g", "per executor (spark:// only)"
+    )
+    spark_driver_host: str = _setting(
+        "ETL_POC_SPARK_DRIVER_HOST",
+        "127.0.0.1",
+        "the name a cluster's executors reach the driver by",
+    )
+    polars_chunk_rows: int = _setting(
+        "ETL_POC_POLARS_CHUNK_ROWS",
+        DEFAULT_POLARS_CHUNK_ROWS,
+        "rows the Polars lineage holds at once (whole days or landing files); 0: the whole window",
+    )
+    polars_engine: str = _setting(
+        "ETL_POC_POLARS_ENGINE", "in-memory", "Polars' in-memory or streaming engine"
+    )
+    health_url: str = _setting(
+        "ETL_POC_HEALTH_URL", "", "what `etl-poc health` asks (a container's health check)"
+    )
+
+    def __post_init__(self):
+        if self.polars_engine not in POLARS_ENGINES:
+            raise ValueError(
+                f"ETL_POC_POLARS_ENGINE={self.polars_engine!r}: choose one of {POLARS_ENGINES}"
+            )
+        if self.polars_chunk_rows < 0:
+            raise ValueError(f"ETL_POC_POLARS_CHUNK_ROWS={self.polars_chunk_rows}: 0 or more")
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings an environment gives: a variable that is unset or empty takes the
+        default."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for item in fields(cls):
+            text = environ.get(item.metadata["env"], "")
+            if not text:
+                continue
+            kind = type(item.default)
+            try:
+                values[item.name] = date.fromisoformat(text) if kind is date else kind(text)
+            except ValueError as error:
+                raise ValueError(f"{item.metadata['env']}={text!r}: {error}") from None
+        return cls(**values)
+
+
+def environment_variables() -> dict[str, tuple[object, str]]:
+    """Every setting's environment variable -> (default, what it means)."""
+    return {f.metadata["env"]: (f.default, f.metadata["help"]) for f in fields(Settings)}
+
+
+def env_name(setting: str) -> str:
+    """The environment variable of a setting, by its field name."""
+    return next(f.metadata["env"] for f in fields(Settings) if f.name == setting)
+
+
+@functools.cache
+def settings() -> Settings:
+    """This process's settings, read from its environment on first use."""
+    return Settings.from_environment()
