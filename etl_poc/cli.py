@@ -138,7 +138,9 @@ def _add_bench(sub) -> None:
         help="small, medium, large, or a number of events (default medium)",
     )
     b.add_argument("--repeat", type=_positive, default=3)
-    b.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated: {', '.join(ENGINES)}")
+    b.add_argument(
+        "--engines", default=",".join(ENGINES), help=f"comma-separated: {', '.join(ENGINES)}"
+    )
     b.add_argument(
         "--plain", default="polars", help="engines also run without Dagster (default polars)"
     )

@@ -105,9 +105,8 @@ def test_window_is_the_landing_zones_partitions_as_run_tags(tmp_path, capsys):
 def test_landing_window_stays_within_the_partitions(tmp_path):
     from datetime import date
 
-    from etl_poc.lakehouse.runners import Paths
-
     from etl_poc.lakehouse.landing_zone import landing_window
+    from etl_poc.lakehouse.paths import Paths
 
     landing = Paths(tmp_path).landing
     landing.mkdir()

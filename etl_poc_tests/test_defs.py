@@ -13,20 +13,35 @@ import pytest
 from etl_poc.definitions import defs
 from etl_poc.defs.jobs import CHECK_LANDING_JOB
 from etl_poc.defs.landing import LANDING_FILES_CHECK, landing_files_present
+from etl_poc.defs.partitions import daily
 from etl_poc.defs.resources import DataDirectory
 
-# A snapshot of the graph: an accidental change shows up here in review.
-_LAYERS = [
-    "cleansed_clickstream",
-    "clickstream_events",
-    "enriched_clickstream",
-    "raw_clickstream",
-    "sessionized_clickstream",
-]
-EXPECTED_ASSETS = sorted(
-    [["benchmark"], ["clickstream_analytics"], ["ip_country_ranges"], ["landing_clickstream"]]
-    + [[engine, layer] for engine in ("polars", "spark") for layer in _LAYERS]
-)
+# A snapshot of the whole graph, compared with ==: an accidental change shows up in review.
+# Asset -> (group, kinds, daily partitions, deps).
+_LAYER_DEPS = {
+    "raw_clickstream": ["landing_clickstream"],
+    "cleansed_clickstream": ["{e}/raw_clickstream"],
+    "enriched_clickstream": ["ip_country_ranges", "{e}/cleansed_clickstream"],
+    "sessionized_clickstream": ["{e}/enriched_clickstream", "{e}/sessionized_clickstream"],
+    "clickstream_events": ["{e}/sessionized_clickstream"],
+}
+_LAYERS = sorted(_LAYER_DEPS)
+EXPECTED_ASSETS = {
+    "benchmark": ("benchmark", ["python"], False,
+                  sorted(f"{e}/{layer}" for e in ("polars", "spark") for layer in _LAYERS)),
+    "clickstream_analytics": ("analytics", ["duckdb", "sql"], False,
+                              ["polars/clickstream_events", "spark/clickstream_events"]),
+    "ip_country_ranges": ("reference", ["polars"], False, []),
+    "landing_clickstream": ("landing", ["csv", "parquet"], False, []),
+    **{
+        f"{e}/{layer}": (
+            e, sorted([e, "iceberg" if layer == "clickstream_events" else "parquet"]), True,
+            sorted(d.format(e=e) for d in deps),
+        )
+        for e in ("polars", "spark")
+        for layer, deps in _LAYER_DEPS.items()
+    },
+}  # fmt: skip
 _QUALITY = [
     ("cleansed_clickstream", "rows_conserved"),
     ("enriched_clickstream", "public_ips_have_a_country"),
@@ -34,27 +49,47 @@ _QUALITY = [
     ("sessionized_clickstream", "unique_ids_and_keys"),
 ]
 EXPECTED_CHECKS = sorted(
-    [(["landing_clickstream"], LANDING_FILES_CHECK)]
-    + [(["clickstream_analytics"], "engines_give_the_same_answers")]
-    + [(["spark", layer], "same_rows_as_polars") for layer in _LAYERS]
-    + [([engine, layer], name) for engine in ("polars", "spark") for layer, name in _QUALITY]
+    [("landing_clickstream", LANDING_FILES_CHECK)]
+    + [("clickstream_analytics", "engines_give_the_same_answers")]
+    + [(f"spark/{layer}", "same_rows_as_polars") for layer in _LAYERS]
+    + [(f"{engine}/{layer}", name) for engine in ("polars", "spark") for layer, name in _QUALITY]
 )
+_LINEAGE = {e: sorted(f"{e}/{layer}" for layer in _LAYERS) for e in ("polars", "spark")}
 EXPECTED_JOBS = {
-    CHECK_LANDING_JOB,
-    "polars_etl",
-    "spark_etl",
-    "compare_engines",
-    "lakehouse_analytics",
-    "engine_benchmark",
+    CHECK_LANDING_JOB: [],
+    "polars_etl": _LINEAGE["polars"],
+    "spark_etl": _LINEAGE["spark"],
+    "compare_engines": _LINEAGE["polars"] + _LINEAGE["spark"],
+    "lakehouse_analytics": ["clickstream_analytics"],
+    "bench_polars": _LINEAGE["polars"],
+    "bench_spark": _LINEAGE["spark"],
+    "benchmark_report": ["benchmark"],
 }
+
+
+def _key(key) -> str:
+    return "/".join(key.path)
 
 
 def test_definitions_load_with_the_expected_graph():
     graph = defs.resolve_asset_graph()
-    assert sorted(k.path for k in graph.get_all_asset_keys()) == EXPECTED_ASSETS
-    assert sorted((k.asset_key.path, k.name) for k in graph.asset_check_keys) == EXPECTED_CHECKS
-    jobs = {job.name for job in defs.resolve_all_job_defs()}
-    assert jobs >= EXPECTED_JOBS
+    assets = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assets[_key(key)] = (
+            node.group_name, sorted(node.kinds), node.partitions_def is not None,
+            sorted(_key(parent) for parent in node.parent_keys),
+        )  # fmt: skip
+    assert assets == EXPECTED_ASSETS
+    assert sorted((_key(k.asset_key), k.name) for k in graph.asset_check_keys) == EXPECTED_CHECKS
+    jobs = {
+        job.name: sorted(_key(k) for k in job.asset_layer.selected_asset_keys)
+        for job in defs.resolve_all_job_defs()
+        if not job.name.startswith("__")
+    }
+    assert jobs == EXPECTED_JOBS
+    partitions = {node.partitions_def for node in graph.asset_nodes if node.partitions_def}
+    assert partitions == {daily}
 
 
 def test_landing_check_lists_files_and_fails_on_an_empty_zone(small_landing, tmp_path):

@@ -200,5 +200,3 @@ def _cluster(master: str) -> dict | None:
         "cores": sum(w.get("cores", 0) for w in alive),
         "memory_mib": sum(w.get("memory", 0) for w in alive),
     }
-
-

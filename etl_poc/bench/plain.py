@@ -128,16 +128,16 @@ _CHAINS = {"polars": _chain_polars, "spark": _chain_spark, "duckdb": _chain_duck
 
 def run_chain(
     engine: str, data: Path, out: Path, start: date, end: date, start_date: date,
-    processed_at: datetime,
+    processed_at: datetime, formats: tuple[str, ...] = ("parquet",),
 ) -> dict:  # fmt: skip
-    """The engine's logic pipeline() over every landing file, in one process, to Parquet."""
+    """The engine's logic pipeline() over the landing files of these formats, in one
+    process, to Parquet."""
     began = time.perf_counter()
     from etl_poc.lakehouse.paths import Paths
 
     landing = Paths(data).landing
-    files = sorted(
-        p for p in landing.rglob("*") if p.is_file() and p.suffix in (".csv", ".parquet")
-    )
+    suffixes = {f".{name}" for name in formats}
+    files = sorted(p for p in landing.rglob("*") if p.is_file() and p.suffix in suffixes)
     window = {"start": start, "end": end}
     when = {"start_date": start_date, "processed_at": processed_at}
     rows, rejects = _CHAINS[engine](files, landing, out, window, when)
@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=[*CHAIN_ENGINES, "floor"], required=True)
     parser.add_argument("--data", type=Path, required=True, help="the data directory")
     parser.add_argument("--chain", action="store_true", help="the logic pipeline, no layers")
+    parser.add_argument(
+        "--formats", default="parquet", help="the landing files --chain reads (default parquet)"
+    )
     parser.add_argument("--start", type=date.fromisoformat, help="first day of the window")
     parser.add_argument("--last", type=date.fromisoformat, help="last day of the window")
     parser.add_argument("--start-date", type=date.fromisoformat, default=settings().start_date)
@@ -205,14 +208,13 @@ def main(argv: list[str] | None = None) -> int:
         if (args.start is None) != (args.last is None):
             parser.error("--start and --last go together")
         first, last = (
-            (args.start, args.last)
-            if args.start
-            else _landing_window(args.data, args.start_date)
+            (args.start, args.last) if args.start else _landing_window(args.data, args.start_date)
         )
         window = (first, last + timedelta(days=1))
         if args.chain:
+            formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
             result = run_chain(
-                args.engine, args.data, args.out, *window, args.start_date, processed_at
+                args.engine, args.data, args.out, *window, args.start_date, processed_at, formats
             )
         elif args.engine not in ENGINES:
             parser.error(f"{args.engine} has no runner (not an engine of the asset graph): --chain")

@@ -46,9 +46,7 @@ def read_layer(
     return layer_store.read_layer(data_dir.paths.layers, engine, layer, start, end)
 
 
-def _result(
-    comparison: Comparison, engine: str, start: date, end: date
-) -> dg.AssetCheckResult:
+def _result(comparison: Comparison, engine: str, start: date, end: date) -> dg.AssetCheckResult:
     reference = REFERENCE_ENGINE
     metadata = {
         "window": f"[{start}, {end})",
@@ -85,9 +83,7 @@ def _equivalence_check(engine: str, layer: str) -> dg.AssetChecksDefinition:
 
 
 EQUIVALENCE_CHECKS = [
-    _equivalence_check(engine, layer)
-    for engine in ENGINES[1:]
-    for layer in LAYER_NAMES
+    _equivalence_check(engine, layer) for engine in ENGINES[1:] for layer in LAYER_NAMES
 ]
 
 

@@ -128,9 +128,7 @@ class Runner:
             window = self._collect(
                 rules.raw(landing, start=start, end=end, **self._when, days_of_files=days_of_files)
             )
-            layer_store.polars_add_part(
-                window, self.paths.layers, ENGINE, "raw", start, end, part
-            )
+            layer_store.polars_add_part(window, self.paths.layers, ENGINE, "raw", start, end, part)
             rows += window.height
             shown = shown if shown.height else preview(window)
         return LayerResult(rows, shown, {**read, "pieces": len(pieces)})
@@ -214,7 +212,9 @@ class Runner:
         results, continued, context_day = [], 0, None
         for first, stop in self._chunks("enriched", start, end):
             before = first - timedelta(days=1)
-            previous = layer_store.polars_read(self.paths.layers, ENGINE, "sessionized", before, first)
+            previous = layer_store.polars_read(
+                self.paths.layers, ENGINE, "sessionized", before, first
+            )
             events = self._read("enriched", first, stop)
             sessionized = self._collect(rules.sessionized(events, previous))
             self._write(sessionized, "sessionized", first, stop)

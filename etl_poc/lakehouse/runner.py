@@ -97,4 +97,3 @@ def iceberg_result(catalog, engine: str, start: date, end: date, commits: dict) 
     counts = {name: rows for name, (rows, _) in commits.items()}
     details = {name: commit for name, (_, commit) in commits.items()}
     return LayerResult(counts[iceberg.EVENTS_TABLE], shown, counts, details)
-

@@ -159,7 +159,9 @@ def _usable_day(*, start_date: date, processed_at: datetime) -> Column:
     return F.when(usable_day, F.col("event_date"))
 
 
-def first_usable_days(standardized: DataFrame, *, start_date: date, processed_at: datetime) -> DataFrame:
+def first_usable_days(
+    standardized: DataFrame, *, start_date: date, processed_at: datetime
+) -> DataFrame:
     """The earliest usable day of each landing file (SOURCE_FILE, _file_day): where its rows
     without a usable timestamp go."""
     day = _usable_day(start_date=start_date, processed_at=processed_at)

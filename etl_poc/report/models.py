@@ -53,6 +53,7 @@ class BenchmarkFile:
     def workers(self) -> int | None:
         return (self.cluster or {}).get("workers") or None
 
+
 def load_measurements(measurements_dir: Path) -> list[BenchmarkFile]:
     """Every pipeline benchmark JSON under `measurements_dir`, smallest data first."""
     found = []
@@ -80,6 +81,7 @@ def load_measurements(measurements_dir: Path) -> list[BenchmarkFile]:
         )
     return sorted(found, key=lambda m: (m.events, m.label))
 
+
 def _events(content: dict) -> int:
     """The events of a benchmark's data: from the graph comparison's raw rows when present,
     else from the size's name."""
@@ -90,6 +92,7 @@ def _events(content: dict) -> int:
     sizes = {"small": 100_000, "medium": 10_000_000, "large": 100_000_000}
     size = content["size"]
     return sizes.get(size) or int(size)
+
 
 def fitted_exponent(points: list[tuple[float, float]]) -> float | None:
     """The slope of log(y) over log(x) by least squares: y grows like x ** slope. None with
@@ -103,6 +106,7 @@ def fitted_exponent(points: list[tuple[float, float]]) -> float | None:
     variance = sum((x - mean_x) ** 2 for x, _ in usable)
     return covariance / variance
 
+
 def newest(defaults: list[BenchmarkFile], run: str) -> list[BenchmarkFile]:
     """Per size, the newest default measurement that has this run kind (a later, narrower
     measurement of one engine supersedes an earlier one; both stay in the results table)."""
@@ -114,28 +118,35 @@ def newest(defaults: list[BenchmarkFile], run: str) -> list[BenchmarkFile]:
             by_events[m.events] = m
     return [by_events[events] for events in sorted(by_events)]
 
+
 def at(defaults: list[BenchmarkFile], events: int, run: str) -> BenchmarkFile | None:
     return next((m for m in newest(defaults, run) if m.events == events), None)
+
 
 def value(defaults: list[BenchmarkFile], events: int, run: str, key: str) -> float | None:
     """The median of a run kind at a size, from the newest default measurement with it."""
     m = at(defaults, events, run)
     return median(m, run, key) if m else None
 
+
 def median(measured: BenchmarkFile, run: str, key: str) -> float | None:
     figures = measured.by_run_kind.get(run)
     return figures[key]["median"] if figures else None
+
 
 def serial_fraction(one_worker: float, two_workers: float) -> float:
     """Amdahl's serial share s from the wall times on 1 and 2 workers: T2 = T1 (s + (1-s)/2),
     clamped to [0, 1] (a second worker that slows the run down gives 1)."""
     return min(1.0, max(0.0, 2 * two_workers / one_worker - 1))
 
+
 def amdahl(one_worker: float, share: float, workers: int) -> float:
     return one_worker * (share + (1 - share) / workers)
 
+
 def speedup(share: float) -> str:
     return "any amount" if share <= 0 else f"{1 / share:.1f}x"
+
 
 def workers_to_beat(one: float, share: float, target: float | None) -> int | None:
     """The fewest workers whose projected time is under `target`; None if none can."""

@@ -45,6 +45,7 @@ def summarize(runs: list[dict]) -> dict:
         derived["spark_over_polars"] = spark / polars
     return {"by_run_kind": figures, "derived": derived, "failed": failed}
 
+
 def markdown(result: dict, chart: str) -> str:
     rows = result["summary"]["by_run_kind"]
     derived = result["summary"]["derived"]
@@ -98,6 +99,7 @@ def markdown(result: dict, chart: str) -> str:
         lines += ["", "## Per layer (from the assets' own metadata)", ""]
         lines += [_graph_table(result["graph"])]
     return "\n".join(lines) + "\n"
+
 
 def _graph_table(graph: dict) -> str:
     lines = ["| layer | Polars s | Spark s | Spark/Polars |", "|---|---:|---:|---:|"]

@@ -47,12 +47,14 @@ def results(everything: list[BenchmarkFile]) -> list[str]:
             )
     return lines
 
+
 def _host(host: dict) -> str:
     """Cores, and one core's speed before and after the runs (SHA-256 MB/s) when recorded."""
     speed = host.get("cpu_speed_mb_s")
     return f"{host['cores']} cores" + (
         f", core speed {speed[0]:.0f}/{speed[1]:.0f} MB/s" if speed else ""
     )
+
 
 def growth(defaults: list[BenchmarkFile]) -> dict:
     """Per engine: the fitted exponents, the points, and where the memory fit reaches the
@@ -79,6 +81,7 @@ def growth(defaults: list[BenchmarkFile]) -> dict:
         )
     return {"lines": lines, **growth}
 
+
 def _memory_limit(engine: str, rss: list, exponent: float, host_bytes: float) -> str:
     """Where the memory fit reaches the host's memory, from the largest measured point."""
     events, peak = rss[-1]
@@ -101,7 +104,9 @@ def _memory_limit(engine: str, rss: list, exponent: float, host_bytes: float) ->
         f"about {limit:,.0f} events (a projection).{capped}"
     )
 
+
 POLARS_PEAK_TARGET = 6e9  # bytes: the Polars lineage's peak on `large`, under 6 GB
+
 
 def targets(defaults: list[BenchmarkFile]) -> list[str]:
     """The benchmark targets, met or not, from the default runs."""
@@ -133,6 +138,7 @@ def targets(defaults: list[BenchmarkFile]) -> list[str]:
         )
     return lines
 
+
 def layers(defaults: list[BenchmarkFile]) -> list[str]:
     """Where the time, memory and cores go, layer by layer (the assets' own metadata)."""
     with_layers = [m for m in defaults if m.graph and m.graph.get("layers")]
@@ -162,6 +168,7 @@ def layers(defaults: list[BenchmarkFile]) -> list[str]:
                 f"{s['cpu_utilisation']['median']:.2f} |"
             )
     return lines
+
 
 def variants(everything: list[BenchmarkFile], defaults: list[BenchmarkFile]) -> list[str]:
     """Each vertical variant against the default runs of the same data."""
@@ -195,6 +202,7 @@ def variants(everything: list[BenchmarkFile], defaults: list[BenchmarkFile]) -> 
             )
     return lines
 
+
 def single_node_costs(defaults: list[BenchmarkFile], prices: dict) -> list[str]:
     lines = [
         "",
@@ -225,6 +233,7 @@ def single_node_costs(defaults: list[BenchmarkFile], prices: dict) -> list[str]:
                 f"{cost_per_million_events(cost, m.events):.4f} |"
             )
     return lines
+
 
 def cluster_section(everything: list[BenchmarkFile], defaults: list[BenchmarkFile], prices) -> dict:
     """BenchmarkFile cluster runs beside local mode; per size with 1 and 2 workers measured, the
@@ -323,6 +332,7 @@ def cluster_section(everything: list[BenchmarkFile], defaults: list[BenchmarkFil
     found["lines"] = lines
     return found
 
+
 def _crossing_words(fit: dict) -> str:
     if fit["polars"] is None:
         return "Polars was not measured at this size: no comparison."
@@ -342,6 +352,7 @@ def _crossing_words(fit: dict) -> str:
         else " The cheapest cluster (one worker) costs no more than Polars on one node."
     )
     return time + cheaper
+
 
 def flowchart(defaults: list[BenchmarkFile], growth: dict, cluster: dict) -> list[str]:
     """A mermaid flowchart whose numbers come from the measurements: Polars' peak per run at

@@ -9,16 +9,17 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-from etl_poc.lakehouse.runners import Paths, read_layer
 
 from etl_poc.cli import main as cli
 from etl_poc.definitions import defs
 from etl_poc.defs.assets import asset_key
-from etl_poc.defs.checks import RANGE_END_TAG, RANGE_START_TAG
-from etl_poc.defs.metadata import MEASURE_KEYS
+from etl_poc.defs.jobs import BENCHMARK_JOB
 from etl_poc.defs.resources import DataDirectory, ReportsDirectory, resources_for
+from etl_poc.defs.tags import RANGE_END_TAG, RANGE_START_TAG
 from etl_poc.lakehouse import iceberg, layer_store
+from etl_poc.lakehouse.paths import Paths
 from etl_poc.logic.compare import compare_frames
+from etl_poc.measure.layer_io import LAYER_FIGURES
 
 START = date(2024, 1, 1)
 INSTANCE = dg.DagsterInstance.ephemeral()  # the compared fixture's runs, for the benchmark
@@ -53,9 +54,7 @@ def _run(job_name: str, data: Path, first: str | None = None, last: str | None =
 
 
 def _iceberg_rows(data: Path, engine: str) -> pl.DataFrame:
-    catalog = iceberg.open_catalog(Paths(data).warehouse)
-    table = catalog.load_table(f"{engine}.{iceberg.EVENTS_TABLE}")
-    return pl.from_arrow(table.scan().to_arrow())
+    return iceberg.read_window(iceberg.open_catalog(Paths(data).warehouse), engine, iceberg.EVENTS)
 
 
 def _checks(result) -> dict[str, bool]:
@@ -119,7 +118,7 @@ def test_every_materialization_carries_what_it_cost(compared):
         by_asset.setdefault(event.asset_key, event.materialization.metadata)  # one per run
     assert len(by_asset) == 10
     for key, metadata in by_asset.items():
-        missing = [k for k in (*MEASURE_KEYS, "engine_versions", "window", "host_cores",
+        missing = [k for k in (*LAYER_FIGURES, "engine_versions", "window", "host_cores",
                                "high_water_bytes") if k not in metadata]  # fmt: skip
         assert not missing, (key, missing)
         assert metadata["seconds"].value >= metadata["startup_seconds"].value >= 0
@@ -162,9 +161,9 @@ def test_a_tampered_layer_fails_its_check(compared):
     data, _ = compared
     paths = Paths(data)
     # Drop one row of Spark's sessionized output for the first day.
-    file = layer_store.window_files(
-        paths.layers, "spark", "sessionized", "event_date", START, date(2024, 1, 2)
-    )[0]
+    file = layer_store.window_files(paths.layers, "spark", "sessionized", START, date(2024, 1, 2))[
+        0
+    ]
     frame = pl.read_parquet(file)
     frame.slice(1).write_parquet(file)
     only_checks = dg.define_asset_job(
@@ -196,8 +195,8 @@ def test_day_by_day_equals_one_range_run(tmp_path):
     for day in ("2024-01-01", "2024-01-02"):
         assert _run("polars_etl", daily, day, day).success
     window = (START, date(2024, 1, 3))
-    a = read_layer(Paths(together), "polars", "sessionized", *window)
-    b = read_layer(Paths(daily), "polars", "sessionized", *window)
+    a = layer_store.read_layer(Paths(together).layers, "polars", "sessionized", *window)
+    b = layer_store.read_layer(Paths(daily).layers, "polars", "sessionized", *window)
     assert a.height > 1000
     comparison = compare_frames(a, b)
     assert comparison.equal, comparison.summary()
@@ -227,7 +226,7 @@ def test_analytics_give_the_same_answers_on_both_tables(compared, capsys):
 @pytest.mark.spark
 def test_the_benchmark_asset_compares_the_recorded_figures(compared):
     data, _ = compared
-    result = _run("engine_benchmark", data, instance=INSTANCE)
+    result = _run(BENCHMARK_JOB, data, instance=INSTANCE)
     assert result.success, result.all_events[-1]
     (materialization,) = result.get_asset_materialization_events()
     metadata = materialization.materialization.metadata

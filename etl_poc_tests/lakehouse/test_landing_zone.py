@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -79,10 +78,10 @@ def test_only_files_with_a_day_in_the_window_are_read(tmp_path: Path):
 
 
 def test_a_late_daily_run_reads_fewer_files_and_the_same_rows(tmp_path: Path):
-    from etl_poc.lakehouse.runners import Paths, PolarsRunner, read_layer
-
     from etl_poc.cli import main as cli
+    from etl_poc.lakehouse import layer_store, polars_runner
     from etl_poc.lakehouse.landing_readers import polars_read_landing
+    from etl_poc.lakehouse.paths import Paths
     from etl_poc.logic import polars_engine as engine
     from etl_poc.logic.compare import compare_frames
 
@@ -91,18 +90,13 @@ def test_a_late_daily_run_reads_fewer_files_and_the_same_rows(tmp_path: Path):
     paths, start = Paths(tmp_path), date(2024, 1, 1)
     processed_at = datetime(2024, 3, 1, tzinfo=UTC)
     day = date(2024, 1, 14)  # the last of 12 daily files after a 2-day bulk file
-    result = PolarsRunner(paths, start, processed_at).raw(day, day + timedelta(days=1))
+    result = polars_runner.Runner(paths, start, processed_at).raw(day, day + timedelta(days=1))
     assert result.counts["landing_files_skipped"] >= 5
     assert result.counts["landing_files"] + result.counts["landing_files_skipped"] == 13
     everything = [paths.landing / f.path for f in scan_landing_zone(paths.landing)]
     when = {"start_date": start, "processed_at": processed_at}
-    expected = (
-        engine.attribute_partition_date(
-            engine.standardize(polars_read_landing(everything, paths.landing), **when), **when
-        )
-        .filter(pl.col("partition_date") == day)
-        .collect()
-    )
-    written = read_layer(paths, "polars", "raw", day, day + timedelta(days=1))
+    landing = polars_read_landing(everything, paths.landing)
+    expected = engine.raw(landing, start=day, end=day + timedelta(days=1), **when).collect()
+    written = layer_store.read_layer(paths.layers, "polars", "raw", day, day + timedelta(days=1))
     assert written.height == expected.height > 100
     assert compare_frames(expected, written).equal

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from etl_poc.report.graph_benchmark import (
-    ENGINES,
-    FIGURES,
-    LAYERS,
-    Measurement,
-    chart_png,
-    compare,
-    markdown,
-)
+from etl_poc.logic.spec import ENGINES
+from etl_poc.logic.spec import LAYER_NAMES as LAYERS
+from etl_poc.measure.layer_io import LAYER_FIGURES as FIGURES
+from etl_poc.report.charts import layers_png
+from etl_poc.report.graph_benchmark import Measurement, compare, markdown
 
 
 def _run(engine, run_id, job, window, seconds, when, session=None, layers=LAYERS):
@@ -80,5 +76,5 @@ def test_the_chart_is_a_png(tmp_path):
     window = "[2024-01-01, 2024-01-02)"
     comparison = compare([*_run("polars", "p", "polars_etl", window, 1.0, 1),
                           *_run("spark", "s", "spark_etl", window, 4.0, 2, session=2.0)])  # fmt: skip
-    chart_png(comparison, tmp_path / "chart.png")
+    layers_png(comparison, tmp_path / "chart.png")
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")

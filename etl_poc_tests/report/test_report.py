@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from etl_poc.report.report import amdahl, build_report, fitted_exponent, serial_fraction
+from etl_poc.report.models import amdahl, fitted_exponent, serial_fraction
+from etl_poc.report.report import build_report
 
 
 def _stats(median, spread=0.1):

@@ -4,15 +4,17 @@ mode's, down with no process left behind."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from etl_poc.lakehouse.runners import Paths, SparkRunner, read_layer
 
 from etl_poc.cli import main as cli
+from etl_poc.lakehouse import layer_store, spark_runner
+from etl_poc.lakehouse.paths import Paths
 from etl_poc.logic.compare import compare_frames
 from etl_poc.spark import cluster as spark_cluster
 
@@ -40,11 +42,12 @@ def test_a_cluster_runs_the_pipeline_like_local_mode(tmp_path, spark):
         with pytest.raises(RuntimeError, match="already running"):
             spark_cluster.start(spec)
         run = subprocess.run(
-            [sys.executable, "-m", "etl_poc.lakehouse.plain_run", "--engine", "spark",
+            [sys.executable, "-m", "etl_poc.bench.plain", "--engine", "spark",
              "--data", str(on_cluster), "--start", "2024-01-01", "--last", "2024-01-02",
-             "--processed-at", processed_at.isoformat(), "--master", spec.master_url,
-             "--executor-memory", "1g", "--out", str(tmp_path / "out")],
+             "--processed-at", processed_at.isoformat(), "--out", str(tmp_path / "out")],
             capture_output=True, text=True, timeout=600,
+            env={**os.environ, "ETL_POC_SPARK_MASTER": spec.master_url,
+                 "ETL_POC_SPARK_EXECUTOR_MEMORY": "1g"},
         )  # fmt: skip
         assert run.returncode == 0, run.stderr[-3000:]
         # The application ran on the cluster's executor, not in a local driver.
@@ -55,12 +58,13 @@ def test_a_cluster_runs_the_pipeline_like_local_mode(tmp_path, spark):
     assert spark_cluster.daemons() == []
     assert not list(spec.state_dir.glob("*.pid"))
     # The same window on local mode (the tests' shared session): the same rows.
-    runner = SparkRunner(Paths(local), date(2024, 1, 1), processed_at, spark)
+    runner = spark_runner.Runner(Paths(local), date(2024, 1, 1), processed_at, spark)
     for layer in ("raw", "cleansed", "enriched", "sessionized"):
         getattr(runner, layer)(date(2024, 1, 1), date(2024, 1, 3))
     for layer in ("cleansed", "sessionized"):
-        a = read_layer(Paths(on_cluster), "spark", layer, date(2024, 1, 1), date(2024, 1, 3))
-        b = read_layer(Paths(local), "spark", layer, date(2024, 1, 1), date(2024, 1, 3))
+        window = (date(2024, 1, 1), date(2024, 1, 3))
+        a = layer_store.read_layer(Paths(on_cluster).layers, "spark", layer, *window)
+        b = layer_store.read_layer(Paths(local).layers, "spark", layer, *window)
         assert a.height > 2000
         assert compare_frames(a, b).equal, layer
     result = json.loads((tmp_path / "out" / "result.json").read_text())

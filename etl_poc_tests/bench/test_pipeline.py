@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from etl_poc.report.pipeline_benchmark import run_pipeline_benchmark, summarize
+
+from etl_poc.bench.pipeline import run_pipeline_benchmark
+from etl_poc.report.pipeline_runs import summarize
 
 
 def _run(kind, engine, wall, attempt=1):

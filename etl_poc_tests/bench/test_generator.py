@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from etl_poc.report.generator_benchmark import run_generator_benchmark
+from etl_poc.bench.generator import run_generator_benchmark
 
 
 def test_harness_runs_fresh_processes_and_records_every_run(tmp_path):
