@@ -444,34 +444,27 @@ def _run_report(args) -> int:
     return 0
 
 
+# Each command: how its arguments are declared, and what runs it.
+COMMANDS = {
+    "generate": (_add_generate, _run_generate),
+    "bench": (_add_bench, _run_bench),
+    "report": (_add_report, _run_report),
+    "summary": (_add_summary, _run_summary),
+    "query": (_add_query, _run_query),
+    "window": (_add_window, _run_window),
+    "cluster": (_add_cluster, _run_cluster),
+    "health": (_add_health, _run_health),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="etl-poc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_generate(sub)
-    _add_bench(sub)
-    _add_summary(sub)
-    _add_cluster(sub)
-    _add_query(sub)
-    _add_window(sub)
-    _add_health(sub)
-    _add_report(sub)
+    for add, _ in COMMANDS.values():
+        add(sub)
     args = parser.parse_args(argv)
     try:
-        if args.command == "generate":
-            return _run_generate(args)
-        if args.command == "summary":
-            return _run_summary(args)
-        if args.command == "query":
-            return _run_query(args)
-        if args.command == "cluster":
-            return _run_cluster(args)
-        if args.command == "window":
-            return _run_window(args)
-        if args.command == "health":
-            return _run_health(args)
-        if args.command == "report":
-            return _run_report(args)
-        return _run_bench(args)
+        return COMMANDS[args.command][1](args)
     except (ValueError, RuntimeError, TimeoutError) as error:
         parser.exit(2, f"etl-poc {args.command}: error: {error}\n")
 

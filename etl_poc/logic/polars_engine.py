@@ -1,7 +1,10 @@
 """The business rules of logic/spec.py on Polars: LazyFrame -> LazyFrame, composed with .pipe.
 
-Nothing here collects: the caller (the I/O boundary) does, so the optimizer sees the whole plan.
-Mirrored by spark_engine.py, function for function.
+In pipeline order: standardize, rejected, attribute_partition_date, in_window, deduplicate,
+enrich, session_context, sessionize; then the layers (raw, cleansed, enriched, sessionized),
+each one call of those, and pipeline(), the whole chain. Nothing here collects: the caller (the
+I/O boundary) does, so the optimizer sees the whole plan. Mirrored by spark_engine.py (and
+duckdb_sql.py), function for function, in the same order.
 """
 
 from __future__ import annotations
@@ -187,8 +190,10 @@ def attribute_partition_date(
     when = {"start_date": start_date, "processed_at": processed_at}
     if days_of_files is None:
         days_of_files = first_usable_days(standardized, **when)
+    # The rows keep their order: a lazy chain evaluates its input more than once (sessionize
+    # puts its computed columns back beside the rows by position), so the order must not vary.
     return (
-        standardized.join(days_of_files, on=SOURCE_FILE, how="left")
+        standardized.join(days_of_files, on=SOURCE_FILE, how="left", maintain_order="left")
         .with_columns(
             pl.coalesce(_usable_day(**when), "_file_day", pl.lit(start_date)).alias(PARTITION_DATE)
         )
@@ -404,6 +409,8 @@ def sessionize(events: pl.LazyFrame, context: pl.LazyFrame | None = None) -> pl.
     this window (user_id, event_ts, event_id, session_start, event_seq): a session running
     into the window continues with its session_id, start and numbering. Adds session_id
     (user_id@session start, ISO-8601 UTC with microseconds), session_start and event_seq.
+    `events` is read twice and must give its rows in the same order each time (a scan, a
+    collected frame, or a chain of order-keeping steps, as pipeline() is).
     """
     window = events.with_columns(
         _known_start=pl.lit(None, EVENT_TS), _known_seq=pl.lit(None, pl.Int64)

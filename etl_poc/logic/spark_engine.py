@@ -1,6 +1,7 @@
 """The business rules of logic/spec.py on PySpark: DataFrame -> DataFrame, built-in functions only.
 
-Mirrors polars_engine.py function for function, in the same order. Needs a session whose
+Mirrors polars_engine.py function for function, in the same (pipeline) order, with the same
+layers and pipeline() at the end. Needs a session whose
 spark.sql.session.timeZone is UTC (the Spark resource sets it): naive times are UTC.
 """
 

@@ -78,9 +78,9 @@ def test_the_ui_lists_every_asset_and_check(webserver):
     answer = _post(f"{webserver}/graphql", QUERY)
     assert "errors" not in answer, answer
     nodes = answer["data"]["assetNodes"]
-    assert sorted(n["assetKey"]["path"] for n in nodes) == EXPECTED_ASSETS
+    assert sorted("/".join(n["assetKey"]["path"]) for n in nodes) == sorted(EXPECTED_ASSETS)
     checks = sorted(
-        (n["assetKey"]["path"], check["name"])
+        ("/".join(n["assetKey"]["path"]), check["name"])
         for n in nodes
         for check in n["assetChecksOrError"].get("checks", [])
     )

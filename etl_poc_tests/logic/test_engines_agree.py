@@ -3,7 +3,7 @@ accounted for, and the manifest's expectations met."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -23,20 +23,26 @@ def _parquet_files(result):
     return root, [root / f["paths"]["parquet"] for f in result.manifest["files"]]
 
 
+def _window(result) -> dict:
+    """The generator's window as pipeline() arguments: every row of the landing zone."""
+    first, last = (date.fromisoformat(d) for d in result.manifest["window"])
+    when = {"start_date": START, "processed_at": PROCESSED_AT}
+    return {"start": first, "end": last + timedelta(days=1), **when}
+
+
 @pytest.fixture(scope="module")
 def polars_outputs(small_landing):
     root, files = _parquet_files(small_landing)
     raw = polars_read_landing(files, root)
-    std = polars_engine.standardize(raw, start_date=START, processed_at=PROCESSED_AT)
     ranges = load_packaged_ranges()
     prepared = polars_engine.prepare_ranges(ranges.ipv4.lazy(), ranges.ipv6.lazy())
-    clean = polars_engine.deduplicate(std)
-    sessions = polars_engine.sessionize(polars_engine.enrich(clean, prepared))
-    raw_rows, rejects, valid, sessionized = pl.collect_all(
+    sessions, rejects = polars_engine.pipeline(raw, **_window(small_landing), ranges=prepared)
+    raw_rows = polars_engine.raw(raw, **_window(small_landing))
+    raw_rows, valid, rejects, sessionized = pl.collect_all(
         [
-            raw.select(pl.len()),
-            polars_engine.rejected(std),
-            std.filter(pl.col("reject_reason").is_null()).select(pl.len()),
+            raw_rows.select(pl.len()),
+            raw_rows.filter(pl.col("reject_reason").is_null()).select(pl.len()),
+            rejects,
             sessions,
         ]
     )
@@ -79,12 +85,12 @@ def test_spark_gives_the_same_rows(spark, small_landing, polars_outputs):
 
     root, files = _parquet_files(small_landing)
     raw = spark_read_landing(spark, files, root)
-    std = spark_engine.standardize(raw, start_date=START, processed_at=PROCESSED_AT).cache()
-    prepared = spark_ip_ranges(spark)
-    sessions = spark_engine.sessionize(spark_engine.enrich(spark_engine.deduplicate(std), prepared))
+    sessions, rejected = spark_engine.pipeline(
+        raw, **_window(small_landing), ranges=spark_ip_ranges(spark)
+    )
     spark_sessionized = pl.from_arrow(sessions.toArrow())
-    spark_rejects = pl.from_arrow(spark_engine.rejected(std).toArrow())
-    std.unpersist()
+    spark_rejects = pl.from_arrow(rejected.toArrow())
+    spark.catalog.clearCache()  # the pipeline's cached raw rows
 
     rejects = compare_frames(polars_outputs["rejects"], spark_rejects)
     assert rejects.equal, rejects.summary()
@@ -105,16 +111,15 @@ def test_the_duckdb_sql_baseline_gives_the_same_rows(small_landing, polars_outpu
     prepared = duckdb_sql.prepare_ranges(
         connection.from_arrow(ranges.ipv4.to_arrow()), connection.from_arrow(ranges.ipv6.to_arrow())
     )
-    std = duckdb_sql.standardize(
-        duckdb_read_landing(connection, files, root), start_date=START, processed_at=PROCESSED_AT
+    sessions, rejected = duckdb_sql.pipeline(
+        duckdb_read_landing(connection, files, root), **_window(small_landing), ranges=prepared
     )
-    sessions = duckdb_sql.sessionize(duckdb_sql.enrich(duckdb_sql.deduplicate(std), prepared))
 
     def utc(relation) -> pl.DataFrame:
         frame = pl.from_arrow(relation.to_arrow_table())
         return frame.with_columns(pl.col(pl.Datetime).dt.replace_time_zone("UTC"))
 
-    rejects = compare_frames(polars_outputs["rejects"], utc(duckdb_sql.rejected(std)))
+    rejects = compare_frames(polars_outputs["rejects"], utc(rejected))
     assert rejects.equal, rejects.summary()
     sessionized = compare_frames(polars_outputs["sessionized"], utc(sessions))
     assert sessionized.equal, sessionized.summary()

@@ -1,0 +1,80 @@
+"""The layers on disk behave the same for both engines' writers and readers: a window is
+replaced exactly, rows outside it (or without a day) are refused before anything changes, and
+an empty window reads as None."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from etl_poc.lakehouse import layer_store
+
+DAY1, DAY2, DAY3 = date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 3)
+
+
+def _rows(*days) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"event_id": [f"e{i}" for i in range(len(days))], "event_date": list(days)},
+        schema={"event_id": pl.String, "event_date": pl.Date},
+    )
+
+
+def _polars_write(frame, root, start, end, spark=None):
+    layer_store.polars_write(frame, root, "polars", "cleansed", start, end)
+
+
+def _spark_write(frame, root, start, end, spark=None):
+    layer_store.spark_write(spark.createDataFrame(frame.to_arrow()), root, "spark", "cleansed",
+                            start, end)  # fmt: skip
+
+
+WRITERS = [
+    pytest.param(("polars", _polars_write), id="polars"),
+    pytest.param(("spark", _spark_write), id="spark", marks=pytest.mark.spark),
+]
+
+
+@pytest.fixture(params=WRITERS)
+def writer(request):
+    engine, write = request.param
+    spark = request.getfixturevalue("spark") if engine == "spark" else None
+    return engine, lambda frame, root, start, end: write(frame, root, start, end, spark)
+
+
+def test_a_window_is_replaced_exactly(writer, tmp_path):
+    engine, write = writer
+    write(_rows(DAY1, DAY2, DAY2), tmp_path, DAY1, DAY3)
+    assert layer_store.window_size(tmp_path, engine, "cleansed", DAY1, DAY3)[0] == 3
+    write(_rows(DAY2), tmp_path, DAY2, DAY3)  # re-run of the second day only
+    frame = layer_store.read_layer(tmp_path, engine, "cleansed", DAY1, DAY3)
+    assert sorted(frame["event_date"].to_list()) == [DAY1, DAY2]
+    write(_rows(), tmp_path, DAY1, DAY3)  # a window with no rows any more
+    assert layer_store.polars_read(tmp_path, engine, "cleansed", DAY1, DAY3) is None
+    assert layer_store.read_layer(tmp_path, engine, "cleansed", DAY1, DAY3).is_empty()
+
+
+@pytest.mark.parametrize("days", [(DAY1, DAY3), (DAY1, None)], ids=["outside", "null day"])
+def test_rows_outside_the_window_are_refused_and_nothing_changes(writer, tmp_path, days):
+    engine, write = writer
+    write(_rows(DAY1), tmp_path, DAY1, DAY2)
+    with pytest.raises(ValueError, match=r"cleansed: 1 rows outside the window \[2024-01-01"):
+        write(_rows(*days), tmp_path, DAY1, DAY3)
+    kept = layer_store.read_layer(tmp_path, engine, "cleansed", DAY1, DAY3)
+    assert kept["event_id"].to_list() == ["e0"]
+    assert [p.name for p in (tmp_path / engine).iterdir()] == ["cleansed"]  # no staging left
+
+
+@pytest.mark.spark
+def test_both_readers_see_nothing_in_an_empty_window(spark, tmp_path):
+    assert layer_store.polars_read(tmp_path, "polars", "raw", DAY1, DAY2) is None
+    assert layer_store.spark_read(spark, tmp_path, "spark", "raw", DAY1, DAY2) is None
+
+
+def test_the_day_key_of_each_stored_layer(tmp_path):
+    frame = pl.DataFrame({"x": [1], "partition_date": [DAY1]})
+    layer_store.polars_write(frame, tmp_path, "polars", "rejects", DAY1, DAY2)
+    assert (tmp_path / "polars" / "rejects" / "partition_date=2024-01-01").is_dir()
+    read = layer_store.polars_read(tmp_path, "polars", "rejects", DAY1, DAY2).collect()
+    assert read.to_dicts() == [{"x": 1, "partition_date": DAY1}]
