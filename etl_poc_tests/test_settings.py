@@ -58,7 +58,7 @@ def test_nothing_in_the_rules_or_the_io_reads_the_environment(folder):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
                 readers.append(f"{path.name}:{node.lineno}")
-            if isinstance(node, ast.ImportFrom) and node.module == "etl_poc.settings":
-                if any(alias.name == "settings" for alias in node.names):
-                    readers.append(f"{path.name}:{node.lineno} (settings())")
+            imported = isinstance(node, ast.ImportFrom) and node.module == "etl_poc.settings"
+            if imported and any(alias.name == "settings" for alias in node.names):
+                readers.append(f"{path.name}:{node.lineno} (settings())")
     assert readers == []

@@ -12,13 +12,14 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from etl_poc.logic.spec import ENGINES
 from etl_poc.measure.usage import host_facts, run_measured
 from etl_poc.report.stats import spread
 from etl_poc.report.units import gib
 
 
 def run_engine_benchmark(
-    data: Path, label: str, repeat: int, reports_dir: Path, engines=("polars", "spark")
+    data: Path, label: str, repeat: int, reports_dir: Path, engines=ENGINES
 ) -> dict:
     """Each engine's chain over the landing zone of the data directory `data`, `repeat`
     times; results in <reports_dir>/engine-benchmark-<label>.json."""

@@ -79,7 +79,7 @@ def run_pipeline_benchmark(
     repeat: int,
     reports_dir: Path,
     scratch: Path,
-    engines: tuple[str, ...] = ("polars", "spark"),
+    engines: tuple[str, ...] = ENGINES,
     plain: tuple[str, ...] = ("polars",),
     floor: bool = True,
     label: str | None = None,

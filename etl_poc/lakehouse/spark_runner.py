@@ -30,18 +30,30 @@ from etl_poc.spark.session import build_spark_session, spark_ip_ranges
 ENGINE = "spark"
 
 
+_STARTED: set[int] = set()  # the sessions start_runtime started (not found already running)
+
+
 def start_runtime(settings: Settings):
     """A Spark session as the settings describe it (ETL_POC_SPARK_*)."""
-    return build_spark_session(
+    from pyspark.sql import SparkSession
+
+    running = SparkSession.getActiveSession()
+    session = build_spark_session(
         settings.spark_master,
         settings.spark_driver_memory,
         executor_memory=settings.spark_executor_memory,
         driver_host=settings.spark_driver_host,
     )
+    if running is None:
+        _STARTED.add(id(session))
+    return session
 
 
 def stop_runtime(runtime) -> None:
-    runtime.stop()
+    """Stop the session, if start_runtime started it (one it found running is left so)."""
+    if id(runtime) in _STARTED:
+        _STARTED.discard(id(runtime))
+        runtime.stop()
 
 
 class Runner:

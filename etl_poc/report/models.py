@@ -8,8 +8,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from etl_poc.logic.spec import ENGINES
+
 # The run kind of each engine's orchestrated runs in a benchmark file.
-ENGINE_RUNS = {"polars": "dagster/polars", "spark": "dagster/spark"}
+ENGINE_RUNS = {engine: f"dagster/{engine}" for engine in ENGINES}
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,8 @@ def test_csv_and_parquet_give_the_raw_contract(read, tmp_path):
     frame = read([csv, parquet], tmp_path)
     assert frame.columns == [*TEXT_COLUMNS, SOURCE_FILE, "malformed"]
     rows = {row["event_id"]: row for row in frame.to_dicts()}
-    assert rows["c1"]["device"] is None and rows["c1"]["page_url"] is None
+    assert rows["c1"]["device"] is None
+    assert rows["c1"]["page_url"] is None
     assert rows["c2"]["user_id"] is None
     assert rows["c1"][SOURCE_FILE] == "day/a.csv"
     assert [rows[k]["malformed"] for k in ("c1", "c2", "c3", "p1")] == [False, False, True, False]
