@@ -101,7 +101,12 @@ class SparkResource(dg.ConfigurableResource):
     """One Spark session per run, started on first use (a Polars-only run starts no JVM), so
     its start-up is paid once and reported. ETL_POC_SPARK_MASTER: local[*] (default) or a
     spark:// URL; ETL_POC_SPARK_DRIVER_HOST: the name a cluster's executors reach the driver
-    by (default 127.0.0.1; the code location's host name in the containers)."""
+    by (default 127.0.0.1; the code location's host name in the containers). Written here
+    rather than taken from dagster-pyspark (dropped): its PySparkResource starts the session
+    when a run sets it up, its LazyPySparkResource on first use as this one does, but neither
+    reports the start-up time (charged to the run's first Spark step here) or stops the
+    session when the run ends (this one does, unless the process already had one: the tests'
+    shared session)."""
 
     master: str = settings().spark_master
     driver_memory: str = settings().spark_driver_memory
