@@ -65,12 +65,20 @@ def landing_rows(path: Path) -> int:
     return max(lines - 1, 0)
 
 
+def file_version(path: Path) -> list[int]:
+    """What changes whenever a file's content may have: its size, modification time, change
+    time and inode. A copy that keeps the modification time (`cp -p`, `rsync -t`) still
+    changes the change time (which no user can set) or the inode (a rename into place)."""
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
 def landing_version(files: list[LandingFileInfo], landing_dir: Path) -> str:
     """Changes whenever a file is added, removed, resized or rewritten."""
     digest = hashlib.sha256()
     for info in files:
-        stat = (landing_dir / info.path).stat()
-        digest.update(f"{info.path.as_posix()}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+        version = ":".join(str(n) for n in file_version(landing_dir / info.path))
+        digest.update(f"{info.path.as_posix()}:{version}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -114,8 +122,8 @@ def timestamp_day_range(path: Path, landing_dir: Path) -> tuple[date, date] | No
 
 
 class LandingDays:
-    """Which days each landing file holds, computed once per file version (path, size,
-    mtime) and kept in a small JSON index, so that a daily run reads only the files that can
+    """Which days each landing file holds, computed once per file version (path and
+    file_version: size, mtime, ctime, inode) and kept in a small JSON index, so that a daily run reads only the files that can
     hold rows of its window instead of the whole history."""
 
     def __init__(self, landing_dir: Path, index: Path):
@@ -131,8 +139,7 @@ class LandingDays:
         known, found, changed = self._load(), {}, False
         for path in files:
             key = path.relative_to(self.landing_dir).as_posix()
-            stat = path.stat()
-            version = [stat.st_size, stat.st_mtime_ns]
+            version = file_version(path)
             entry = known.get(key)
             if entry is None or entry["version"] != version:
                 days = timestamp_day_range(path, self.landing_dir)

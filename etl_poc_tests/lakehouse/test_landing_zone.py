@@ -77,6 +77,28 @@ def test_only_files_with_a_day_in_the_window_are_read(tmp_path: Path):
     assert len(index.files_for_window(files, *window, start)) == 2
 
 
+def test_a_corrected_copy_with_its_mtime_kept_is_read_again(tmp_path: Path):
+    """`cp -p` / `rsync -t` of a corrected file of the same size keeps its mtime: the index
+    must still see the new version (defect 8 of issue 15)."""
+    import os
+    import shutil
+
+    start = date(2024, 1, 1)
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    target = _parquet(landing / "day.parquet", ["2024-01-02 00:00:00"])
+    index = LandingDays(landing, tmp_path / "days.json")
+    window = (date(2024, 1, 9), date(2024, 1, 10))
+    assert index.files_for_window([target], *window, start) == []
+    before = target.stat()
+    corrected = _parquet(tmp_path / "corrected.parquet", ["2024-01-09 00:00:00"])
+    assert corrected.stat().st_size == before.st_size  # the same size: only the day differs
+    shutil.copy2(corrected, target)  # as cp -p: content replaced, mtime copied
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the old mtime kept
+    assert target.stat().st_mtime_ns == before.st_mtime_ns
+    assert index.files_for_window([target], *window, start) == [target]
+
+
 def test_a_late_daily_run_reads_fewer_files_and_the_same_rows(tmp_path: Path):
     from etl_poc.cli import main as cli
     from etl_poc.lakehouse import layer_store, polars_runner
