@@ -10,10 +10,11 @@ SIZE ?= small
 REPEAT ?= 3
 ENGINES ?= polars,spark
 FORMATS ?= csv,parquet
-DATA_DIR ?= data
+# The caller's ETL_POC_DATA_DIR and DAGSTER_HOME are honoured; DATA_DIR=... overrides both.
+DATA_DIR ?= $(or $(ETL_POC_DATA_DIR),data)
 UI_PORT ?= 3000
 
-export DAGSTER_HOME := $(CURDIR)/dagster_home
+export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export ETL_POC_DATA_DIR := $(DATA_DIR)
 
 .PHONY: help install check-java demo test test-fast lint format ui query generate bench bench-generator report cluster-up cluster-down clean docker-env docker-check docker-build docker-up docker-demo docker-down

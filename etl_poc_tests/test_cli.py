@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -143,3 +144,30 @@ def test_health_asks_the_url_for_a_200(capsys):
             assert url in capsys.readouterr().err
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("env", "data", "home"),
+    [
+        ({}, "data", "dagster_home"),
+        ({"ETL_POC_DATA_DIR": "/srv/etl", "DAGSTER_HOME": "/srv/home"}, "/srv/etl", "/srv/home"),
+    ],
+)
+def test_the_makefile_honours_the_callers_data_dir_and_dagster_home(env, data, home):
+    """`ETL_POC_DATA_DIR=/x make query` uses /x, not ./data (issue 15, security)."""
+    import os
+
+    root = Path(__file__).parents[1]
+    clean = {k: v for k, v in os.environ.items() if k not in ("ETL_POC_DATA_DIR", "DAGSTER_HOME")}
+    run = subprocess.run(
+        ["make", "-s", "-n", "-C", str(root), "query", "SQL=SELECT 1"],
+        env={**clean, **env, "MAKEFLAGS": ""}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert f"etl-poc query --data {data} " in run.stdout
+    shown = subprocess.run(
+        ["make", "-s", "-C", str(root), "-f", "Makefile", "-f", "-", "show"],
+        input="show:\n\t@echo $$DAGSTER_HOME $$ETL_POC_DATA_DIR\n",
+        env={**clean, **env}, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert shown[0].endswith(home)
+    assert shown[1] == data
