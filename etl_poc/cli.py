@@ -383,8 +383,8 @@ def _add_summary(sub) -> None:
 def _add_query(sub) -> None:
     p = sub.add_parser(
         "query",
-        help="ad-hoc SQL in DuckDB over the lakehouse: views polars_events, spark_events, "
-        "polars_rejects, spark_rejects",
+        help="one read-only SELECT in DuckDB over the lakehouse: views polars_events, "
+        "spark_events, polars_rejects, spark_rejects (no file or network access)",
     )
     p.add_argument("sql", help='e.g. "SELECT device, count(*) FROM polars_events GROUP BY 1"')
     _add_lakehouse_options(p)
@@ -395,13 +395,11 @@ def _run_query(args) -> int:
     import duckdb
     import polars as pl
 
-    from etl_poc.analytics.lakehouse_sql import register_lakehouse, run_sql
+    from etl_poc.analytics.lakehouse_sql import read_only_session, run_read_only
 
-    catalog = _catalog(args)
-    connection = duckdb.connect()
+    connection = read_only_session(_catalog(args))
     try:
-        register_lakehouse(connection, catalog)
-        result = run_sql(connection, args.sql)
+        result = run_read_only(connection, args.sql)
     except duckdb.Error as error:
         raise ValueError(str(error).splitlines()[0]) from error
     with pl.Config(tbl_rows=args.rows, tbl_cols=-1, tbl_width_chars=200):

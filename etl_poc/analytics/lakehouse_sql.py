@@ -70,3 +70,26 @@ def run_queries(connection: duckdb.DuckDBPyConnection, engines=ENGINES) -> list[
 
 def run_sql(connection: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
     return pl.from_arrow(connection.sql(sql).to_arrow_table())
+
+
+def read_only_session(catalog: Catalog) -> duckdb.DuckDBPyConnection:
+    """A DuckDB session over the lakehouse's views for ad-hoc questions: once the views are
+    registered (in memory), files and the network are out of reach (enable_external_access
+    off) and the configuration is locked, so no statement can turn either back on."""
+    connection = duckdb.connect()
+    register_lakehouse(connection, catalog)
+    connection.execute("SET enable_external_access = false")
+    connection.execute("SET lock_configuration = true")
+    return connection
+
+
+def run_read_only(connection: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    """One SELECT (a query, WITH included) and nothing else: several statements, or one that
+    writes, attaches, copies or sets anything, is refused with the reason before it runs."""
+    statements = connection.extract_statements(sql)
+    if len(statements) != 1:
+        raise ValueError(f"one statement at a time, got {len(statements)}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise ValueError(f"read-only: only a SELECT runs here, not {kind.name}")
+    return run_sql(connection, sql)

@@ -8,7 +8,16 @@ from datetime import UTC, date, datetime, timedelta
 import duckdb
 import pyarrow as pa
 
-from etl_poc.analytics.lakehouse_sql import queries, register_lakehouse, run_queries, run_sql
+import pytest
+
+from etl_poc.analytics.lakehouse_sql import (
+    queries,
+    read_only_session,
+    register_lakehouse,
+    run_queries,
+    run_read_only,
+    run_sql,
+)
 from etl_poc.lakehouse import iceberg
 
 DAY = date(2024, 1, 1)
@@ -55,3 +64,26 @@ def test_a_table_that_differs_is_found(tmp_path):
     register_lakehouse(connection, _catalog(tmp_path, {"polars": 10, "spark": 9}))
     results = run_queries(connection, ["polars", "spark"])
     assert not all(r.engines_agree for r in results)
+
+
+@pytest.mark.parametrize(
+    ("sql", "refused"),
+    [
+        ("SELECT * FROM read_csv('/etc/passwd')", "file system operations are disabled"),
+        ("COPY (SELECT 1) TO 'out.csv'", "only a SELECT runs here, not COPY"),
+        ("SELECT 1; DROP VIEW polars_events", "one statement at a time, got 2"),
+        ("CREATE TABLE copy AS SELECT * FROM polars_events", "not CREATE"),
+        ("ATTACH 'other.duckdb'", "not ATTACH"),
+        ("SET enable_external_access = true", "not SET"),
+    ],
+)
+def test_ad_hoc_sql_reads_the_lakehouse_and_nothing_else(tmp_path, sql, refused):
+    """`etl-poc query`: one SELECT over the views; no files, no writes (issue 15, security)."""
+    connection = read_only_session(_catalog(tmp_path, {"polars": 3}))
+    assert (
+        run_read_only(connection, "WITH e AS (FROM polars_events) SELECT count(*) FROM e").item()
+        == 3
+    )
+    with pytest.raises((ValueError, duckdb.Error), match=refused):
+        run_read_only(connection, sql)
+    assert run_read_only(connection, "SELECT count(*) FROM polars_events").item() == 3
