@@ -7,7 +7,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import pyarrow as pa
-
 import pytest
 
 from etl_poc.analytics.lakehouse_sql import (
