@@ -7,7 +7,11 @@ from etl_poc.defs.assets import ENGINE_ASSETS, ip_country_ranges
 from etl_poc.defs.benchmark import benchmark
 from etl_poc.defs.checks import EQUIVALENCE_CHECKS, QUALITY_CHECKS
 from etl_poc.defs.jobs import JOBS
-from etl_poc.defs.landing import landing_clickstream, landing_files_present
+from etl_poc.defs.landing import (
+    every_landing_file_ingested,
+    landing_clickstream,
+    landing_files_present,
+)
 from etl_poc.defs.resources import RESOURCES
 
 defs = dg.Definitions(
@@ -18,7 +22,12 @@ defs = dg.Definitions(
         clickstream_analytics,
         benchmark,
     ],
-    asset_checks=[landing_files_present, *EQUIVALENCE_CHECKS, *QUALITY_CHECKS],
+    asset_checks=[
+        landing_files_present,
+        every_landing_file_ingested,
+        *EQUIVALENCE_CHECKS,
+        *QUALITY_CHECKS,
+    ],
     jobs=JOBS,
     resources=RESOURCES,
     executor=dg.in_process_executor,

@@ -12,7 +12,12 @@ import pytest
 
 from etl_poc.definitions import defs
 from etl_poc.defs.jobs import CHECK_LANDING_JOB
-from etl_poc.defs.landing import LANDING_FILES_CHECK, landing_files_present
+from etl_poc.defs.landing import (
+    LANDING_FILES_CHECK,
+    NOT_INGESTED_CHECK,
+    every_landing_file_ingested,
+    landing_files_present,
+)
 from etl_poc.defs.partitions import daily
 from etl_poc.defs.resources import DataDirectory
 
@@ -49,7 +54,7 @@ _QUALITY = [
     ("sessionized_clickstream", "unique_ids_and_keys"),
 ]
 EXPECTED_CHECKS = sorted(
-    [("landing_clickstream", LANDING_FILES_CHECK)]
+    [("landing_clickstream", LANDING_FILES_CHECK), ("landing_clickstream", NOT_INGESTED_CHECK)]
     + [("clickstream_analytics", "engines_give_the_same_answers")]
     + [(f"spark/{layer}", "same_rows_as_polars") for layer in _LAYERS]
     + [(f"{engine}/{layer}", name) for engine in ("polars", "spark") for layer, name in _QUALITY]
@@ -100,6 +105,34 @@ def test_landing_check_lists_files_and_fails_on_an_empty_zone(small_landing, tmp
     assert "bulk/bulk_data_small.parquet" in result.metadata["listing"].value
     empty = landing_files_present(data_dir=DataDirectory(path=str(tmp_path)))
     assert not empty.passed
+    assert every_landing_file_ingested(data_dir=DataDirectory(path=str(data_dir))).passed
+
+
+def test_files_the_pipeline_cannot_ingest_are_named_and_warned_about(tmp_path):
+    """x.csv.gz and y.CSV are ingested; notes.txt and z.csv.zst are not, and say so (issue
+    15, defect 2: they used to be dropped with the run green)."""
+    import gzip
+
+    landing = tmp_path / "landing"
+    (landing / "in").mkdir(parents=True)
+    header = b"event_id,user_id,timestamp\n"
+    (landing / "in" / "x.csv.gz").write_bytes(
+        gzip.compress(header + b"e1,u1,2024-01-02 10:00:00\n")
+    )
+    (landing / "in" / "y.CSV").write_bytes(header + b"e2,u1,2024-01-02 11:00:00\n")
+    (landing / "in" / "notes.txt").write_text("not data")
+    (landing / "z.csv.zst").write_bytes(b"(compressed)")
+    (landing / "manifest_small.json").write_text("{}")  # a generator's manifest is expected
+    data_dir = DataDirectory(path=str(tmp_path))
+    present = landing_files_present(data_dir=data_dir)
+    assert present.metadata["files"].value == 2
+    assert "in/x.csv.gz | csv.gz" in present.metadata["listing"].value
+    warned = every_landing_file_ingested(data_dir=data_dir)
+    assert not warned.passed
+    assert warned.severity == dg.AssetCheckSeverity.WARN
+    assert warned.metadata["not_ingested"].value == 2
+    assert "`in/notes.txt`" in warned.metadata["files"].value
+    assert "`z.csv.zst`" in warned.metadata["files"].value
 
 
 def _dagster_cli(tmp_path: Path, generate: list[str], job: list[str], **env: str):

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import dagster as dg
 
-from etl_poc.lakehouse.landing_zone import landing_version, scan_landing_zone
+from etl_poc.lakehouse.landing_zone import (
+    LANDING_FORMATS,
+    landing_version,
+    other_files,
+    scan_landing_zone,
+)
 from etl_poc.logic.spec import LANDING_COLUMNS
 
 from .resources import DataDirectory
 
 LANDING_CLICKSTREAM = dg.AssetKey("landing_clickstream")
 LANDING_FILES_CHECK = "landing_files_present"
+NOT_INGESTED_CHECK = "every_landing_file_ingested"
 
 landing_clickstream = dg.AssetSpec(
     LANDING_CLICKSTREAM,
@@ -45,5 +51,25 @@ def landing_files_present(data_dir: DataDirectory) -> dg.AssetCheckResult:
             "version": landing_version(files, data_dir.landing),
             "landing_dir": dg.MetadataValue.path(str(data_dir.landing.resolve())),
             "listing": dg.MetadataValue.md(listing if files else "_no landing files yet_"),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=LANDING_CLICKSTREAM,
+    name=NOT_INGESTED_CHECK,
+    description="Warns about files under landing/ that the pipeline does not ingest (not "
+    f"{', '.join(LANDING_FORMATS)}, in any case), naming them, so none is skipped silently.",
+)
+def every_landing_file_ingested(data_dir: DataDirectory) -> dg.AssetCheckResult:
+    ignored = [path.as_posix() for path in other_files(data_dir.landing)]
+    return dg.AssetCheckResult(
+        passed=not ignored,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "not_ingested": len(ignored),
+            "files": dg.MetadataValue.md(
+                "\n".join(f"- `{name}`" for name in ignored) or "_every file is ingested_"
+            ),
         },
     )

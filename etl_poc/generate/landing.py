@@ -394,8 +394,8 @@ def _manifest(config, files, totals, users_by_tier: list[int]) -> dict:
 
 def foreign_files(config: GeneratorConfig) -> list[Path]:
     """Landing files under out_dir that this config did not write (another size or layout)."""
+    from etl_poc.lakehouse.landing_zone import landing_format
+
     mine = {config.out_dir / p for f in landing_paths(config) for p in f.paths.values()}
-    found = [
-        p for p in config.out_dir.rglob("*") if p.suffix in (".csv", ".parquet") and p.is_file()
-    ]
+    found = [p for p in config.out_dir.rglob("*") if p.is_file() and landing_format(p)]
     return sorted(p for p in found if p not in mine)

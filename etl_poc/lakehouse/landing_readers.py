@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
+from etl_poc.lakehouse.landing_zone import landing_format, open_text_file
 from etl_poc.logic.spec import SOURCE_FILE, TEXT_COLUMNS
 
 # A quoted CSV field, with "" as an escaped quote: removed before counting separators.
@@ -35,9 +36,13 @@ def _require_columns(path: Path, present) -> None:
         raise ValueError(f"{path}: lacks required column(s) {missing}")
 
 
+def _csv_first_line(path: Path) -> str:
+    with open_text_file(path) as handle:
+        return handle.readline().decode("utf-8").rstrip("\r\n")
+
+
 def _csv_header(path: Path) -> list[str]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        first = handle.readline().rstrip("\r\n")
+    first = _csv_first_line(path)
     if not first:
         raise ValueError(f"{path}: empty CSV file, expected a header line")
     return [name.strip().strip('"') for name in first.split(",")]
@@ -97,8 +102,8 @@ def polars_read_parquet(path: Path, landing_dir: Path) -> pl.LazyFrame:
 
 def polars_read_landing(paths: list[Path], landing_dir: Path) -> pl.LazyFrame:
     """Every file as the raw contract, one LazyFrame."""
-    readers = {".csv": polars_read_csv, ".parquet": polars_read_parquet}
-    frames = [readers[p.suffix](p, landing_dir) for p in paths]
+    readers = {"csv": polars_read_csv, "csv.gz": polars_read_csv, "parquet": polars_read_parquet}
+    frames = [readers[landing_format(p)](p, landing_dir) for p in paths]
     if not frames:
         schema = {**dict.fromkeys(TEXT_COLUMNS, pl.String), SOURCE_FILE: pl.String}
         return pl.LazyFrame(schema={**schema, "malformed": pl.Boolean})
@@ -136,7 +141,7 @@ def duckdb_read_parquet(connection, path: Path, landing_dir: Path):
 
 def duckdb_read_landing(connection, paths: list[Path], landing_dir: Path):
     """Every Parquet file as the raw contract, one DuckDBPyRelation (the baseline reads no CSV)."""
-    not_parquet = [p for p in paths if p.suffix != ".parquet"]
+    not_parquet = [p for p in paths if landing_format(p) != "parquet"]
     if not_parquet or not paths:
         raise ValueError(f"the DuckDB baseline reads Parquet landing files only: {not_parquet}")
     relations = [duckdb_read_parquet(connection, p, landing_dir) for p in paths]
@@ -154,8 +159,7 @@ def spark_read_csv(spark, path: Path, landing_dir: Path):
 
     header = _csv_header(path)
     _require_columns(path, header)
-    with path.open(encoding="utf-8", newline="") as handle:
-        first_line = handle.readline().rstrip("\r\n")
+    first_line = _csv_first_line(path)
     schema = ", ".join(f"`{name}` STRING" for name in header)
     lines = spark.read.text(str(path)).where(F.col("value") != first_line)
     fields = F.size(F.split(F.regexp_replace("value", _QUOTED_FIELD, ""), ",", -1))
@@ -204,8 +208,8 @@ def spark_read_landing(spark, paths: list[Path], landing_dir: Path):
     """Every file as the raw contract, one DataFrame."""
     from functools import reduce
 
-    readers = {".csv": spark_read_csv, ".parquet": spark_read_parquet}
-    frames = [readers[p.suffix](spark, p, landing_dir) for p in paths]
+    readers = {"csv": spark_read_csv, "csv.gz": spark_read_csv, "parquet": spark_read_parquet}
+    frames = [readers[landing_format(p)](spark, p, landing_dir) for p in paths]
     if not frames:
         raise ValueError("no landing files to read")
     return reduce(lambda a, b: a.unionByName(b), frames)

@@ -11,7 +11,34 @@ from pathlib import Path
 
 import polars as pl
 
-LANDING_SUFFIXES = (".csv", ".parquet")
+# The formats the pipeline ingests, by how a file's name ends (in any case). Anything else
+# under landing/ is listed as not ingested (other_files), never silently skipped; a
+# generator's manifest_*.json at the top is the one expected exception.
+LANDING_FORMATS = {".csv": "csv", ".csv.gz": "csv.gz", ".parquet": "parquet"}
+
+
+def landing_format(path: Path) -> str | None:
+    """The format a landing file is ingested as (csv, csv.gz, parquet), None if none."""
+    name = path.name.lower()
+    return next((f for end, f in LANDING_FORMATS.items() if name.endswith(end)), None)
+
+
+def _is_manifest(path: Path, landing_dir: Path) -> bool:
+    return (
+        path.parent == landing_dir and path.name.startswith("manifest_") and path.suffix == ".json"
+    )
+
+
+def other_files(landing_dir: Path) -> list[Path]:
+    """The files under `landing_dir` that are not ingested (no landing format), relative to
+    it: what a source dropped that the pipeline cannot read, to be shown and warned about."""
+    if not landing_dir.is_dir():
+        return []
+    return sorted(
+        p.relative_to(landing_dir)
+        for p in landing_dir.rglob("*")
+        if p.is_file() and landing_format(p) is None and not _is_manifest(p, landing_dir)
+    )
 
 
 @dataclass(frozen=True)
@@ -35,13 +62,11 @@ def scan_landing_zone(landing_dir: Path) -> list[LandingFileInfo]:
         for entry in content.get("files", []):
             for path in entry.get("paths", {}).values():
                 rows_by_path[path] = entry.get("rows")
-    found = sorted(
-        p for p in landing_dir.rglob("*") if p.is_file() and p.suffix in LANDING_SUFFIXES
-    )
+    found = sorted(p for p in landing_dir.rglob("*") if p.is_file() and landing_format(p))
     return [
         LandingFileInfo(
             path=p.relative_to(landing_dir),
-            format=p.suffix.lstrip("."),
+            format=landing_format(p),
             bytes=p.stat().st_size,
             rows=rows_by_path.get(p.relative_to(landing_dir).as_posix()),
         )
@@ -51,13 +76,13 @@ def scan_landing_zone(landing_dir: Path) -> list[LandingFileInfo]:
 
 def landing_rows(path: Path) -> int:
     """The data rows of a landing file: from the footer of a Parquet file, by counting line
-    ends (after the header) in a CSV file."""
-    if path.suffix == ".parquet":
+    ends (after the header) in a CSV file (decompressed as it is read, for csv.gz)."""
+    if landing_format(path) == "parquet":
         import pyarrow.parquet as pq
 
         return pq.read_metadata(path).num_rows
     lines, last = 0, b"\n"
-    with path.open("rb") as handle:
+    with open_text_file(path) as handle:
         while chunk := handle.read(1 << 24):
             lines += chunk.count(b"\n")
             last = chunk[-1:]
@@ -71,6 +96,13 @@ def file_version(path: Path) -> list[int]:
     changes the change time (which no user can set) or the inode (a rename into place)."""
     stat = path.stat()
     return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
+def open_text_file(path: Path):
+    """A CSV landing file's bytes, decompressed when it is a csv.gz."""
+    import gzip
+
+    return gzip.open(path, "rb") if landing_format(path) == "csv.gz" else path.open("rb")
 
 
 def landing_version(files: list[LandingFileInfo], landing_dir: Path) -> str:

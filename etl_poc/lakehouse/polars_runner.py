@@ -116,9 +116,9 @@ class Runner:
         )
 
     def raw(self, start: date, end: date) -> LayerResult:
-        files, read = landing_files(self.paths, start, end, self.start_date)
+        files, read, details = landing_files(self.paths, start, end, self.start_date)
         if not files:
-            return no_raw_rows(self.paths, ENGINE, start, end, read)
+            return no_raw_rows(self.paths, ENGINE, start, end, read, details)
         layer_store.clear_window(self.paths.layers, ENGINE, "raw", start, end)
         rows, shown, pieces = 0, pl.DataFrame(), self._landing_pieces(files)
         for part, (group, slice_, days_of_files) in enumerate(pieces):
@@ -131,7 +131,7 @@ class Runner:
             layer_store.polars_add_part(window, self.paths.layers, ENGINE, "raw", start, end, part)
             rows += window.height
             shown = shown if shown.height else preview(window)
-        return LayerResult(rows, shown, {**read, "pieces": len(pieces)})
+        return LayerResult(rows, shown, {**read, "pieces": len(pieces)}, details)
 
     def _landing_pieces(self, files: list[Path]) -> list[tuple]:
         """The landing files in pieces of at most chunk_rows rows: (files, None, None) for

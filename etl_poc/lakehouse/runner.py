@@ -26,7 +26,7 @@ from datetime import date
 import polars as pl
 
 from etl_poc.lakehouse import iceberg, layer_store
-from etl_poc.lakehouse.landing_zone import landing_rows, scan_landing_zone
+from etl_poc.lakehouse.landing_zone import landing_rows, other_files, scan_landing_zone
 from etl_poc.lakehouse.paths import Paths
 from etl_poc.logic.spec import ENGINES
 
@@ -51,25 +51,32 @@ def runner_module(engine: str):
     return importlib.import_module(f"etl_poc.lakehouse.{engine}_runner")
 
 
-def landing_files(paths: Paths, start: date, end: date, start_date: date) -> tuple[list, dict]:
-    """The landing files that may hold rows of the window (LandingDays.files_for_window),
-    how many were read and skipped, and their rows and bytes."""
+def landing_files(
+    paths: Paths, start: date, end: date, start_date: date
+) -> tuple[list, dict, dict]:
+    """The landing files that may hold rows of the window (LandingDays.files_for_window);
+    how many were read and skipped, their rows and bytes, and how many files under landing/
+    are not ingested (no landing format); and (details) those files' names."""
     everything = [paths.landing / info.path for info in scan_landing_zone(paths.landing)]
     if not everything:
         raise FileNotFoundError(f"no landing files under {paths.landing}")
     files = paths.landing_days.files_for_window(everything, start, end, start_date)
+    ignored = [path.as_posix() for path in other_files(paths.landing)]
     return files, {
         "landing_files": len(files),
         "landing_files_skipped": len(everything) - len(files),
         "landing_rows": sum(landing_rows(f) for f in files),
         "landing_bytes": sum(f.stat().st_size for f in files),
-    }
+        "landing_files_not_ingested": len(ignored),
+    }, {"landing_files_not_ingested": ignored}  # fmt: skip
 
 
-def no_raw_rows(paths: Paths, engine: str, start: date, end: date, read: dict) -> LayerResult:
+def no_raw_rows(
+    paths: Paths, engine: str, start: date, end: date, read: dict, details: dict
+) -> LayerResult:
     """No landing file can hold rows of the window: the window's raw layer is emptied."""
     layer_store.clear_window(paths.layers, engine, "raw", start, end)
-    return LayerResult(0, pl.DataFrame(), read)
+    return LayerResult(0, pl.DataFrame(), read, details)
 
 
 def nothing_for(engine: str, stored: str, start: date, end: date) -> FileNotFoundError:

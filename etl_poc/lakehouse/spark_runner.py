@@ -95,14 +95,14 @@ class Runner:
         return written.count(), shown, written
 
     def raw(self, start: date, end: date) -> LayerResult:
-        files, read = landing_files(self.paths, start, end, self.start_date)
+        files, read, details = landing_files(self.paths, start, end, self.start_date)
         if not files:
-            return no_raw_rows(self.paths, ENGINE, start, end, read)
+            return no_raw_rows(self.paths, ENGINE, start, end, read, details)
         landing = spark_read_landing(self.spark, files, self.paths.landing)
         rows, shown, _ = self._write(
             rules.raw(landing, start=start, end=end, **self._when), "raw", start, end
         )
-        return LayerResult(rows, shown, read)
+        return LayerResult(rows, shown, read, details)
 
     def cleansed(self, start: date, end: date) -> LayerResult:
         raw_rows = self._read("raw", start, end)

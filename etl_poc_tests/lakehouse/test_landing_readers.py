@@ -64,3 +64,29 @@ def test_a_file_without_a_required_column_is_named(read, tmp_path):
     bad.write_text("event_id,timestamp\ne1,2024-01-01 00:00:00\n")
     with pytest.raises(ValueError, match=r"bad\.csv: lacks required column\(s\) \['user_id'\]"):
         read([bad], tmp_path)
+
+
+def test_gzipped_and_upper_case_csv_files_read_like_plain_ones(read, tmp_path):
+    """x.csv.gz and y.CSV used to be dropped silently (issue 15, defect 2)."""
+    import gzip
+
+    from etl_poc.lakehouse.landing_zone import landing_rows
+
+    text = (
+        "event_id,user_id,timestamp,device\n"
+        "e1,u1,2024-01-01 10:00:00,mobile\n"
+        'e2,u2,"2024-01-01 10:01:00",desktop\n'
+    )
+    plain = tmp_path / "plain" / "a.csv"
+    plain.parent.mkdir()
+    plain.write_text(text)
+    gzipped = tmp_path / "gz" / "a.csv.gz"
+    gzipped.parent.mkdir()
+    gzipped.write_bytes(gzip.compress(text.encode()))
+    upper = tmp_path / "upper" / "A.CSV"
+    upper.parent.mkdir()
+    upper.write_text(text)
+    expected = read([plain], tmp_path).drop(SOURCE_FILE)
+    for other in (gzipped, upper):
+        assert landing_rows(other) == 2
+        assert read([other], tmp_path).drop(SOURCE_FILE).equals(expected), other.name

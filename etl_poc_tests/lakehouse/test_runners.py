@@ -56,6 +56,7 @@ def constructor(request, tmp_path):
     def make(data: Path):
         (data / "landing").mkdir(parents=True)
         (data / "landing" / "events.csv").write_text("\n".join([HEADER, *LANDING]) + "\n")
+        (data / "landing" / "README.txt").write_text("not data: named, not ingested")
         module = runner_module(engine)
         return module.Runner(Paths(data), START_DATE, PROCESSED_AT, runtime)
 
@@ -75,6 +76,8 @@ def test_every_layer_gives_the_expected_window(constructor, tmp_path):
     results["raw"] = results["raw"](*WINDOW)
     assert results["raw"].rows == 8  # e8 is on the day after the window
     assert results["raw"].counts["landing_rows"] == 9
+    assert results["raw"].counts["landing_files_not_ingested"] == 1
+    assert results["raw"].details["landing_files_not_ingested"] == ["README.txt"]
     cleansed = results["cleansed"](*WINDOW)
     # Counts are every engine's own, alike (Polars adds how many pieces it worked).
     assert {k: v for k, v in cleansed.counts.items() if k != "pieces"} == {
