@@ -23,6 +23,7 @@ from etl_poc.lakehouse.paths import Paths
 from etl_poc.lakehouse.runner import (
     ICEBERG_LAYERS,
     LayerResult,
+    empty_window,
     iceberg_result,
     landing_files,
     no_raw_rows,
@@ -157,6 +158,9 @@ class Runner:
         return pieces
 
     def cleansed(self, start: date, end: date) -> LayerResult:
+        zero = {"raw_rows": 0, "rejected_rows": 0, "duplicates_removed": 0}
+        if empty := empty_window(self.paths, ENGINE, "cleansed", start, end, zero):
+            return empty
         pieces = self._chunks("raw", start, end)
         # Only ids seen more than once in the window can have been kept by an earlier piece:
         # found first from the ids' hashes alone, and only those kept are remembered.
@@ -192,6 +196,8 @@ class Runner:
         return ordered.filter(ordered == ordered.shift()).unique().implode()
 
     def enriched(self, start: date, end: date) -> LayerResult:
+        if empty := empty_window(self.paths, ENGINE, "enriched", start, end, {}):
+            return empty
         ranges = self.ip_ranges
         prepared = rules.prepare_ranges(ranges.ipv4.lazy(), ranges.ipv6.lazy())
         prepared = {name: frame.collect().lazy() for name, frame in prepared.items()}  # once
@@ -207,6 +213,8 @@ class Runner:
         return _combined(results, {"ip_ranges": ranges.info.as_dict()})
 
     def sessionized(self, start: date, end: date) -> LayerResult:
+        if empty := empty_window(self.paths, ENGINE, "sessionized", start, end, {"sessions": 0}):
+            return empty
         """Each piece continues the sessions of the day before it (written by the piece
         before, or by an earlier run). A session running across pieces is counted once."""
         results, continued, context_day = [], 0, None

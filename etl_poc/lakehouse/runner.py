@@ -29,6 +29,7 @@ from etl_poc.lakehouse import iceberg, layer_store
 from etl_poc.lakehouse.landing_zone import landing_rows, other_files, scan_landing_zone
 from etl_poc.lakehouse.paths import Paths
 from etl_poc.logic.spec import ENGINES
+from etl_poc.logic.spec import layer as layer_named
 
 PREVIEW_ROWS = 5
 
@@ -77,6 +78,22 @@ def no_raw_rows(
     """No landing file can hold rows of the window: the window's raw layer is emptied."""
     layer_store.clear_window(paths.layers, engine, "raw", start, end)
     return LayerResult(0, pl.DataFrame(), read, details)
+
+
+def empty_window(
+    paths: Paths, engine: str, layer: str, start: date, end: date, counts: dict
+) -> LayerResult | None:
+    """An empty window is a valid state (a day whose rows were all rejected, or whose landing
+    file was removed): when the layer's inputs hold no row of the window, its outputs are
+    emptied for the window and its result has no rows (`counts`, all zero); None otherwise."""
+    described = layer_named(layer)
+    if any(
+        layer_store.window_size(paths.layers, engine, s, start, end)[0] for s in described.inputs
+    ):
+        return None
+    for stored in described.outputs:
+        layer_store.clear_window(paths.layers, engine, stored, start, end)
+    return LayerResult(0, pl.DataFrame(), counts)
 
 
 def nothing_for(engine: str, stored: str, start: date, end: date) -> FileNotFoundError:

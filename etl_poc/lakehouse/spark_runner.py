@@ -16,6 +16,7 @@ from etl_poc.lakehouse.runner import (
     ICEBERG_LAYERS,
     PREVIEW_ROWS,
     LayerResult,
+    empty_window,
     iceberg_result,
     landing_files,
     no_raw_rows,
@@ -105,6 +106,9 @@ class Runner:
         return LayerResult(rows, shown, read, details)
 
     def cleansed(self, start: date, end: date) -> LayerResult:
+        zero = {"raw_rows": 0, "rejected_rows": 0, "duplicates_removed": 0}
+        if empty := empty_window(self.paths, ENGINE, "cleansed", start, end, zero):
+            return empty
         raw_rows = self._read("raw", start, end)
         clean, rejects = rules.cleansed(raw_rows)
         rejected, _, _ = self._write(rejects, "rejects", start, end)
@@ -118,6 +122,8 @@ class Runner:
         return LayerResult(rows, shown, counts)
 
     def enriched(self, start: date, end: date) -> LayerResult:
+        if empty := empty_window(self.paths, ENGINE, "enriched", start, end, {}):
+            return empty
         ranges = spark_ip_ranges(self.spark, self.ip_ranges)
         enriched = rules.enriched(self._read("cleansed", start, end), ranges)
         rows, shown, written = self._write(enriched, "enriched", start, end)
@@ -130,6 +136,8 @@ class Runner:
         )
 
     def sessionized(self, start: date, end: date) -> LayerResult:
+        if empty := empty_window(self.paths, ENGINE, "sessionized", start, end, {"sessions": 0}):
+            return empty
         before = start - timedelta(days=1)
         previous = self._stored("sessionized", before, start)
         events = self._read("enriched", start, end)

@@ -4,6 +4,7 @@ microsecond longer, a session across midnight, and a day before the window to co
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -120,7 +121,59 @@ def test_a_day_continues_the_sessions_of_the_day_before(constructor, tmp_path):
     assert _sessionized(rows) == sorted(EXPECTED_SESSIONIZED)
 
 
-def test_a_window_with_nothing_upstream_is_a_clear_error(constructor, tmp_path):
+def test_a_window_whose_rows_are_all_rejected_lands_its_rejects(constructor, tmp_path):
+    """An empty window is a valid state (issue 15, defect 3): a day whose only rows lack a
+    user materializes every layer empty, its rejects reach the rejects table, and its
+    Iceberg events window is replaced by nothing."""
     runner = constructor(tmp_path / "data")
-    with pytest.raises(FileNotFoundError, match=r"cleansed: nothing for \[2024-01-05"):
-        runner.enriched(date(2024, 1, 5), date(2024, 1, 6))
+    paths = Paths(tmp_path / "data")
+    catalog = iceberg.open_catalog(paths.warehouse)
+    full = (date(2024, 1, 1), date(2024, 1, 4))
+    for layer in ("raw", "cleansed", "enriched", "sessionized"):
+        getattr(runner, layer)(*full)
+    runner.events(*full, "first", catalog)
+    (paths.landing / "events.csv").write_text(  # the day's file, corrected: no user anywhere
+        "\n".join([HEADER, *(re.sub(r",u\d,", ",,", line) for line in LANDING)]) + "\n"
+    )
+    results = {layer: getattr(runner, layer)(*full) for layer in ("raw", "cleansed")}
+    assert results["cleansed"].rows == 0
+    assert results["cleansed"].counts["rejected_rows"] == results["raw"].rows == 9
+    for layer in ("enriched", "sessionized"):
+        assert getattr(runner, layer)(*full).rows == 0
+        assert layer_store.polars_read(paths.layers, runner.engine, layer, *full) is None
+    events = runner.events(*full, "second", catalog)
+    assert events.counts == {iceberg.EVENTS_TABLE: 0, iceberg.REJECTS_TABLE: 9}
+    assert iceberg.read_window(catalog, runner.engine, iceberg.EVENTS).is_empty()
+    rejects = iceberg.read_window(catalog, runner.engine, iceberg.REJECTS)
+    assert rejects["reject_reason"].to_list() == ["MISSING_USER_ID"] * 9
+
+
+def test_a_removed_landing_file_leaves_nothing_behind(constructor, tmp_path):
+    """After a file is deleted and its days are run again, every layer and the Iceberg tables
+    hold what a fresh build holds: nothing of it (issue 15, defect 4)."""
+    runner = constructor(tmp_path / "data")
+    paths = Paths(tmp_path / "data")
+    catalog = iceberg.open_catalog(paths.warehouse)
+    other = "o1,u9,,2024-01-10T08:00:00Z,/o,,desktop,8.8.8.8,PAGE_VIEW,gold"
+    (paths.landing / "other.csv").write_text(f"{HEADER}\n{other}\n")
+    full = (date(2024, 1, 1), date(2024, 1, 11))
+    for layer in ("raw", "cleansed", "enriched", "sessionized"):
+        getattr(runner, layer)(*full)
+    runner.events(*full, "first", catalog)
+    (paths.landing / "events.csv").unlink()
+    days = (date(2024, 1, 1), date(2024, 1, 4))  # the removed file's days, run again
+    for layer in ("raw", "cleansed", "enriched", "sessionized"):
+        assert getattr(runner, layer)(*days).rows == 0, layer
+    runner.events(*days, "second", catalog)
+    for stored in ("raw", "cleansed", "rejects", "enriched", "sessionized"):
+        left = layer_store.read_layer(paths.layers, runner.engine, stored, *full)
+        ids = (
+            left["event_id" if "event_id" in left.columns else "raw_event_id"] if left.width else []
+        )
+        assert set(ids) <= {"o1"}, stored
+    for layout in (iceberg.EVENTS, iceberg.REJECTS):
+        rows = iceberg.read_window(catalog, runner.engine, layout)
+        assert rows.filter(pl.col(layout.window_column) < days[1]).is_empty(), layout.name
+    assert iceberg.read_window(catalog, runner.engine, iceberg.EVENTS)["event_id"].to_list() == [
+        "o1"
+    ]
