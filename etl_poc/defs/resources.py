@@ -10,7 +10,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from etl_poc.lakehouse.paths import Paths
-from etl_poc.settings import settings
+from etl_poc.settings import env_name, settings
 
 START_DATE = settings().start_date
 
@@ -47,7 +47,7 @@ class IcebergCatalog(dg.ConfigurableResource):
     SQLite file <data>/warehouse/catalog.db."""
 
     data_dir: DataDirectory
-    uri: str = settings().catalog_uri
+    uri: str = ""  # given by resources_for as a dg.EnvVar: the UI shows the name, not the URL
 
     @property
     def warehouse(self) -> Path:
@@ -147,6 +147,13 @@ class SparkResource(dg.ConfigurableResource):
             self._session.stop()  # a session this run did not start (tests) is left running
 
 
+def secret(setting: str) -> str | dg.EnvVar:
+    """A setting that may hold a password (a catalog URL), as Dagster's EnvVar when it is set:
+    the UI and GraphQL then show the variable's name, and the value is read when a run uses
+    it; empty when it is not set."""
+    return dg.EnvVar(env_name(setting)) if getattr(settings(), setting) else ""
+
+
 def resources_for(data_dir: DataDirectory | None = None) -> dict:
     """Every resource of the code location, for a data directory (default: the environment's)."""
     from dagster_duckdb import DuckDBResource
@@ -154,7 +161,7 @@ def resources_for(data_dir: DataDirectory | None = None) -> dict:
     data_dir = data_dir or DataDirectory()
     return {
         "data_dir": data_dir,
-        "lakehouse": IcebergCatalog(data_dir=data_dir),
+        "lakehouse": IcebergCatalog(data_dir=data_dir, uri=secret("catalog_uri")),
         "reports": ReportsDirectory(),
         "spark": SparkResource(),
         "polars": PolarsResource(),
