@@ -79,6 +79,11 @@ class Settings:
     polars_engine: str = _setting(
         "ETL_POC_POLARS_ENGINE", "in-memory", "Polars' in-memory or streaming engine"
     )
+    lock_timeout_seconds: float = _setting(
+        "ETL_POC_LOCK_TIMEOUT_SECONDS",
+        600.0,
+        "how long a run waits for another run of the same engine's days before it fails",
+    )
     health_url: str = _setting(
         "ETL_POC_HEALTH_URL", "", "what `etl-poc health` asks (a container's health check)"
     )

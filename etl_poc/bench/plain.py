@@ -31,6 +31,7 @@ def run_layers(
     runtime (a Spark session) from the settings, as the Dagster resources build it."""
     began = time.perf_counter()
     from etl_poc.lakehouse import iceberg
+    from etl_poc.lakehouse.locks import window_lock
     from etl_poc.lakehouse.paths import Paths
     from etl_poc.lakehouse.runner import runner_module
     from etl_poc.logic.spec import LAYERS
@@ -40,13 +41,16 @@ def run_layers(
     runner = module.Runner(paths, start_date, processed_at, runtime)
     ready = time.perf_counter()
     seconds = {}
-    for layer in LAYERS:
-        step = time.perf_counter()
-        if layer.name == "events":
-            result = runner.events(start, end, "plain-run", iceberg.open_catalog(paths.warehouse))
-        else:
-            getattr(runner, layer.name)(start, end)
-        seconds[layer.name] = time.perf_counter() - step
+    timeout = settings().lock_timeout_seconds
+    with window_lock(paths, engine, start, end, "plain-run", timeout):
+        for layer in LAYERS:
+            step = time.perf_counter()
+            if layer.name == "events":
+                catalog = iceberg.open_catalog(paths.warehouse)
+                result = runner.events(start, end, "plain-run", catalog)
+            else:
+                getattr(runner, layer.name)(start, end)
+            seconds[layer.name] = time.perf_counter() - step
     module.stop_runtime(runtime)
     return {
         "engine": engine,

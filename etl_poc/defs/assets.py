@@ -80,6 +80,8 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
         if isinstance(processed_at, str):
             processed_at = datetime.fromisoformat(processed_at)
         engine_resource = getattr(context.resources, engine)
+        # Before anything is read or written: no other run of this engine's days meanwhile.
+        engine_resource.hold_window(engine, data_dir.paths, start, end, context.run.run_id)
         # Everything the layer costs is measured: start-up (the engine's logic imported, the
         # IP table loaded, a Spark session once per run), the work including Spark's actions
         # (every layer ends by writing), and its I/O. A JVM is charged to Spark's steps only.

@@ -77,7 +77,37 @@ class IpRangesSource(dg.ConfigurableResource):
         return load_ip_ranges(self.mmdb_path or None)
 
 
-class PolarsResource(dg.ConfigurableResource):
+class EngineResource(dg.ConfigurableResource):
+    """What every engine's resource does: hold the days of the windows its run touches
+    (lakehouse.locks), from the first asset that asks until the run ends, so two runs of the
+    same engine's days never interleave. ETL_POC_LOCK_TIMEOUT_SECONDS: how long a run waits."""
+
+    lock_timeout_seconds: float = settings().lock_timeout_seconds
+    _held = PrivateAttr(default=None)
+    _windows = PrivateAttr(default_factory=set)
+
+    def hold_window(self, engine: str, paths: Paths, start, end, run_id: str) -> None:
+        """Lock the window's days for this run, once per window (every layer asks)."""
+        import contextlib
+
+        from etl_poc.lakehouse.locks import window_lock
+
+        if (engine, start, end) in self._windows:
+            return
+        if self._held is None:
+            self._held = contextlib.ExitStack()
+        self._held.enter_context(
+            window_lock(paths, engine, start, end, run_id, self.lock_timeout_seconds)
+        )
+        self._windows.add((engine, start, end))
+
+    def teardown_after_execution(self, context) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held, self._windows = None, set()
+
+
+class PolarsResource(EngineResource):
     """How the Polars lineage works a window: ETL_POC_POLARS_CHUNK_ROWS, the rows it holds in
     memory at once (whole days, or landing files, at a time; default 3,000,000, about 4-5 GiB at
     the peak; 0: the whole window at once), and ETL_POC_POLARS_ENGINE, Polars' `in-memory`
@@ -97,7 +127,7 @@ class PolarsResource(dg.ConfigurableResource):
         return None
 
 
-class SparkResource(dg.ConfigurableResource):
+class SparkResource(EngineResource):
     """One Spark session per run, started on first use (a Polars-only run starts no JVM), so
     its start-up is paid once and reported. ETL_POC_SPARK_MASTER: local[*] (default) or a
     spark:// URL; ETL_POC_SPARK_DRIVER_HOST: the name a cluster's executors reach the driver
@@ -145,6 +175,7 @@ class SparkResource(dg.ConfigurableResource):
     def teardown_after_execution(self, context) -> None:
         if self._session is not None and self._owned:
             self._session.stop()  # a session this run did not start (tests) is left running
+        super().teardown_after_execution(context)
 
 
 def secret(setting: str) -> str | dg.EnvVar:
