@@ -52,6 +52,7 @@ _QUALITY = [
     ("enriched_clickstream", "public_ips_have_a_country"),
     ("sessionized_clickstream", "session_rule_holds"),
     ("sessionized_clickstream", "unique_ids_and_keys"),
+    ("clickstream_events", "events_and_rejects_from_one_run"),
 ]
 EXPECTED_CHECKS = sorted(
     [("landing_clickstream", LANDING_FILES_CHECK), ("landing_clickstream", NOT_INGESTED_CHECK)]

@@ -22,6 +22,7 @@ from .tags import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 
 REFERENCE_ENGINE = ENGINES[0]
 SAME_ROWS_CHECK = f"same_rows_as_{REFERENCE_ENGINE}"
+ONE_RUN_CHECK = "events_and_rejects_from_one_run"
 
 
 def run_window(tags: dict[str, str]) -> tuple[date, date]:
@@ -122,6 +123,27 @@ def _rule_check(
     return _check
 
 
+def _one_run_check(engine: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset_key(engine, "events"),
+        name=ONE_RUN_CHECK,
+        blocking=True,
+        description="Every day of the window was last written by the same run in both Iceberg "
+        "tables (events and rejects): a run killed between its two commits is found, naming "
+        "the days; the next run of those days repairs it.",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, lakehouse: IcebergCatalog):
+        start, end = run_window(context.run.tags)
+        passed, figures = iceberg.tables_written_by_one_run(lakehouse.catalog(), engine, start, end)
+        disagreeing = figures.pop("disagreeing")
+        metadata = {**_figures(figures, start, end)}
+        if disagreeing:
+            metadata["disagreeing_days"] = dg.MetadataValue.json(disagreeing)
+        return dg.AssetCheckResult(passed=passed, metadata=metadata)
+
+    return _check
+
+
 def _quality_checks(engine: str) -> list[dg.AssetChecksDefinition]:
     """Per engine: the rules of logic/quality.py on the layers it wrote."""
     return [
@@ -148,6 +170,7 @@ def _quality_checks(engine: str) -> list[dg.AssetChecksDefinition]:
             "No gap over 30 minutes inside a session; a user's consecutive sessions more than "
             "30 minutes apart.",
         ),
+        _one_run_check(engine),
     ]  # fmt: skip
 
 

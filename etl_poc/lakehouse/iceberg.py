@@ -18,7 +18,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -47,6 +47,11 @@ CATALOG_NAME = "lakehouse"
 EVENTS_TABLE = "clickstream_events"
 REJECTS_TABLE = "clickstream_rejects"
 COMMIT_ATTEMPTS = 8
+# Every snapshot of a window replacement says which window and which run (the caller's
+# properties name the run as RUN_PROPERTY), so a reader can tell which run last wrote a day.
+RUN_PROPERTY = "dagster.run_id"
+WINDOW_START_PROPERTY = "etl_poc.window_start"
+WINDOW_END_PROPERTY = "etl_poc.window_end"
 CREATE_ATTEMPTS = 5
 
 _EVENT_FIELDS = [
@@ -248,6 +253,7 @@ def replace_window(
     table, or a function giving the rows in pieces, each appended in the same transaction
     (and asked again if the commit has to be retried)."""
     pieces = rows if callable(rows) else lambda: [rows]
+    properties = _with_window(properties, start, end)
 
     def add(transaction: Transaction) -> None:
         for piece in pieces():
@@ -276,6 +282,7 @@ def replace_window_with_files(
     engine (see `spark_data_files`), in one transaction. PyIceberg checks the files' schema
     against the table's and takes each file's partition from its statistics; the files must
     hold only the window's days."""
+    properties = _with_window(properties, start, end)
     for file in files:
         low, high = _column_range(file, layout.window_column)
         if low is None or low < start or high >= end:
@@ -288,6 +295,55 @@ def replace_window_with_files(
             transaction.add_files(list(files), snapshot_properties=properties)
 
     return _replace(catalog, namespace, layout, start, end, properties, add)
+
+
+def _with_window(properties: dict[str, str], start: date, end: date) -> dict[str, str]:
+    return {
+        **properties,
+        WINDOW_START_PROPERTY: start.isoformat(),
+        WINDOW_END_PROPERTY: end.isoformat(),
+    }
+
+
+def day_writers(table: Table, start: date, end: date) -> dict[date, str | None]:
+    """For each day of [start, end), the run whose window replacement last covered it (from
+    the snapshots' properties, newest first); None for a day no recorded replacement did."""
+    wanted = [start + timedelta(days=i) for i in range((end - start).days)]
+    found: dict[date, str | None] = {}
+    snapshot = table.current_snapshot()
+    while snapshot is not None and len(found) < len(wanted):
+        properties = snapshot.summary.additional_properties if snapshot.summary else {}
+        if WINDOW_START_PROPERTY in properties:
+            first = date.fromisoformat(properties[WINDOW_START_PROPERTY])
+            stop = date.fromisoformat(properties[WINDOW_END_PROPERTY])
+            for day in wanted:
+                if first <= day < stop:
+                    found.setdefault(day, properties.get(RUN_PROPERTY))
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+    return {day: found.get(day) for day in wanted}
+
+
+def tables_written_by_one_run(catalog: SqlCatalog, namespace: str, start: date, end: date):
+    """Whether, for every day of the window, the events and the rejects tables were last
+    replaced by the same run (a run killed between its two commits leaves them apart until
+    the next run of those days): (passed, figures naming the days that disagree)."""
+    writers = {}
+    for layout in (EVENTS, REJECTS):
+        identifier = f"{namespace}.{layout.name}"
+        table = catalog.load_table(identifier) if catalog.table_exists(identifier) else None
+        writers[layout.name] = day_writers(table, start, end) if table else {}
+    events, rejects = writers[EVENTS_TABLE], writers[REJECTS_TABLE]
+    apart = sorted(d for d in set(events) | set(rejects) if events.get(d) != rejects.get(d))
+    figures = {
+        "days": (end - start).days,
+        "days_written_by_different_runs": len(apart),
+        "disagreeing": {
+            d.isoformat(): {EVENTS_TABLE: events.get(d), REJECTS_TABLE: rejects.get(d)}
+            for d in apart[:10]
+        },
+    }
+    return not apart, figures
 
 
 def _replace(

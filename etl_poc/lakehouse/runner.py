@@ -111,7 +111,7 @@ def preview(frame: pl.DataFrame) -> pl.DataFrame:
 
 def snapshot_properties(engine: str, run_id: str) -> dict[str, str]:
     """What every Iceberg snapshot of a run carries: who wrote it."""
-    return {"dagster.run_id": run_id, "etl_poc.engine": engine}
+    return {iceberg.RUN_PROPERTY: run_id, "etl_poc.engine": engine}
 
 
 def iceberg_result(catalog, engine: str, start: date, end: date, commits: dict) -> LayerResult:

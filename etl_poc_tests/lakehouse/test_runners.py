@@ -177,3 +177,28 @@ def test_a_removed_landing_file_leaves_nothing_behind(constructor, tmp_path):
     assert iceberg.read_window(catalog, runner.engine, iceberg.EVENTS)["event_id"].to_list() == [
         "o1"
     ]
+
+
+def test_a_run_killed_between_its_two_commits_is_found_and_repaired(constructor, tmp_path):
+    """Events and rejects are two commits: a reader can tell when they come from different
+    runs, day by day, and the next run repairs it (issue 15, defect 6)."""
+    runner = constructor(tmp_path / "data")
+    catalog = iceberg.open_catalog(Paths(tmp_path / "data").warehouse)
+    for layer in ("raw", "cleansed", "enriched", "sessionized"):
+        getattr(runner, layer)(*WINDOW)
+    runner.events(*WINDOW, "run-a", catalog)
+    assert iceberg.tables_written_by_one_run(catalog, runner.engine, *WINDOW)[0]
+    # run-b commits the events of the second day, and is killed before its rejects commit.
+    second = (date(2024, 1, 2), WINDOW[1])
+    rows = iceberg.read_window(catalog, runner.engine, iceberg.EVENTS, *second).to_arrow()
+    iceberg.replace_window(catalog, runner.engine, iceberg.EVENTS, rows, *second,
+                           {iceberg.RUN_PROPERTY: "run-b"})  # fmt: skip
+    passed, figures = iceberg.tables_written_by_one_run(catalog, runner.engine, *WINDOW)
+    assert not passed
+    assert figures["disagreeing"] == {
+        "2024-01-02": {iceberg.EVENTS_TABLE: "run-b", iceberg.REJECTS_TABLE: "run-a"}
+    }
+    runner.events(*second, "run-c", catalog)  # the re-run of that day
+    assert iceberg.tables_written_by_one_run(catalog, runner.engine, *WINDOW) == (
+        True, {"days": 2, "days_written_by_different_runs": 0, "disagreeing": {}}
+    )  # fmt: skip
