@@ -193,3 +193,18 @@ def test_check_job_runs_from_the_dagster_cli(tmp_path):
         dg.AssetCheckKey(dg.AssetKey("landing_clickstream"), LANDING_FILES_CHECK)
     )
     assert evaluation is not None
+
+
+@pytest.mark.parametrize("config", ["dagster.yaml", "docker/dagster.yaml"])
+def test_both_instances_monitor_their_runs(config, tmp_path, monkeypatch):
+    """A run stuck starting, cancelling or running past its ceiling is ended by the daemon
+    (issue 15, defect 6)."""
+    import yaml
+
+    root = Path(__file__).parents[1]
+    settings = yaml.safe_load((root / config).read_text())
+    monitoring = settings["run_monitoring"]
+    assert monitoring["enabled"] is True
+    assert monitoring["max_runtime_seconds"] <= 24 * 3600
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump({"run_monitoring": monitoring}))
+    assert dg.DagsterInstance.from_config(str(tmp_path)).run_monitoring_enabled
