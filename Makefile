@@ -65,6 +65,10 @@ demo: install ## small data through both engines: the bulk month in one run, the
 	@$(RUN) dagster job execute -m etl_poc.definitions -j benchmark_report \
 		-c etl_poc/defs/run_config/benchmark_bulk_month.yaml >> $(DEMO_LOG) 2>&1 \
 		|| { tail -30 $(DEMO_LOG); exit 1; }
+	@echo "maintain_lakehouse: old Iceberg snapshots expired, files nothing references removed"
+	@$(RUN) dagster job execute -m etl_poc.definitions -j maintain_lakehouse \
+		-c etl_poc/defs/run_config/maintenance_now.yaml >> $(DEMO_LOG) 2>&1 \
+		|| { tail -30 $(DEMO_LOG); exit 1; }
 	@echo && cat reports/benchmark-graph.md
 	@echo
 	@$(RUN) etl-poc summary --data $(DATA_DIR)

@@ -12,6 +12,7 @@ from etl_poc.defs.landing import (
     landing_clickstream,
     landing_files_present,
 )
+from etl_poc.defs.maintenance import lakehouse_maintenance
 from etl_poc.defs.resources import RESOURCES
 
 defs = dg.Definitions(
@@ -21,6 +22,7 @@ defs = dg.Definitions(
         *ENGINE_ASSETS,
         clickstream_analytics,
         benchmark,
+        lakehouse_maintenance,
     ],
     asset_checks=[
         landing_files_present,

@@ -84,6 +84,11 @@ class Settings:
         600.0,
         "how long a run waits for another run of the same engine's days before it fails",
     )
+    snapshot_retention_hours: float = _setting(
+        "ETL_POC_SNAPSHOT_RETENTION_HOURS",
+        168.0,
+        "Iceberg snapshots (and unreferenced files) older than this are removed by maintenance",
+    )
     health_url: str = _setting(
         "ETL_POC_HEALTH_URL", "", "what `etl-poc health` asks (a container's health check)"
     )

@@ -37,6 +37,8 @@ EXPECTED_ASSETS = {
     "clickstream_analytics": ("analytics", ["duckdb", "sql"], False,
                               ["polars/clickstream_events", "spark/clickstream_events"]),
     "ip_country_ranges": ("reference", ["polars"], False, []),
+    "lakehouse_maintenance": ("maintenance", ["iceberg"], False,
+                              ["polars/clickstream_events", "spark/clickstream_events"]),
     "landing_clickstream": ("landing", ["csv", "parquet"], False, []),
     **{
         f"{e}/{layer}": (
@@ -70,6 +72,7 @@ EXPECTED_JOBS = {
     "bench_polars": _LINEAGE["polars"],
     "bench_spark": _LINEAGE["spark"],
     "benchmark_report": ["benchmark"],
+    "maintain_lakehouse": ["lakehouse_maintenance"],
 }
 
 

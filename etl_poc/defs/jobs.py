@@ -72,6 +72,13 @@ benchmark_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+maintain_lakehouse = dg.define_asset_job(
+    "maintain_lakehouse",
+    selection=dg.AssetSelection.groups("maintenance"),
+    description="Expire old Iceberg snapshots and remove the files nothing references.",
+    executor_def=dg.in_process_executor,
+)
+
 JOBS = [
     check_landing,
     *(_etl_job(engine) for engine in ENGINES),
@@ -79,4 +86,5 @@ JOBS = [
     lakehouse_analytics,
     *(_bench_job(engine) for engine in ENGINES),
     benchmark_job,
+    maintain_lakehouse,
 ]

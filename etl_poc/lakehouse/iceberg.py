@@ -18,7 +18,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -52,6 +52,9 @@ COMMIT_ATTEMPTS = 8
 RUN_PROPERTY = "dagster.run_id"
 WINDOW_START_PROPERTY = "etl_poc.window_start"
 WINDOW_END_PROPERTY = "etl_poc.window_end"
+# A table property per day, set in the window replacement's own commit: the run that last
+# wrote the day (kept when old snapshots are expired, unlike the snapshots' summaries).
+DAY_WRITER_PREFIX = "etl_poc.day_written_by."
 CREATE_ATTEMPTS = 5
 
 _EVENT_FIELDS = [
@@ -305,23 +308,15 @@ def _with_window(properties: dict[str, str], start: date, end: date) -> dict[str
     }
 
 
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days)]
+
+
 def day_writers(table: Table, start: date, end: date) -> dict[date, str | None]:
-    """For each day of [start, end), the run whose window replacement last covered it (from
-    the snapshots' properties, newest first); None for a day no recorded replacement did."""
-    wanted = [start + timedelta(days=i) for i in range((end - start).days)]
-    found: dict[date, str | None] = {}
-    snapshot = table.current_snapshot()
-    while snapshot is not None and len(found) < len(wanted):
-        properties = snapshot.summary.additional_properties if snapshot.summary else {}
-        if WINDOW_START_PROPERTY in properties:
-            first = date.fromisoformat(properties[WINDOW_START_PROPERTY])
-            stop = date.fromisoformat(properties[WINDOW_END_PROPERTY])
-            for day in wanted:
-                if first <= day < stop:
-                    found.setdefault(day, properties.get(RUN_PROPERTY))
-        parent = snapshot.parent_snapshot_id
-        snapshot = table.snapshot_by_id(parent) if parent is not None else None
-    return {day: found.get(day) for day in wanted}
+    """For each day of [start, end), the run whose window replacement last covered it (the
+    table's per-day property); None for a day no recorded replacement did."""
+    properties = table.properties
+    return {day: properties.get(f"{DAY_WRITER_PREFIX}{day}") for day in _days(start, end)}
 
 
 def tables_written_by_one_run(catalog: SqlCatalog, namespace: str, start: date, end: date):
@@ -365,6 +360,11 @@ def _replace(
                     warnings.simplefilter("ignore", UserWarning)
                     transaction.delete(window, snapshot_properties=properties)
                 add(transaction)
+                if RUN_PROPERTY in properties:  # in the same commit: which run wrote each day
+                    transaction.set_properties(
+                        {f"{DAY_WRITER_PREFIX}{day}": properties[RUN_PROPERTY]
+                         for day in _days(start, end)}
+                    )  # fmt: skip
             break
         except CommitFailedException:
             if attempt == COMMIT_ATTEMPTS:
@@ -497,3 +497,40 @@ def _null_counts(frame, columns: list[str]) -> dict[str, int]:
 
     counts = frame.select(*(F.count_if(F.col(c).isNull()).alias(c) for c in columns)).first()
     return {c: counts[c] for c in columns if counts[c]}
+
+
+# --- Maintenance -----------------------------------------------------------------------------
+
+
+def maintain(table: Table, older_than: datetime) -> dict[str, int]:
+    """Expire the table's snapshots older than `older_than` (the current one is always kept),
+    then delete the files under its location that no remaining snapshot references and that
+    are older than that too: data files replaced by later runs, the parts a killed writer
+    left (Spark's spark-<uuid>/ directories, PyIceberg's files), and manifests of expired
+    snapshots. A file younger than `older_than` is kept whatever it is: it may belong to a
+    commit under way. The table's metadata files are left to the catalog."""
+    before = len(table.snapshots())
+    table.maintenance.expire_snapshots().older_than(older_than).commit()
+    table = table.refresh()
+    referenced = {local_path(uri) for uri in table.inspect.all_files()["file_path"].to_pylist()}
+    manifests = table.inspect.all_manifests()["path"].to_pylist()
+    referenced |= {local_path(uri) for uri in manifests}
+    referenced |= {local_path(s.manifest_list) for s in table.snapshots() if s.manifest_list}
+    cutoff = older_than.timestamp()
+    removed = {"data_files_removed": 0, "metadata_files_removed": 0, "bytes_removed": 0}
+    root = local_path(table.location())
+    for folder, kind in ((root / "data", "data_files_removed"),
+                         (root / "metadata", "metadata_files_removed")):  # fmt: skip
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            if path.name.endswith(".metadata.json") or not path.is_file():
+                continue
+            stat = path.stat()
+            if path.resolve() in referenced or path in referenced or stat.st_mtime >= cutoff:
+                continue
+            path.unlink()
+            removed[kind] += 1
+            removed["bytes_removed"] += stat.st_size
+        for directory in sorted(folder.rglob("*"), reverse=True) if folder.is_dir() else []:
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()  # a killed writer's empty directories
+    return {"snapshots_before": before, "snapshots_after": len(table.snapshots()), **removed}

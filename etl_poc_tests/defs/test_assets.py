@@ -238,3 +238,22 @@ def test_the_benchmark_asset_compares_the_recorded_figures(compared):
     reports = data / "reports"
     assert (reports / "benchmark-graph.png").read_bytes().startswith(b"\x89PNG")
     assert "Spark/Polars" in (reports / "benchmark-graph.md").read_text()
+
+
+@pytest.mark.spark
+def test_maintenance_keeps_the_rows_and_only_the_current_snapshots(compared):
+    """The demo's maintain_lakehouse run (retention 0): one snapshot per table, the same rows."""
+    data, _ = compared
+    before = {e: _iceberg_rows(data, e) for e in ("polars", "spark")}
+    job = defs.resolve_job_def("maintain_lakehouse")
+    result = job.execute_in_process(
+        run_config={"ops": {"lakehouse_maintenance": {"config": {"retention_hours": 0}}}},
+        resources=_resources(data), instance=dg.DagsterInstance.ephemeral(),
+    )  # fmt: skip
+    assert result.success
+    (materialization,) = result.get_asset_materialization_events()
+    metadata = materialization.materialization.metadata
+    assert metadata["snapshots_after"].value == 4  # two tables per engine
+    assert metadata["snapshots_before"].value > 4
+    for engine, rows in before.items():
+        assert compare_frames(rows, _iceberg_rows(data, engine)).equal, engine

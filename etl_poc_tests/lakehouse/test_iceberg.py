@@ -251,3 +251,41 @@ def test_a_catalog_that_outlived_its_warehouse_is_a_clear_error(tmp_path, postgr
     catalog = iceberg.open_catalog(tmp_path / "warehouse", uri)
     with pytest.raises(RuntimeError, match=r"metadata file is gone.*restore the warehouse"):
         iceberg.table_for(catalog, "polars", iceberg.EVENTS)
+
+
+def test_maintenance_expires_old_snapshots_and_removes_orphan_files(tmp_path):
+    """Re-runs and killed writers pile up snapshots and files nothing references (issue 15,
+    defect 11): maintenance expires the old snapshots, removes those files, keeps what a
+    commit under way may still need, and leaves the table's rows as they were."""
+    import os
+    import time
+
+    catalog = iceberg.open_catalog(tmp_path)
+    day = date(2024, 1, 1)
+    for run in ("a", "b", "c"):  # three runs of the same day
+        rows = _events(day, 3, run).to_arrow()
+        iceberg.replace_window(catalog, "polars", iceberg.EVENTS, rows, day,
+                               day + timedelta(days=1), {iceberg.RUN_PROPERTY: run})  # fmt: skip
+    table = catalog.load_table("polars.clickstream_events")
+    data = iceberg.local_path(table.location()) / "data"
+    killed = data / "spark-0123456789abcdef" / "event_date_day=2024-01-01"
+    killed.mkdir(parents=True)
+    (killed / "part-00000.zstd.parquet").write_bytes(b"a killed writer's part")
+    under_way = data / "under-way.parquet"
+    under_way.write_bytes(b"a commit under way")
+    old, later = time.time() - 7200, time.time() + 3600
+    for path in data.rglob("*"):
+        if path.is_file():  # every file older than the cut, but the one under way
+            os.utime(path, (later, later) if path == under_way else (old, old))
+    before = pl.from_arrow(table.scan().to_arrow())
+    files_before = sum(1 for p in data.rglob("*") if p.is_file())
+    result = iceberg.maintain(table, datetime.now(UTC))
+    table = catalog.load_table("polars.clickstream_events")
+    assert result["snapshots_after"] == 1 < result["snapshots_before"]
+    assert result["data_files_removed"] == files_before - 2  # all but the live file, under way
+    assert not killed.parent.exists()
+    assert under_way.exists()  # younger than the cut: perhaps another writer's
+    assert compare_frames(before, pl.from_arrow(table.scan().to_arrow())).equal
+    assert iceberg.day_writers(table, day, day + timedelta(days=1)) == {day: "c"}
+    again = iceberg.maintain(table, datetime.now(UTC))
+    assert again["data_files_removed"] == again["metadata_files_removed"] == 0
