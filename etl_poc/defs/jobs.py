@@ -27,56 +27,53 @@ def _quality_checks(engine: str) -> dg.AssetSelection:
     )
 
 
-def _etl_job(engine: str):
+def _job(name: str, selection: dg.AssetSelection, description: str):
+    """A job of the code location: in one process, so a run's Spark steps share a session."""
     return dg.define_asset_job(
+        name, selection=selection, description=description, executor_def=dg.in_process_executor
+    )
+
+
+def _etl_job(engine: str):
+    return _job(
         f"{engine}_etl",
-        selection=_lineage(engine) | _quality_checks(engine),
-        description=f"The {engine} lineage and its quality checks, for a partition or a range "
-        "(one run per range; the checks against the reference engine run in compare_engines).",
-        executor_def=dg.in_process_executor,
+        _lineage(engine) | _quality_checks(engine),
+        f"The {engine} lineage and its quality checks, for a partition or a range (one run per "
+        "range; the checks against the reference engine run in compare_engines).",
     )
 
 
 # The layers alone, no checks: what the benchmark harness times against the same work
 # without Dagster (bench/plain.py).
 def _bench_job(engine: str):
-    return dg.define_asset_job(
+    return _job(
         f"bench_{engine}",
-        selection=_lineage(engine),
-        description=f"The {engine} lineage without checks (the benchmark's orchestrated run).",
-        executor_def=dg.in_process_executor,
+        _lineage(engine),
+        f"The {engine} lineage without checks (the benchmark's orchestrated run).",
     )
 
 
-compare_engines = dg.define_asset_job(
+compare_engines = _job(
     "compare_engines",
-    selection=dg.AssetSelection.groups(*ENGINES),
-    description="Every engine's lineage and the checks that they agree, for a partition or a "
-    "range (one process: the Spark steps of a run share one session).",
-    executor_def=dg.in_process_executor,
+    dg.AssetSelection.groups(*ENGINES),
+    "Every engine's lineage and the checks that they agree, for a partition or a range.",
 )
-
-lakehouse_analytics = dg.define_asset_job(
+lakehouse_analytics = _job(
     "lakehouse_analytics",
-    selection=dg.AssetSelection.groups("analytics"),
-    description="The analytical SQL over every engine's Iceberg tables (not partitioned).",
-    executor_def=dg.in_process_executor,
+    dg.AssetSelection.groups("analytics"),
+    "The analytical SQL over every engine's Iceberg tables (not partitioned).",
 )
-
 # Dagster names the asset `benchmark`'s op `benchmark`, and a job may not share a name with an op.
 BENCHMARK_JOB = "benchmark_report"
-benchmark_job = dg.define_asset_job(
+benchmark_job = _job(
     BENCHMARK_JOB,
-    selection=dg.AssetSelection.groups("benchmark"),
-    description="The engines compared from the layers' recorded figures (not partitioned).",
-    executor_def=dg.in_process_executor,
+    dg.AssetSelection.groups("benchmark"),
+    "The engines compared from the layers' recorded figures (not partitioned).",
 )
-
-maintain_lakehouse = dg.define_asset_job(
+maintain_lakehouse = _job(
     "maintain_lakehouse",
-    selection=dg.AssetSelection.groups("maintenance"),
-    description="Expire old Iceberg snapshots and remove the files nothing references.",
-    executor_def=dg.in_process_executor,
+    dg.AssetSelection.groups("maintenance"),
+    "Expire old Iceberg snapshots and remove the files nothing references.",
 )
 
 JOBS = [

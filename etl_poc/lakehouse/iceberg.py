@@ -47,11 +47,8 @@ CATALOG_NAME = "lakehouse"
 EVENTS_TABLE = "clickstream_events"
 REJECTS_TABLE = "clickstream_rejects"
 COMMIT_ATTEMPTS = 8
-# Every snapshot of a window replacement says which window and which run (the caller's
-# properties name the run as RUN_PROPERTY), so a reader can tell which run last wrote a day.
+# The snapshot property naming the run that committed it (the callers' properties carry it).
 RUN_PROPERTY = "dagster.run_id"
-WINDOW_START_PROPERTY = "etl_poc.window_start"
-WINDOW_END_PROPERTY = "etl_poc.window_end"
 # A table property per day, set in the window replacement's own commit: the run that last
 # wrote the day (kept when old snapshots are expired, unlike the snapshots' summaries).
 DAY_WRITER_PREFIX = "etl_poc.day_written_by."
@@ -256,7 +253,6 @@ def replace_window(
     table, or a function giving the rows in pieces, each appended in the same transaction
     (and asked again if the commit has to be retried)."""
     pieces = rows if callable(rows) else lambda: [rows]
-    properties = _with_window(properties, start, end)
 
     def add(transaction: Transaction) -> None:
         for piece in pieces():
@@ -285,7 +281,6 @@ def replace_window_with_files(
     engine (see `spark_data_files`), in one transaction. PyIceberg checks the files' schema
     against the table's and takes each file's partition from its statistics; the files must
     hold only the window's days."""
-    properties = _with_window(properties, start, end)
     for file in files:
         low, high = _column_range(file, layout.window_column)
         if low is None or low < start or high >= end:
@@ -298,14 +293,6 @@ def replace_window_with_files(
             transaction.add_files(list(files), snapshot_properties=properties)
 
     return _replace(catalog, namespace, layout, start, end, properties, add)
-
-
-def _with_window(properties: dict[str, str], start: date, end: date) -> dict[str, str]:
-    return {
-        **properties,
-        WINDOW_START_PROPERTY: start.isoformat(),
-        WINDOW_END_PROPERTY: end.isoformat(),
-    }
 
 
 def _days(start: date, end: date) -> list[date]:
