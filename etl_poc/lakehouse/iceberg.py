@@ -499,10 +499,12 @@ def maintain(table: Table, older_than: datetime) -> dict[str, int]:
     before = len(table.snapshots())
     table.maintenance.expire_snapshots().older_than(older_than).commit()
     table = table.refresh()
-    referenced = {local_path(uri) for uri in table.inspect.all_files()["file_path"].to_pylist()}
-    manifests = table.inspect.all_manifests()["path"].to_pylist()
-    referenced |= {local_path(uri) for uri in manifests}
-    referenced |= {local_path(s.manifest_list) for s in table.snapshots() if s.manifest_list}
+    uris = [
+        *table.inspect.all_files()["file_path"].to_pylist(),
+        *table.inspect.all_manifests()["path"].to_pylist(),
+        *(s.manifest_list for s in table.snapshots() if s.manifest_list),
+    ]
+    referenced = {local_path(uri).resolve() for uri in uris}
     cutoff = older_than.timestamp()
     removed = {"data_files_removed": 0, "metadata_files_removed": 0, "bytes_removed": 0}
     root = local_path(table.location())
@@ -512,7 +514,7 @@ def maintain(table: Table, older_than: datetime) -> dict[str, int]:
             if path.name.endswith(".metadata.json") or not path.is_file():
                 continue
             stat = path.stat()
-            if path.resolve() in referenced or path in referenced or stat.st_mtime >= cutoff:
+            if path.resolve() in referenced or stat.st_mtime >= cutoff:
                 continue
             path.unlink()
             removed[kind] += 1
