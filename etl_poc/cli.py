@@ -292,7 +292,7 @@ def _run_window(args) -> int:
     from etl_poc.lakehouse.paths import Paths
 
     paths = Paths(args.data)
-    window = landing_window(paths.landing_days, settings().start_date, datetime.now(UTC).date())
+    window = landing_window(paths.landing_index, settings().start_date, datetime.now(UTC).date())
     if window is None:
         raise ValueError(f"no landing files under {paths.landing}: generate some first")
     print(json.dumps(range_tags(window[0].isoformat(), window[1].isoformat())))

@@ -112,10 +112,10 @@ def test_landing_window_stays_within_the_partitions(tmp_path):
     landing = Paths(tmp_path).landing
     landing.mkdir()
     (landing / "manifest_x.json").write_text(json.dumps({"window": ["2023-12-01", "2030-01-01"]}))
-    assert landing_window(Paths(tmp_path).landing_days, date(2024, 1, 1), date(2026, 11, 29)) == (
+    assert landing_window(Paths(tmp_path).landing_index, date(2024, 1, 1), date(2026, 11, 29)) == (
         date(2024, 1, 1), date(2026, 11, 29),
     )  # fmt: skip
-    empty = Paths(tmp_path / "none").landing_days
+    empty = Paths(tmp_path / "none").landing_index
     assert landing_window(empty, date(2024, 1, 1), date(2026, 11, 29)) is None
 
 

@@ -55,6 +55,7 @@ _QUALITY = [
     ("sessionized_clickstream", "session_rule_holds"),
     ("sessionized_clickstream", "unique_ids_and_keys"),
     ("clickstream_events", "events_and_rejects_from_one_run"),
+    ("clickstream_events", "event_ids_unique_in_table"),
 ]
 EXPECTED_CHECKS = sorted(
     [("landing_clickstream", LANDING_FILES_CHECK), ("landing_clickstream", NOT_INGESTED_CHECK)]

@@ -184,7 +184,7 @@ def _landing_window(data: Path, start_date: date) -> tuple[date, date]:
     from etl_poc.lakehouse.landing_zone import landing_window
     from etl_poc.lakehouse.paths import Paths
 
-    found = landing_window(Paths(data).landing_days, start_date, datetime.now(UTC).date())
+    found = landing_window(Paths(data).landing_index, start_date, datetime.now(UTC).date())
     if found is None:
         raise FileNotFoundError(f"no landing files under {Paths(data).landing}")
     return found

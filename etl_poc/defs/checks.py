@@ -23,6 +23,7 @@ from .tags import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 REFERENCE_ENGINE = ENGINES[0]
 SAME_ROWS_CHECK = f"same_rows_as_{REFERENCE_ENGINE}"
 ONE_RUN_CHECK = "events_and_rejects_from_one_run"
+UNIQUE_IN_TABLE_CHECK = "event_ids_unique_in_table"
 
 
 def run_window(tags: dict[str, str]) -> tuple[date, date]:
@@ -144,6 +145,24 @@ def _one_run_check(engine: str) -> dg.AssetChecksDefinition:
     return _check
 
 
+def _table_check(engine: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset_key(engine, "events"),
+        name=UNIQUE_IN_TABLE_CHECK,
+        blocking=True,
+        description="Every event_id once in the whole events table, not only in the run's "
+        "window: an event replayed on another day is stored once (its earliest copy).",
+    )
+    def _check(lakehouse: IcebergCatalog):
+        ids = iceberg.read_window(
+            lakehouse.catalog(), engine, iceberg.EVENTS, columns=("event_id",)
+        )
+        passed, figures = quality.unique_event_ids(ids)
+        return dg.AssetCheckResult(passed=passed, metadata=figures)
+
+    return _check
+
+
 def _quality_checks(engine: str) -> list[dg.AssetChecksDefinition]:
     """Per engine: the rules of logic/quality.py on the layers it wrote."""
     return [
@@ -162,7 +181,8 @@ def _quality_checks(engine: str) -> list[dg.AssetChecksDefinition]:
         _rule_check(
             engine, "sessionized", "unique_ids_and_keys", quality.unique_ids_and_keys,
             ("sessionized",),
-            "Every event_id once; no null event_id, user_id, event_ts, event_date, session_id.",
+            "Every event_id once in the window; no null event_id, user_id, event_ts, "
+            "event_date, session_id (event_ids_unique_in_table checks the whole table).",
         ),
         _rule_check(
             engine, "sessionized", "session_rule_holds", quality.session_rule,
@@ -171,6 +191,7 @@ def _quality_checks(engine: str) -> list[dg.AssetChecksDefinition]:
             "30 minutes apart.",
         ),
         _one_run_check(engine),
+        _table_check(engine),
     ]  # fmt: skip
 
 

@@ -58,18 +58,28 @@ def landing_files_present(data_dir: DataDirectory) -> dg.AssetCheckResult:
 @dg.asset_check(
     asset=LANDING_CLICKSTREAM,
     name=NOT_INGESTED_CHECK,
-    description="Warns about files under landing/ that the pipeline does not ingest (not "
-    f"{', '.join(LANDING_FORMATS)}, in any case), naming them, so none is skipped silently.",
+    description="Warns about files under landing/ that the pipeline does not ingest, naming "
+    f"them: files not {', '.join(LANDING_FORMATS)} (in any case), and quarantined files "
+    "(unreadable, or lacking a column of the contract), each with why, so none is skipped "
+    "silently. A quarantined file is read again once it changes.",
 )
 def every_landing_file_ingested(data_dir: DataDirectory) -> dg.AssetCheckResult:
-    ignored = [path.as_posix() for path in other_files(data_dir.landing)]
+    landing = data_dir.paths.landing
+    ignored = [path.as_posix() for path in other_files(landing)]
+    files = [landing / info.path for info in scan_landing_zone(landing)]
+    rejected = data_dir.paths.landing_index.rejected(files)
     return dg.AssetCheckResult(
-        passed=not ignored,
+        passed=not ignored and not rejected,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "not_ingested": len(ignored),
+            "quarantined": len(rejected),
             "files": dg.MetadataValue.md(
                 "\n".join(f"- `{name}`" for name in ignored) or "_every file is ingested_"
+            ),
+            "landing_rejected_files": dg.MetadataValue.md(
+                "\n".join(f"- `{name}`: {why}" for name, why in rejected.items())
+                or "_no file quarantined_"
             ),
         },
     )

@@ -226,9 +226,11 @@ def read_window(
     start: date | None = None,
     end: date | None = None,
     limit: int | None = None,
+    columns: tuple[str, ...] = ("*",),
 ):
     """A table's rows of the window [start, end) (no window: every row), at most `limit`,
-    as a Polars frame; None when the table does not exist (nothing written yet)."""
+    its `columns` (all by default), as a Polars frame; None when the table does not exist
+    (nothing written yet)."""
     import polars as pl
 
     identifier = f"{namespace}.{layout.name}"
@@ -236,7 +238,8 @@ def read_window(
         return None
     table = catalog.load_table(identifier)
     window = AlwaysTrue() if start is None or end is None else window_filter(layout, start, end)
-    return pl.from_arrow(table.scan(row_filter=window, limit=limit).to_arrow())
+    scan = table.scan(row_filter=window, limit=limit, selected_fields=columns)
+    return pl.from_arrow(scan.to_arrow())
 
 
 def replace_window(

@@ -1,11 +1,15 @@
 """Landing files -> the raw contract, for each engine: the one place where both read them.
 
-The raw contract: the text columns of spec.TEXT_COLUMNS (a column a file lacks is null),
-`source_file` (the path under the landing directory) and `malformed` (a CSV line whose
-number of fields differs from the header's). CSV empty fields are null (CSV cannot tell an
-empty text from a missing one reliably); Parquet keeps what it holds, and a typed Parquet
-timestamp becomes ISO text in UTC (naive means UTC), which cleansing parses like any other.
-Lines inside quoted fields spanning several lines are not supported.
+The raw contract: the text columns of spec.TEXT_COLUMNS, `source_file` (the path under the
+landing directory) and `malformed` (a CSV record whose number of fields differs from the
+header's). A file lacking a column of spec.REQUIRED_COLUMNS is refused, naming the file, the
+line and the columns (the landing index quarantines it). CSV is read as RFC 4180 says (quoted
+fields may hold commas, doubled quotes and line breaks; CRLF or LF line ends; a UTF-8
+byte-order mark and spaces around header names are ignored; blank lines hold no record);
+bytes that are not UTF-8 are read as U+FFFD (spec.INVALID_CHARACTER), which standardizing
+rejects as INVALID_ENCODING. CSV empty fields are null (CSV cannot tell an empty text from a
+missing one reliably); Parquet keeps what it holds, and a typed Parquet timestamp becomes ISO
+text in UTC (naive means UTC), which cleansing parses like any other.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from pathlib import Path
 import polars as pl
 
 from etl_poc.lakehouse.landing_zone import landing_format, open_text_file
-from etl_poc.logic.spec import SOURCE_FILE, TEXT_COLUMNS
+from etl_poc.logic.spec import REQUIRED_COLUMNS, SOURCE_FILE, TEXT_COLUMNS
 
 # A quoted CSV field, with "" as an escaped quote: removed before counting separators.
 _QUOTED_FIELD = r'"(?:[^"]|"")*"'
+# The same, or a quoted field still open at the end of a line (continued on the next).
+_OPEN_OR_QUOTED_FIELD = r'"(?:[^"]|"")*(?:"|$)'
 _TS_TEXT_POLARS = "%Y-%m-%d %H:%M:%S%.6f"
 _TS_TEXT_SPARK = "yyyy-MM-dd HH:mm:ss.SSSSSS"
 
@@ -27,25 +33,25 @@ def _relative(path: Path, landing_dir: Path) -> str:
     return path.relative_to(landing_dir).as_posix()
 
 
-_REQUIRED = ("event_id", "user_id", "timestamp")
-
-
-def _require_columns(path: Path, present) -> None:
-    missing = [c for c in _REQUIRED if c not in present]
+def _require_columns(path: Path, present, where: str = "line 1") -> None:
+    """Refuse a file lacking a column of the contract, naming the file, where (the header
+    line, or a Parquet file's schema) and the columns."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in present]
     if missing:
-        raise ValueError(f"{path}: lacks required column(s) {missing}")
-
-
-def _csv_first_line(path: Path) -> str:
-    with open_text_file(path) as handle:
-        return handle.readline().decode("utf-8").rstrip("\r\n")
+        raise ValueError(f"{path}: {where}: lacks required column(s) {', '.join(missing)}")
 
 
 def _csv_header(path: Path) -> list[str]:
-    first = _csv_first_line(path)
-    if not first:
-        raise ValueError(f"{path}: empty CSV file, expected a header line")
-    return [name.strip().strip('"') for name in first.split(",")]
+    """The header's names: BOM and the spaces around each name removed."""
+    with open_text_file(path) as handle:
+        first = handle.readline().decode("utf-8-sig", errors="replace").rstrip("\r\n")
+    if not first.strip():
+        raise ValueError(f"{path}: line 1: empty, expected a header line")
+    names = [name.strip().strip('"').strip() for name in first.split(",")]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{path}: line 1: column(s) named twice: {', '.join(repeated)}")
+    return names
 
 
 # --- Polars ---------------------------------------------------------------------------------
@@ -54,35 +60,59 @@ def _csv_header(path: Path) -> list[str]:
 def polars_read_csv(path: Path, landing_dir: Path) -> pl.LazyFrame:
     header = _csv_header(path)
     _require_columns(path, header)
-    rows = pl.scan_csv(path, infer_schema=False, truncate_ragged_lines=True)
-    # The same file as whole lines, to count each line's fields outside quotes.
-    lines = pl.scan_csv(
+    common = {"has_header": False, "skip_lines": 1, "encoding": "utf8-lossy"}
+    rows = pl.scan_csv(
         path,
-        has_header=False,
-        skip_rows=1,
-        separator="\x1f",
-        quote_char=None,
-        schema={"_line": pl.String},
-    ).select(_fields=pl.col("_line").str.replace_all(_QUOTED_FIELD, "").str.count_matches(",") + 1)
-    columns = [
-        (
-            pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c))
-            if c in header
-            else pl.lit(None, pl.String)
-        ).alias(c)
-        for c in TEXT_COLUMNS
-    ]
-    return pl.concat([rows, lines], how="horizontal").select(
-        *columns,
-        pl.lit(_relative(path, landing_dir)).alias(SOURCE_FILE),
-        (pl.col("_fields") != len(header)).alias("malformed"),
+        schema=dict.fromkeys(header, pl.String),
+        truncate_ragged_lines=True,
+        missing_columns="insert",
+        **common,
+    )
+    # The same file as physical lines, to count each record's fields outside quotes: a line
+    # continues a record when the quotes before it are unbalanced (RFC 4180), and then
+    # begins inside a quoted field; the records' counts are the sums of their lines'. One
+    # row per record, as the CSV reader's.
+    text = pl.col("_line").str.strip_suffix("\r")
+    quotes = text.str.count_matches('"', literal=True)
+    inside = (quotes.cum_sum() - quotes) % 2 == 1
+    outside_quotes = pl.when(inside).then(pl.lit('"') + text).otherwise(text)
+    commas = outside_quotes.str.replace_all(_OPEN_OR_QUOTED_FIELD, "").str.count_matches(",")
+    records = (
+        pl.scan_csv(
+            path,
+            separator="\x1f",
+            quote_char=None,
+            schema={"_line": pl.String},
+            truncate_ragged_lines=True,
+            empty_string_is_null=False,
+            **common,
+        )
+        .select(_starts=~inside, _commas=commas.cum_sum(), _empty=text == "")
+        .filter(pl.col("_starts").shift(-1, fill_value=True))  # the last line of each record
+        .select(
+            _fields=pl.col("_commas") - pl.col("_commas").shift(1, fill_value=0) + 1,
+            _blank=pl.col("_starts") & pl.col("_empty"),
+        )
+    )
+    # A line break inside a quoted field reads as LF on both engines (Spark's reader turns a
+    # CRLF there into LF).
+    text = {c: pl.col(c).str.replace_all("\r\n", "\n", literal=True) for c in TEXT_COLUMNS}
+    columns = [pl.when(text[c] == "").then(None).otherwise(text[c]).alias(c) for c in TEXT_COLUMNS]
+    return (
+        pl.concat([rows, records], how="horizontal")
+        .filter(~pl.col("_blank"))
+        .select(
+            *columns,
+            pl.lit(_relative(path, landing_dir)).alias(SOURCE_FILE),
+            (pl.col("_fields") != len(header)).alias("malformed"),
+        )
     )
 
 
 def polars_read_parquet(path: Path, landing_dir: Path) -> pl.LazyFrame:
     frame = pl.scan_parquet(path)
     schema = frame.collect_schema()
-    _require_columns(path, schema)
+    _require_columns(path, schema, "schema")
     columns = []
     for name in TEXT_COLUMNS:
         dtype = schema.get(name)
@@ -122,7 +152,7 @@ def duckdb_read_parquet(connection, path: Path, landing_dir: Path):
     source = f"read_parquet({_sql_text(path.as_posix())})"
     described = connection.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
     schema = {row[0]: row[1] for row in described}
-    _require_columns(path, schema)
+    _require_columns(path, schema, "schema")
     columns = []
     for name in TEXT_COLUMNS:
         dtype = schema.get(name)
@@ -155,28 +185,37 @@ def duckdb_read_landing(connection, paths: list[Path], landing_dir: Path):
 
 
 def spark_read_csv(spark, path: Path, landing_dir: Path):
+    """Spark's own CSV reader, RFC 4180 (multiLine, "" as the escaped quote), a record with
+    the wrong number of fields marked by its corrupt-record column."""
     from pyspark.sql import functions as F
 
     header = _csv_header(path)
     _require_columns(path, header)
-    first_line = _csv_first_line(path)
-    schema = ", ".join(f"`{name}` STRING" for name in header)
-    lines = spark.read.text(str(path)).where(F.col("value") != first_line)
-    fields = F.size(F.split(F.regexp_replace("value", _QUOTED_FIELD, ""), ",", -1))
-    parsed = lines.select(
-        F.from_csv("value", schema, {"mode": "PERMISSIVE"}).alias("_row"),
-        (fields != len(header)).alias("malformed"),
+    schema = ", ".join(f"_c{i} STRING" for i in range(len(header))) + ", _corrupt STRING"
+    frame = spark.read.csv(
+        str(path),
+        schema=schema,
+        header=True,
+        enforceSchema=True,
+        multiLine=True,
+        escape='"',
+        mode="PERMISSIVE",
+        columnNameOfCorruptRecord="_corrupt",
+        encoding="UTF-8",
     )
-    columns = [
-        (
-            F.when(F.col(f"_row.`{c}`") == "", None).otherwise(F.col(f"_row.`{c}`"))
-            if c in header
-            else F.lit(None).cast("string")
-        ).alias(c)
-        for c in TEXT_COLUMNS
-    ]
-    return parsed.select(
-        *columns, F.lit(_relative(path, landing_dir)).alias(SOURCE_FILE), "malformed"
+    last = len(header) - 1
+
+    def column(name: str):
+        index = header.index(name)
+        value = F.col(f"_c{index}")
+        if index == last:  # a CRLF line end: Spark's multi-line reader keeps the CR
+            value = F.regexp_replace(value, "\r$", "")
+        return F.when(value == "", None).otherwise(value).alias(name)
+
+    return frame.select(
+        *(column(c) for c in TEXT_COLUMNS),
+        F.lit(_relative(path, landing_dir)).alias(SOURCE_FILE),
+        F.col("_corrupt").isNotNull().alias("malformed"),
     )
 
 
@@ -186,7 +225,7 @@ def spark_read_parquet(spark, path: Path, landing_dir: Path):
 
     frame = spark.read.parquet(str(path))
     types = {f.name: f.dataType for f in frame.schema.fields}
-    _require_columns(path, types)
+    _require_columns(path, types, "schema")
     columns = []
     for name in TEXT_COLUMNS:
         dtype = types.get(name)

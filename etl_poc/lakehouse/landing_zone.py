@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -114,7 +115,7 @@ def landing_version(files: list[LandingFileInfo], landing_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def landing_window(days: LandingDays, start_date: date, today: date) -> tuple[date, date] | None:
+def landing_window(days: LandingIndex, start_date: date, today: date) -> tuple[date, date] | None:
     """The daily partitions the landing zone's rows fall in, first and last (inclusive):
     from the generator's manifests when there are any (their window, whose last day takes
     sessions running past midnight), else from the files' own days (`days`, the cached
@@ -136,30 +137,78 @@ def landing_window(days: LandingDays, start_date: date, today: date) -> tuple[da
     return (first, last) if first <= last else None
 
 
-def timestamp_day_range(path: Path, landing_dir: Path) -> tuple[date, date] | None:
-    """The first and last UTC day of the timestamps in a landing file that parse (usable or
-    not: before the start, in the future or on a malformed line), None when none parses. Read
-    with Polars (the timestamp column only, for Parquet)."""
+def _line_of_offset(path: Path, offset: int) -> int:
+    """The line (1-based) of a CSV landing file that a byte offset into its records (after
+    the header line, as Polars' reader counts them) lies on."""
+    with open_text_file(path) as handle:
+        handle.readline()
+        return handle.read(offset).count(b"\n") + 2
+
+
+def _reason(path: Path, error: Exception) -> str:
+    """Why a landing file cannot be read, naming it and, where the reader says, the line."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    if (found := re.search(r"offset in the file is (\d+) bytes", text)) is not None:
+        first += f" (line {_line_of_offset(path, int(found.group(1)))})"
+    return first if first.startswith(str(path)) else f"{path}: {first}"
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What one version of a landing file holds: the first and last UTC day of its
+    timestamps that parse (usable or not: before the start, in the future or on a malformed
+    line; None when none parses), and the ids of its usable-looking events (`ids`: a Parquet
+    file of event_id, event_ts, the rows whose reject reason cannot depend on the processing
+    time or start date); or why it cannot be read at all (`rejected`), the file quarantined."""
+
+    days: tuple[date, date] | None
+    rejected: str | None = None
+
+
+def inspect_landing_file(path: Path, landing_dir: Path, ids: Path) -> FileFacts:
+    """Read a landing file once, whole, with Polars into the raw contract: its days and its
+    events' ids (written to `ids`), or, when it cannot be read, why (the file named, and the
+    line where the reader tells), so that one bad file is quarantined, not every run broken."""
     from etl_poc.lakehouse.landing_readers import polars_read_landing
     from etl_poc.logic import polars_engine
 
+    # Every time is usable here: what is left rejected is rejected whenever it is processed.
     when = {"start_date": date(1, 1, 1), "processed_at": datetime(9000, 1, 1)}
-    days = (
-        polars_engine.standardize(polars_read_landing([path], landing_dir), **when)
-        .select(first=pl.col("event_date").min(), last=pl.col("event_date").max())
-        .collect()
-        .row(0)
-    )
-    return None if days[0] is None else (days[0], days[1])
+    try:
+        read = polars_engine.standardize(polars_read_landing([path], landing_dir), **when)
+        rows = read.select("event_id", "event_ts", "event_date", "reject_reason").collect()
+    except Exception as error:  # every reader's error quarantines the file
+        return FileFacts(None, _reason(path, error))
+    days = rows.select(first=pl.col("event_date").min(), last=pl.col("event_date").max()).row(0)
+    usable = rows.filter(pl.col("reject_reason").is_null()).select("event_id", "event_ts")
+    ids.parent.mkdir(parents=True, exist_ok=True)
+    partial = ids.with_suffix(f".{os.getpid()}.tmp")
+    usable.unique().write_parquet(partial)
+    os.replace(partial, ids)
+    return FileFacts(None if days[0] is None else (days[0], days[1]))
 
 
-class LandingDays:
-    """Which days each landing file holds, computed once per file version (path and
-    file_version: size, mtime, ctime, inode) and kept in a small JSON index, so that a daily run reads only the files that can
-    hold rows of its window instead of the whole history."""
+def timestamp_day_range(path: Path, landing_dir: Path) -> tuple[date, date] | None:
+    """The first and last UTC day of the timestamps in a landing file that parse (see
+    FileFacts), None when none parses."""
+    import tempfile
 
-    def __init__(self, landing_dir: Path, index: Path):
-        self.landing_dir, self.index = landing_dir, index
+    with tempfile.TemporaryDirectory() as scratch:
+        return inspect_landing_file(path, landing_dir, Path(scratch) / "ids.parquet").days
+
+
+class LandingIndex:
+    """What each landing file holds (inspect_landing_file), computed once per file version
+    (path and file_version: size, mtime, ctime, inode) and kept under `directory`: a small
+    JSON index of days and quarantined files, and one Parquet file of event ids per version.
+    A daily run so reads only the files that can hold rows of its window, skips the files
+    that cannot be read (naming them), and finds the copies of its events in earlier days
+    without reading the history."""
+
+    def __init__(self, landing_dir: Path, directory: Path):
+        self.landing_dir, self.directory = landing_dir, directory
+        self.index = directory / "files.json"
 
     def _load(self) -> dict:
         try:
@@ -167,32 +216,69 @@ class LandingDays:
         except (OSError, json.JSONDecodeError):
             return {}  # no index yet, or a damaged one: it is only a cache
 
-    def days(self, files: list[Path]) -> dict[Path, tuple[date, date] | None]:
+    def _ids_path(self, key: str, version: list[int]) -> Path:
+        name = hashlib.sha256(f"{key}:{version}".encode()).hexdigest()[:24]
+        return self.directory / "event_ids" / f"{name}.parquet"
+
+    def facts(self, files: list[Path]) -> dict[Path, FileFacts]:
         known, found, changed = self._load(), {}, False
         for path in files:
             key = path.relative_to(self.landing_dir).as_posix()
             version = file_version(path)
             entry = known.get(key)
-            if entry is None or entry["version"] != version:
-                days = timestamp_day_range(path, self.landing_dir)
-                entry = {"version": version, "days": days and [d.isoformat() for d in days]}
+            ids = self._ids_path(key, version)
+            if (
+                entry is None
+                or entry["version"] != version
+                or not (entry.get("rejected") or ids.exists())
+            ):
+                if entry is not None and entry.get("version") != version:
+                    self._ids_path(key, entry["version"]).unlink(missing_ok=True)
+                facts = inspect_landing_file(path, self.landing_dir, ids)
+                days = facts.days and [d.isoformat() for d in facts.days]
+                entry = {"version": version, "days": days, "rejected": facts.rejected}
                 known[key], changed = entry, True
-            found[path] = entry["days"] and tuple(date.fromisoformat(d) for d in entry["days"])
+            days = entry["days"] and tuple(date.fromisoformat(d) for d in entry["days"])
+            found[path] = FileFacts(days, entry.get("rejected"))
         if changed:  # written whole and renamed, so a concurrent run never reads half of it
-            self.index.parent.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(parents=True, exist_ok=True)
             partial = self.index.with_suffix(f".{os.getpid()}.tmp")
             partial.write_text(json.dumps(known, indent=1, sort_keys=True))
             os.replace(partial, self.index)
         return found
 
+    def days(self, files: list[Path]) -> dict[Path, tuple[date, date] | None]:
+        """Each readable file's days (None: no timestamp parses, or the file is quarantined)."""
+        return {path: facts.days for path, facts in self.facts(files).items()}
+
+    def rejected(self, files: list[Path]) -> dict[str, str]:
+        """The quarantined files (relative to the landing directory) and why each is."""
+        return {
+            path.relative_to(self.landing_dir).as_posix(): facts.rejected
+            for path, facts in self.facts(files).items()
+            if facts.rejected
+        }
+
     def files_for_window(
         self, files: list[Path], start: date, end: date, start_date: date
     ) -> list[Path]:
-        """The files that may hold rows of the partition window [start, end): those with a
-        day in it. A window that holds `start_date` reads every file, since the unusable
-        rows of a file without a usable day go to the start date (any other unusable row
-        goes to its file's earliest usable day, which lies within the file's days)."""
+        """The readable files that may hold rows of the partition window [start, end): those
+        with a day in it. A window that holds `start_date` reads every readable file, since
+        the unusable rows of a file without a usable day go to the start date (any other
+        unusable row goes to its file's earliest usable day, which lies within its days)."""
+        facts = self.facts(files)
+        readable = [p for p in files if not facts[p].rejected]
         if start <= start_date < end:
-            return files
-        days = self.days(files)
-        return [p for p in files if days[p] and days[p][0] < end and days[p][1] >= start]
+            return readable
+        return [p for p in readable if facts[p].days and facts[p].days[0] < end
+                and facts[p].days[1] >= start]  # fmt: skip
+
+    def event_ids_before(self, files: list[Path], before: date) -> list[Path]:
+        """The event-id files (event_id, event_ts) of the readable landing files with a day
+        before `before`: where the earlier copies of a window's events are found."""
+        facts = self.facts(files)
+        return [
+            self._ids_path(p.relative_to(self.landing_dir).as_posix(), file_version(p))
+            for p in files
+            if not facts[p].rejected and facts[p].days and facts[p].days[0] < before
+        ]

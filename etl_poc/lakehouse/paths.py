@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from etl_poc.lakehouse.landing_zone import LandingDays
+from etl_poc.lakehouse.landing_zone import LandingIndex
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Paths:
         return self.data / "analytics.duckdb"
 
     @property
-    def landing_days(self) -> LandingDays:
-        """The landing files' days, cached per file version in <layers>/landing_days.json."""
-        return LandingDays(self.landing, self.layers / "landing_days.json")
+    def landing_index(self) -> LandingIndex:
+        """What each landing file version holds (days, event ids, or why it cannot be
+        read), kept under <layers>/landing_index/."""
+        return LandingIndex(self.landing, self.layers / "landing_index")

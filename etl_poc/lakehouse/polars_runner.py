@@ -23,6 +23,7 @@ from etl_poc.lakehouse.paths import Paths
 from etl_poc.lakehouse.runner import (
     ICEBERG_LAYERS,
     LayerResult,
+    earlier_event_id_files,
     empty_window,
     iceberg_result,
     landing_files,
@@ -162,20 +163,24 @@ class Runner:
         if empty := empty_window(self.paths, ENGINE, "cleansed", start, end, zero):
             return empty
         pieces = self._chunks("raw", start, end)
-        # Only ids seen more than once in the window can have been kept by an earlier piece:
-        # found first from the ids' hashes alone, and only those kept are remembered.
+        # The ids with a copy on a day before the window (the landing index), and, for a
+        # later piece, those an earlier piece kept. Only ids seen more than once in the window
+        # can have been kept by an earlier piece: found first from the ids' hashes alone, and
+        # only those kept are remembered.
+        before = self._earlier_copies(start)
         repeated = self._repeated_hashes(start, end) if len(pieces) > 1 else None
-        kept = pl.Series("event_id", [], pl.String)
+        kept = pl.DataFrame(schema={"event_id": pl.String})
         results = []
         for first, stop in pieces:
             raw_rows = self._collect(self._read("raw", first, stop)).lazy()
-            earlier = kept if repeated is not None else None
+            earlier = [f for f in (before, kept.lazy() if kept.height else None) if f is not None]
             clean, rejects = pl.collect_all(
-                rules.cleansed(raw_rows, earlier), engine=self.runtime.collect_engine
+                rules.cleansed(raw_rows, pl.concat(earlier) if earlier else None),
+                engine=self.runtime.collect_engine,
             )
             if repeated is not None:
                 candidates = clean.filter(pl.col("event_id").hash().is_in(repeated))
-                kept = pl.concat([kept, candidates["event_id"]])
+                kept = pl.concat([kept, candidates.select("event_id")])
             self._write(rejects, "rejects", first, stop)
             self._write(clean, "cleansed", first, stop)
             raw_count = raw_rows.select(pl.len()).collect().item()
@@ -186,6 +191,14 @@ class Runner:
             }
             results.append(LayerResult(clean.height, preview(clean), counts))
         return _combined(results)
+
+    def _earlier_copies(self, start: date) -> pl.LazyFrame | None:
+        """The event_ids with a usable copy on a day before the window (spec: the earliest
+        copy wins), from the landing index; None when no landing file has such a day."""
+        files = earlier_event_id_files(self.paths, start)
+        if not files:
+            return None
+        return rules.earlier_copies(pl.scan_parquet(files), before=start, **self._when)
 
     def _repeated_hashes(self, start: date, end: date) -> pl.Series:
         """The hashes of the usable event ids that occur more than once in the window (read

@@ -55,21 +55,36 @@ def runner_module(engine: str):
 def landing_files(
     paths: Paths, start: date, end: date, start_date: date
 ) -> tuple[list, dict, dict]:
-    """The landing files that may hold rows of the window (LandingDays.files_for_window);
-    how many were read and skipped, their rows and bytes, and how many files under landing/
-    are not ingested (no landing format); and (details) those files' names."""
+    """The landing files that may hold rows of the window (LandingIndex.files_for_window);
+    how many were read and skipped, their rows and bytes, how many files under landing/ are
+    not ingested (no landing format) and how many are quarantined (unreadable, or not the
+    contract); and (details) those files' names, and why each quarantined one is."""
     everything = [paths.landing / info.path for info in scan_landing_zone(paths.landing)]
     if not everything:
         raise FileNotFoundError(f"no landing files under {paths.landing}")
-    files = paths.landing_days.files_for_window(everything, start, end, start_date)
+    index = paths.landing_index
+    files = index.files_for_window(everything, start, end, start_date)
+    rejected = index.rejected(everything)
     ignored = [path.as_posix() for path in other_files(paths.landing)]
     return files, {
         "landing_files": len(files),
-        "landing_files_skipped": len(everything) - len(files),
+        "landing_files_skipped": len(everything) - len(files) - len(rejected),
         "landing_rows": sum(landing_rows(f) for f in files),
         "landing_bytes": sum(f.stat().st_size for f in files),
         "landing_files_not_ingested": len(ignored),
-    }, {"landing_files_not_ingested": ignored}  # fmt: skip
+        "landing_files_rejected": len(rejected),
+    }, {
+        "landing_files_not_ingested": ignored,
+        "landing_rejected_files": [{"file": f, "reason": r} for f, r in rejected.items()],
+    }  # fmt: skip
+
+
+def earlier_event_id_files(paths: Paths, start: date) -> list:
+    """The landing index's event-id files of the landing files with a day before `start`:
+    where a window's cleansing finds the earlier copies of its events (spec: the earliest
+    copy wins)."""
+    everything = [paths.landing / info.path for info in scan_landing_zone(paths.landing)]
+    return paths.landing_index.event_ids_before(everything, start)
 
 
 def no_raw_rows(

@@ -16,6 +16,7 @@ from etl_poc.lakehouse.runner import (
     ICEBERG_LAYERS,
     PREVIEW_ROWS,
     LayerResult,
+    earlier_event_id_files,
     empty_window,
     iceberg_result,
     landing_files,
@@ -110,7 +111,11 @@ class Runner:
         if empty := empty_window(self.paths, ENGINE, "cleansed", start, end, zero):
             return empty
         raw_rows = self._read("raw", start, end)
-        clean, rejects = rules.cleansed(raw_rows)
+        earlier = None
+        if files := earlier_event_id_files(self.paths, start):
+            ids = self.spark.read.parquet(*(str(f) for f in files))
+            earlier = rules.earlier_copies(ids, before=start, **self._when)
+        clean, rejects = rules.cleansed(raw_rows, earlier)
         rejected, _, _ = self._write(rejects, "rejects", start, end)
         rows, shown, _ = self._write(clean, "cleansed", start, end)
         raw_count = raw_rows.count()

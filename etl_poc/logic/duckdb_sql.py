@@ -20,6 +20,7 @@ from etl_poc.logic.spec import (
     DEVICES,
     EVENT_TYPES,
     FUTURE_TOLERANCE,
+    INVALID_CHARACTER,
     IPV4_PATTERN,
     IPV6_CHARS_PATTERN,
     OTHER_DEVICE,
@@ -114,6 +115,8 @@ def standardize(raw: Relation, *, start_date: date, processed_at: datetime) -> R
         CAST(event_ts AS DATE) AS event_date,
         CASE
             WHEN malformed THEN {_literal(RejectReason.MALFORMED_LINE)}
+            WHEN {" OR ".join(f"coalesce(contains(raw_{c}, {_literal(INVALID_CHARACTER)}), false)" for c in TEXT_COLUMNS)}
+                THEN {_literal(RejectReason.INVALID_ENCODING)}
             WHEN event_id IS NULL THEN {_literal(RejectReason.MISSING_EVENT_ID)}
             WHEN user_id IS NULL THEN {_literal(RejectReason.MISSING_USER_ID)}
             WHEN timestamp IS NULL THEN {_literal(RejectReason.MISSING_TIMESTAMP)}

@@ -18,6 +18,7 @@ from etl_poc.logic.spec import (
     DEVICES,
     EVENT_TYPES,
     FUTURE_TOLERANCE,
+    INVALID_CHARACTER,
     IPV4_PATTERN,
     IPV6_CHARS_PATTERN,
     OTHER_DEVICE,
@@ -110,6 +111,13 @@ def standardize(raw: pl.LazyFrame, *, start_date: date, processed_at: datetime) 
     reason = (
         pl.when(pl.col("malformed"))
         .then(pl.lit(RejectReason.MALFORMED_LINE))
+        .when(
+            pl.any_horizontal(
+                pl.col(c).str.contains(INVALID_CHARACTER, literal=True).fill_null(False)
+                for c in TEXT_COLUMNS
+            )
+        )
+        .then(pl.lit(RejectReason.INVALID_ENCODING))
         .when(pl.col("event_id").is_null())
         .then(pl.lit(RejectReason.MISSING_EVENT_ID))
         .when(pl.col("user_id").is_null())
@@ -510,15 +518,34 @@ def raw(
     return in_window(attributed, start, end)
 
 
+def earlier_copies(
+    event_ids: pl.LazyFrame, *, before: date, start_date: date, processed_at: datetime
+) -> pl.LazyFrame:
+    """The event_ids with a usable copy on a day before `before` (spec: the earliest copy
+    wins), from landing-index rows (event_id, event_ts) of well-formed rows with an id, a
+    user and a parsed timestamp: those whose timestamp is not before the start date, not in
+    the future, and before the day `before`."""
+    start = datetime(start_date.year, start_date.month, start_date.day)
+    latest = processed_at.replace(tzinfo=None) + FUTURE_TOLERANCE
+    day = datetime(before.year, before.month, before.day)
+    utc = {name: pl.lit(value).dt.replace_time_zone("UTC") for name, value in
+           {"start": start, "latest": latest, "day": day}.items()}  # fmt: skip
+    event_ts = pl.col("event_ts")
+    usable = (event_ts >= utc["start"]) & (event_ts <= utc["latest"]) & (event_ts < utc["day"])
+    return event_ids.filter(usable).select("event_id")
+
+
 def cleansed(
-    raw_rows: pl.LazyFrame, kept_earlier: pl.Series | None = None
+    raw_rows: pl.LazyFrame, earlier: pl.LazyFrame | None = None
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """The cleansed layer and the rejects of raw rows. `kept_earlier`: the event_ids that an
-    earlier piece of the same window kept (spec: a window worked in pieces), whose copies
-    here are dropped."""
+    """The cleansed layer and the rejects of raw rows. `earlier`: event_ids with an earlier
+    copy (earlier_copies of the landing index, and those an earlier piece of the same
+    window kept: spec, the earliest copy wins), whose copies here are dropped."""
     clean = deduplicate(raw_rows)
-    if kept_earlier is not None:
-        clean = clean.filter(~pl.col("event_id").is_in(kept_earlier.implode()))
+    if earlier is not None:
+        # The ids of this window that have an earlier copy (few), then the rows without one.
+        found = earlier.join(clean.select("event_id"), on="event_id", how="semi")
+        clean = clean.join(found.unique(), on="event_id", how="anti", maintain_order="left")
     return clean, rejected(raw_rows)
 
 

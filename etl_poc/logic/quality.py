@@ -26,6 +26,14 @@ def unique_ids_and_keys(events: pl.DataFrame) -> tuple[bool, dict]:
     return repeated == 0 and not any(nulls.values()), figures
 
 
+def unique_event_ids(events: pl.DataFrame | None) -> tuple[bool, dict]:
+    """Every event_id once in a whole table (its event_id column; None: no table yet)."""
+    if events is None or events.is_empty():
+        return True, {"rows": 0, "repeated_event_ids": 0}
+    repeated = events.height - events["event_id"].n_unique()
+    return repeated == 0, {"rows": events.height, "repeated_event_ids": repeated}
+
+
 def session_rule(sessions: pl.DataFrame) -> tuple[bool, dict]:
     """Inside a session no gap exceeds SESSION_GAP; a user's consecutive sessions are more than
     SESSION_GAP apart; event_seq counts 1, 2, ... within each session of the window."""

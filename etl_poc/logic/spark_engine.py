@@ -8,6 +8,7 @@ spark.sql.session.timeZone is UTC (the Spark resource sets it): naive times are 
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -17,6 +18,7 @@ from etl_poc.logic.spec import (
     DEVICES,
     EVENT_TYPES,
     FUTURE_TOLERANCE,
+    INVALID_CHARACTER,
     IPV4_PATTERN,
     IPV6_CHARS_PATTERN,
     OTHER_DEVICE,
@@ -107,6 +109,16 @@ def standardize(raw: DataFrame, *, start_date: date, processed_at: datetime) -> 
     event_ts = F.col("event_ts")
     reason = (
         F.when(F.col("malformed"), F.lit(RejectReason.MALFORMED_LINE))
+        .when(
+            reduce(
+                lambda a, b: a | b,
+                (
+                    F.coalesce(F.col(c).contains(INVALID_CHARACTER), F.lit(False))
+                    for c in TEXT_COLUMNS
+                ),
+            ),
+            F.lit(RejectReason.INVALID_ENCODING),
+        )
         .when(F.col("event_id").isNull(), F.lit(RejectReason.MISSING_EVENT_ID))
         .when(F.col("user_id").isNull(), F.lit(RejectReason.MISSING_USER_ID))
         .when(F.col("timestamp").isNull(), F.lit(RejectReason.MISSING_TIMESTAMP))
@@ -537,10 +549,30 @@ def raw(
     return in_window(attributed, start, end)
 
 
-def cleansed(raw_rows: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """The cleansed layer and the rejects of raw rows. Spark works a window whole (spilling
-    to disk rather than working in pieces), so the pieces rule of the spec never applies."""
-    return deduplicate(raw_rows), rejected(raw_rows)
+def earlier_copies(
+    event_ids: DataFrame, *, before: date, start_date: date, processed_at: datetime
+) -> DataFrame:
+    """The event_ids with a usable copy on a day before `before` (spec: the earliest copy
+    wins), from landing-index rows (event_id, event_ts) of well-formed rows with an id, a
+    user and a parsed timestamp: those whose timestamp is not before the start date, not in
+    the future, and before the day `before`."""
+    start = datetime(start_date.year, start_date.month, start_date.day)
+    latest = processed_at.replace(tzinfo=None) + FUTURE_TOLERANCE
+    day = datetime(before.year, before.month, before.day)
+    event_ts = F.col("event_ts")
+    usable = (event_ts >= F.lit(start)) & (event_ts <= F.lit(latest)) & (event_ts < F.lit(day))
+    return event_ids.where(usable).select("event_id")
+
+
+def cleansed(raw_rows: DataFrame, earlier: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
+    """The cleansed layer and the rejects of raw rows. `earlier`: event_ids with an earlier
+    copy (earlier_copies of the landing index: spec, the earliest copy wins), whose copies
+    here are dropped. Spark works a window whole (spilling to disk rather than working in
+    pieces), so the pieces rule of the spec never applies."""
+    clean = deduplicate(raw_rows)
+    if earlier is not None:
+        clean = clean.join(earlier.distinct(), on="event_id", how="left_anti")
+    return clean, rejected(raw_rows)
 
 
 def enriched(cleansed_rows: DataFrame, ranges: dict[str, DataFrame]) -> DataFrame:

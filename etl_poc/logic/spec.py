@@ -64,7 +64,9 @@ SOURCE_FILE = "source_file"  # the landing file a row came from (attributes reje
 
 # Why a row was rejected, checked in this order: a row gets the first reason that applies.
 class RejectReason:
-    MALFORMED_LINE = "MALFORMED_LINE"  # a CSV line with the wrong number of fields
+    MALFORMED_LINE = "MALFORMED_LINE"  # a CSV record with the wrong number of fields
+    # A field held bytes that are not UTF-8 (readers decode them as U+FFFD, INVALID_CHARACTER).
+    INVALID_ENCODING = "INVALID_ENCODING"
     MISSING_EVENT_ID = "MISSING_EVENT_ID"
     MISSING_USER_ID = "MISSING_USER_ID"
     MISSING_TIMESTAMP = "MISSING_TIMESTAMP"
@@ -75,6 +77,7 @@ class RejectReason:
 
     ORDER: Final = (
         MALFORMED_LINE,
+        INVALID_ENCODING,
         MISSING_EVENT_ID,
         MISSING_USER_ID,
         MISSING_TIMESTAMP,
@@ -85,6 +88,9 @@ class RejectReason:
 
 
 FUTURE_TOLERANCE = timedelta(days=1)
+
+# What readers put for bytes that are not UTF-8 (Polars' utf8-lossy, Java's decoder alike).
+INVALID_CHARACTER: Final = "\ufffd"
 
 # The landing columns the rules read, as text; a reject keeps each as `raw_<name>`.
 TEXT_COLUMNS: Final = (
@@ -97,6 +103,13 @@ TEXT_COLUMNS: Final = (
     "event_type",
     "user_tier",
 )
+
+# The landing file contract: a file lacking any of these columns is quarantined, naming them
+# (a reader never fills a missing column with defaults). Header names are matched after
+# stripping a UTF-8 byte-order mark and the spaces around each name. CSV follows RFC 4180: a
+# quoted field may hold commas, doubled quotes and line breaks; a blank line holds no record
+# and is skipped; lines may end in CRLF.
+REQUIRED_COLUMNS: Final = TEXT_COLUMNS
 
 CLEANSED_COLUMNS: Final = (
     "event_id",
@@ -133,11 +146,19 @@ TIE_BREAK: Final = (
     SOURCE_FILE,
 )
 
+# event_id is the tables' key: of all the usable copies of an event in the whole landing zone,
+# the earliest (then TIE_BREAK) is the one kept, whichever days are processed first and in
+# whatever windows. A window therefore drops its copies of an event that has a usable copy
+# on an earlier day (an earlier copy: its timestamp parses, is not before the start, not in
+# the future, on a well-formed line with event_id and user_id): those copies are found in the
+# landing index's event ids (lakehouse.landing_zone.LandingIndex), not in what earlier runs
+# wrote, so the result does not depend on the order of runs. Copies inside the window are
+# deduplicated in it.
+#
 # A window may be worked in pieces of whole days, in day order (the Polars lineage bounds its
-# memory so). Deduplication must give what the whole window gives: a piece's rows all have
-# earlier event times than a later piece's, so an event_id kept by an earlier piece is the one
-# kept, and a later piece drops its copies. (An engine that works the window whole, as Spark
-# does, spilling to disk, needs no such step.)
+# memory so). A piece's rows all have earlier event times than a later piece's, so the ids
+# kept by an earlier piece are earlier copies for the later ones. (An engine that works the
+# window whole, as Spark does, spilling to disk, needs no such step.)
 
 # What sessionizing a window needs to know of the events before it: per user, the last event.
 SESSION_CONTEXT_COLUMNS: Final = ("user_id", "event_ts", "event_id", "session_start", "event_seq")

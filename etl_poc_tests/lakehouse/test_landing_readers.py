@@ -1,17 +1,21 @@
-"""Landing files into the raw contract, on both engines alike: text columns (a missing
-optional column null, empty CSV fields null), source_file, malformed lines, typed Parquet
-timestamps as UTC text, and a file without a required column named in the error."""
+"""Landing files into the raw contract, on both engines alike: every column of the contract
+(a file lacking one refused, naming it), empty CSV fields null, source_file, malformed
+records, RFC 4180 CSV (quoted commas, doubled quotes and line breaks, CRLF), a byte-order
+mark and spaced header names, blank lines, bytes that are not UTF-8, typed Parquet
+timestamps as UTC text (issue 15, defect 9)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from etl_poc.lakehouse.landing_readers import polars_read_landing, spark_read_landing
-from etl_poc.logic.spec import SOURCE_FILE, TEXT_COLUMNS
+from etl_poc.logic.spec import SOURCE_FILE, TEXT_COLUMNS, RejectReason
+
+HEADER = ",".join(TEXT_COLUMNS)  # event_id,user_id,timestamp,page_url,device,ip_address,...
 
 
 def _read(engine: str, files: list[Path], landing: Path, spark=None) -> pl.DataFrame:
@@ -23,47 +27,106 @@ def _read(engine: str, files: list[Path], landing: Path, spark=None) -> pl.DataF
 
 
 @pytest.fixture(params=["polars", pytest.param("spark", marks=pytest.mark.spark)])
-def read(request):
-    spark = request.getfixturevalue("spark") if request.param == "spark" else None
-    return lambda files, landing: _read(request.param, files, landing, spark)
+def engine(request):
+    return request.param
+
+
+@pytest.fixture
+def read(request, engine):
+    spark = request.getfixturevalue("spark") if engine == "spark" else None
+    return lambda files, landing: _read(engine, files, landing, spark)
 
 
 def test_csv_and_parquet_give_the_raw_contract(read, tmp_path):
     (tmp_path / "day").mkdir()
     csv = tmp_path / "day" / "a.csv"
-    # No device or page_url column; an empty user; a line with a field too many.
+    # An empty user; a record with a field too many, one with a field too few.
     csv.write_text(
-        "event_id,user_id,timestamp,ip_address,event_type,user_tier\n"
-        "c1,u1,2024-01-01 10:00:00,1.2.3.4,PAGE_VIEW,gold\n"
-        "c2,,2024-01-01 10:01:00,1.2.3.4,PAGE_VIEW,gold\n"
-        'c3,u3,"2024-01-01 10:02:00",1.2.3.4,"SEARCH, deep",gold,extra\n'
+        f"{HEADER}\n"
+        "c1,u1,2024-01-01 10:00:00,/a,mobile,1.2.3.4,PAGE_VIEW,gold\n"
+        "c2,,2024-01-01 10:01:00,/a,mobile,1.2.3.4,PAGE_VIEW,gold\n"
+        'c3,u3,"2024-01-01 10:02:00",/a,mobile,1.2.3.4,"SEARCH, deep",gold,extra\n'
+        "c4,u4,2024-01-01 10:03:00,/a,mobile,1.2.3.4,PAGE_VIEW\n"
     )
     parquet = tmp_path / "b.parquet"
-    pl.DataFrame(
-        {
-            "event_id": ["p1"],
-            "user_id": ["u9"],
-            "timestamp": [datetime(2024, 1, 1, 12, 30, tzinfo=UTC)],
-            "device": ["mobile"],
-        }
-    ).write_parquet(parquet)
+    row = {c: ["x"] for c in TEXT_COLUMNS}
+    row.update(event_id=["p1"], timestamp=[datetime(2024, 1, 1, 12, 30, tzinfo=UTC)])
+    pl.DataFrame(row).write_parquet(parquet)
     frame = read([csv, parquet], tmp_path)
     assert frame.columns == [*TEXT_COLUMNS, SOURCE_FILE, "malformed"]
     rows = {row["event_id"]: row for row in frame.to_dicts()}
-    assert rows["c1"]["device"] is None
-    assert rows["c1"]["page_url"] is None
     assert rows["c2"]["user_id"] is None
     assert rows["c1"][SOURCE_FILE] == "day/a.csv"
-    assert [rows[k]["malformed"] for k in ("c1", "c2", "c3", "p1")] == [False, False, True, False]
+    assert [rows[k]["malformed"] for k in ("c1", "c2", "c3", "c4", "p1")] == [
+        False, False, True, True, False,
+    ]  # fmt: skip
     assert rows["p1"]["timestamp"].startswith("2024-01-01 12:30:00")
     assert rows["p1"][SOURCE_FILE] == "b.parquet"
 
 
-def test_a_file_without_a_required_column_is_named(read, tmp_path):
+@pytest.mark.parametrize("missing", [("device",), ("page_url", "ip_address"), ("user_id",)])
+def test_a_file_lacking_a_column_of_the_contract_is_refused_naming_them(read, tmp_path, missing):
+    """A file without device, ip_address or page_url used to load with defaults."""
+    columns = [c for c in TEXT_COLUMNS if c not in missing]
     bad = tmp_path / "bad.csv"
-    bad.write_text("event_id,timestamp\ne1,2024-01-01 00:00:00\n")
-    with pytest.raises(ValueError, match=r"bad\.csv: lacks required column\(s\) \['user_id'\]"):
+    bad.write_text(",".join(columns) + "\n" + ",".join("v" for _ in columns) + "\n")
+    with pytest.raises(
+        ValueError, match=rf"bad\.csv: line 1: lacks required column\(s\) {', '.join(missing)}$"
+    ):
         read([bad], tmp_path)
+    parquet = tmp_path / "bad.parquet"
+    pl.DataFrame({c: ["v"] for c in columns}).write_parquet(parquet)
+    with pytest.raises(ValueError, match=r"bad\.parquet: schema: lacks required column\(s\)"):
+        read([parquet], tmp_path)
+
+
+def test_rfc_4180_records_bom_spaced_header_crlf_and_blank_lines(read, tmp_path):
+    """A line break inside quotes is one record (Polars crashed with ShapeError, Spark made
+    two MALFORMED_LINE rejects of it); a BOM and spaces around names are not part of them;
+    a blank line holds no record on either engine."""
+    shuffled = ["user_id", "event_id", *TEXT_COLUMNS[2:]]
+    header = "\ufeff" + ", ".join(f" {name} " for name in shuffled)
+    text = (
+        f"{header}\r\n"
+        'u1,e1,2024-01-01 10:00:00,"/a,\r\nb ""c""",mobile,1.2.3.4,PAGE_VIEW,gold\r\n'
+        "\r\n"
+        "u2,e2,2024-01-01 10:01:00,/d,desktop,1.2.3.4,PAGE_VIEW,silver\r\n"
+        '"u3\nstill u3",e3,2024-01-01 10:02:00,/e,desktop,1.2.3.4,PAGE_VIEW,gold,extra\n'
+        "\n"
+    )
+    path = tmp_path / "rfc.csv"
+    path.write_bytes(text.encode())
+    frame = read([path], tmp_path)
+    assert frame["event_id"].to_list() == ["e1", "e2", "e3"]
+    rows = {row["event_id"]: row for row in frame.to_dicts()}
+    assert rows["e1"]["page_url"] == '/a,\nb "c"'  # a quoted CRLF reads as LF on both
+    assert rows["e1"]["user_id"] == "u1"
+    assert rows["e2"]["user_tier"] == "silver"  # the CR of the line end is not in the value
+    assert rows["e3"]["user_id"] == "u3\nstill u3"
+    assert [rows[k]["malformed"] for k in ("e1", "e2", "e3")] == [False, False, True]
+
+
+def test_bytes_that_are_not_utf8_are_rejected_as_invalid_encoding(engine, request, tmp_path):
+    """Polars failed the file with a decoding error; Spark silently kept U+FFFD."""
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(
+        f"{HEADER}\n".encode()
+        + b"e1,u1,2024-01-01 10:00:00,/caf\xe9,mobile,1.2.3.4,PAGE_VIEW,gold\n"
+        + b"e2,u2,2024-01-01 10:01:00,/cafe,mobile,1.2.3.4,PAGE_VIEW,gold\n"
+    )
+    when = {"start_date": date(2024, 1, 1), "processed_at": datetime(2024, 1, 2, tzinfo=UTC)}
+    if engine == "polars":
+        from etl_poc.logic import polars_engine
+
+        frame = polars_engine.standardize(polars_read_landing([path], tmp_path), **when).collect()
+    else:
+        from etl_poc.logic import spark_engine
+
+        spark = request.getfixturevalue("spark")
+        standardized = spark_engine.standardize(spark_read_landing(spark, [path], tmp_path), **when)
+        frame = pl.from_arrow(standardized.toArrow())
+    reasons = dict(frame.select("event_id", "reject_reason").iter_rows())
+    assert reasons == {"e1": RejectReason.INVALID_ENCODING, "e2": None}
 
 
 def test_gzipped_and_upper_case_csv_files_read_like_plain_ones(read, tmp_path):
@@ -73,9 +136,9 @@ def test_gzipped_and_upper_case_csv_files_read_like_plain_ones(read, tmp_path):
     from etl_poc.lakehouse.landing_zone import landing_rows
 
     text = (
-        "event_id,user_id,timestamp,device\n"
-        "e1,u1,2024-01-01 10:00:00,mobile\n"
-        'e2,u2,"2024-01-01 10:01:00",desktop\n'
+        f"{HEADER}\n"
+        "e1,u1,2024-01-01 10:00:00,/a,mobile,1.2.3.4,PAGE_VIEW,gold\n"
+        'e2,u2,"2024-01-01 10:01:00",/b,desktop,1.2.3.4,SEARCH,gold\n'
     )
     plain = tmp_path / "plain" / "a.csv"
     plain.parent.mkdir()

@@ -7,11 +7,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl_poc.lakehouse.landing_zone import (
-    LandingDays,
+    LandingIndex,
     landing_version,
     scan_landing_zone,
     timestamp_day_range,
 )
+from etl_poc.logic.spec import TEXT_COLUMNS
 from etl_poc_tests.conftest import SMALL_EVENTS
 
 
@@ -41,8 +42,9 @@ def test_missing_directory_is_empty(tmp_path: Path):
 
 def _parquet(path: Path, timestamps: list) -> Path:
     n = len(timestamps)
-    pq.write_table(pa.table({"event_id": [str(i) for i in range(n)], "user_id": ["u"] * n,
-                             "timestamp": timestamps}), path)  # fmt: skip
+    columns = {c: ["x"] * n for c in TEXT_COLUMNS}
+    columns.update(event_id=[str(i) for i in range(n)], timestamp=timestamps)
+    pq.write_table(pa.table(columns), path)
     return path
 
 
@@ -54,7 +56,9 @@ def test_a_file_holds_the_utc_days_of_its_parseable_timestamps(tmp_path: Path):
     assert timestamp_day_range(text, tmp_path) == (date(2024, 1, 3), date(2024, 1, 6))
     assert timestamp_day_range(_parquet(tmp_path / "b.parquet", ["soon", None]), tmp_path) is None
     csv = tmp_path / "c.csv"
-    csv.write_text("event_id,user_id,timestamp\n1,u,2024-01-03 10:00:00Z\n2,u,2024-01-04 10:00\n")
+    csv.write_text(
+        f"{','.join(TEXT_COLUMNS)}\n1,u,2024-01-03 10:00:00Z,,,,,\n2,u,2024-01-04 10:00,,,,,\n"
+    )
     assert timestamp_day_range(csv, tmp_path) == (date(2024, 1, 3), date(2024, 1, 3))
 
 
@@ -65,14 +69,14 @@ def test_only_files_with_a_day_in_the_window_are_read(tmp_path: Path):
         _parquet(tmp_path / "late.parquet", ["2024-01-09 23:30:00-01:00", "later"]),
         _parquet(tmp_path / "none.parquet", ["never"]),
     ]
-    index = LandingDays(tmp_path, tmp_path / "index" / "days.json")
+    index = LandingIndex(tmp_path, tmp_path / "index")
     window = (date(2024, 1, 10), date(2024, 1, 11))
     assert [p.name for p in index.files_for_window(files, *window, start)] == ["late.parquet"]
     # A window with the start date reads every file (unusable rows of a file without a usable
     # day are attributed to the start date).
     assert index.files_for_window(files, start, date(2024, 1, 2), start) == files
     # The index is reused, and a rewritten file is looked at again.
-    assert "early.parquet" in (tmp_path / "index" / "days.json").read_text()
+    assert "early.parquet" in (tmp_path / "index" / "files.json").read_text()
     _parquet(tmp_path / "early.parquet", ["2024-01-10 08:00:00"])
     assert len(index.files_for_window(files, *window, start)) == 2
 
@@ -87,7 +91,7 @@ def test_a_corrected_copy_with_its_mtime_kept_is_read_again(tmp_path: Path):
     landing = tmp_path / "landing"
     landing.mkdir()
     target = _parquet(landing / "day.parquet", ["2024-01-02 00:00:00"])
-    index = LandingDays(landing, tmp_path / "days.json")
+    index = LandingIndex(landing, tmp_path / "index")
     window = (date(2024, 1, 9), date(2024, 1, 10))
     assert index.files_for_window([target], *window, start) == []
     before = target.stat()

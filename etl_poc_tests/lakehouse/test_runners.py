@@ -202,3 +202,84 @@ def test_a_run_killed_between_its_two_commits_is_found_and_repaired(constructor,
     assert iceberg.tables_written_by_one_run(catalog, runner.engine, *WINDOW) == (
         True, {"days": 2, "days_written_by_different_runs": 0, "disagreeing": {}}
     )  # fmt: skip
+
+
+REPLAYS = [
+    "e1,u1,,2024-01-05T09:00:00Z,/replayed,,desktop,8.8.8.8,PAGE_VIEW,gold",  # e1 again, later
+    "e5,u2,,2024-01-05T09:30:00Z,/e,,desktop,8.8.8.8,PAGE_VIEW,silver",  # its first copy: no time
+    "r1,u7,,2024-01-05T10:00:00Z,/r,,desktop,8.8.8.8,PAGE_VIEW,gold",
+]
+
+
+def _run(runner, window, run_id, catalog):
+    for layer in ("raw", "cleansed", "enriched", "sessionized"):
+        getattr(runner, layer)(*window)
+    return runner.events(*window, run_id, catalog)
+
+
+@pytest.mark.parametrize("later_day_first", [True, False])
+def test_an_event_replayed_on_a_later_day_is_kept_once_whichever_day_runs_first(
+    constructor, tmp_path, later_day_first
+):
+    """event_id is the table's key, the earliest usable copy in the whole landing zone wins:
+    a copy replayed on a later day, in a run of that day, was stored a second time (issue
+    15, defect 1). A copy whose first one is unusable is the first usable one."""
+    runner = constructor(tmp_path / "data")
+    paths = Paths(tmp_path / "data")
+    (paths.landing / "replays.csv").write_text("\n".join([HEADER, *REPLAYS]) + "\n")
+    catalog = iceberg.open_catalog(paths.warehouse)
+    later, earlier = (date(2024, 1, 5), date(2024, 1, 6)), (date(2024, 1, 1), date(2024, 1, 4))
+    for window in (later, earlier) if later_day_first else (earlier, later):
+        _run(runner, window, f"run-{window[0]}", catalog)
+    if later_day_first:  # the later day ran alone and still dropped e1's copy
+        assert runner.cleansed(*later).counts["duplicates_removed"] == 1
+    events = iceberg.read_window(catalog, runner.engine, iceberg.EVENTS)
+    days = dict(events.select("event_id", "event_date").iter_rows())
+    assert events.height == len(days) == 8  # e1-e3, e6-e8, and e5 and r1 on the 5th
+    assert days["e1"] == date(2024, 1, 1)
+    assert days["e5"] == days["r1"] == date(2024, 1, 5)
+    assert quality_unique(catalog, runner.engine)
+
+
+def quality_unique(catalog, engine) -> bool:
+    from etl_poc.logic.quality import unique_event_ids
+
+    ids = iceberg.read_window(catalog, engine, iceberg.EVENTS, columns=("event_id",))
+    return unique_event_ids(ids)[0]
+
+
+def test_unreadable_landing_files_are_quarantined_named_and_read_once_corrected(
+    constructor, tmp_path
+):
+    """One junk file used to fail every window, naming no file (issue 15, defect 5): now it
+    is quarantined with its reason (the file, and the line where the reader tells), the rest
+    is processed, and a file that becomes readable is ingested then."""
+    import gzip
+
+    runner = constructor(tmp_path / "data")
+    paths = Paths(tmp_path / "data")
+    junk = {
+        "binary.csv": bytes(range(256)) * 8,
+        "no_device.csv": b"event_id,user_id,timestamp,page_url,ip_address,event_type,user_tier\n",
+        "broken.parquet": b"PAR1 not really parquet",
+        "quotes.csv": f'{HEADER}\ng1,u1,,2024-01-02T10:00:00Z,"/a"b,,desktop,,PAGE_VIEW,gold\n'.encode(),
+        "truncated.csv.gz": gzip.compress(f"{HEADER}\n".encode() * 50)[:40],
+    }
+    for name, content in junk.items():
+        (paths.landing / name).write_bytes(content)
+    result = runner.raw(*WINDOW)
+    assert result.rows == 8  # the good file's rows, as without the junk
+    assert result.counts["landing_files_rejected"] == len(junk)
+    reasons = {item["file"]: item["reason"] for item in result.details["landing_rejected_files"]}
+    assert set(reasons) == set(junk)
+    for name, reason in reasons.items():
+        assert str(paths.landing / name) in reason, reason
+    assert "lacks required column(s) device" in reasons["no_device.csv"]
+    assert "line 2" in reasons["quotes.csv"], reasons["quotes.csv"]
+    # Corrected, the file is read at its next run.
+    (paths.landing / "quotes.csv").write_text(
+        f'{HEADER}\ng1,u1,,2024-01-02T10:00:00Z,"/a""b",,desktop,,PAGE_VIEW,gold\n'
+    )
+    again = runner.raw(*WINDOW)
+    assert again.rows == 9
+    assert again.counts["landing_files_rejected"] == len(junk) - 1

@@ -375,6 +375,7 @@ def test_a_row_gets_the_first_reason_that_applies(run):
     """Each row below fails every check from one reason of RejectReason.ORDER on."""
     failing = {
         RejectReason.MALFORMED_LINE: {"malformed": True},
+        RejectReason.INVALID_ENCODING: {"page_url": "/caf\ufffd"},
         RejectReason.MISSING_EVENT_ID: {"event_id": None},
         RejectReason.MISSING_USER_ID: {"user_id": " "},
         RejectReason.MISSING_TIMESTAMP: {"timestamp": None},
