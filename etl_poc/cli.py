@@ -442,6 +442,48 @@ def _run_report(args) -> int:
     return 0
 
 
+def _add_backup(sub) -> None:
+    p = sub.add_parser(
+        "backup",
+        help="a backup of the data directory into DEST: the landing zone, the layers, and "
+        "every Iceberg table at its current snapshot (restore it with `etl-poc restore`)",
+    )
+    p.add_argument("dest", type=Path, help="a directory that does not exist yet")
+    _add_lakehouse_options(p)
+
+
+def _run_backup(args) -> int:
+    from etl_poc.lakehouse.backup import backup
+    from etl_poc.lakehouse.paths import Paths
+
+    manifest = backup(Paths(args.data), _catalog(args), args.dest)
+    for name, table in manifest["tables"].items():
+        print(f"{name}: {table['rows']:,} rows at snapshot {table['snapshot_id']}")
+    print(f"backup: {args.dest}")
+    return 0
+
+
+def _add_restore(sub) -> None:
+    p = sub.add_parser(
+        "restore",
+        help="restore a backup (etl-poc backup) into a data directory that holds no "
+        "lakehouse: the tables are created anew under its own warehouse",
+    )
+    p.add_argument("source", type=Path, help="the backup's directory")
+    _add_lakehouse_options(p)
+
+
+def _run_restore(args) -> int:
+    from etl_poc.lakehouse.backup import restore
+    from etl_poc.lakehouse.paths import Paths
+
+    restored = restore(args.source, Paths(args.data), args.catalog_uri or None)
+    for name, rows in restored.items():
+        print(f"{name}: {rows:,} rows restored")
+    print(f"restored into {args.data}")
+    return 0
+
+
 # Each command: how its arguments are declared, and what runs it.
 COMMANDS = {
     "generate": (_add_generate, _run_generate),
@@ -452,6 +494,8 @@ COMMANDS = {
     "window": (_add_window, _run_window),
     "cluster": (_add_cluster, _run_cluster),
     "health": (_add_health, _run_health),
+    "backup": (_add_backup, _run_backup),
+    "restore": (_add_restore, _run_restore),
 }
 
 
@@ -463,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)
-    except (ValueError, RuntimeError, TimeoutError) as error:
+    except (ValueError, RuntimeError, TimeoutError, FileExistsError, FileNotFoundError) as error:
         parser.exit(2, f"etl-poc {args.command}: error: {error}\n")
 
 

@@ -192,7 +192,7 @@ def table_for(catalog: SqlCatalog, namespace: str, layout: TableLayout) -> Table
     _retry_creation(lambda: catalog.create_namespace_if_not_exists(namespace))
     name = f"{namespace}.{layout.name}"
     try:
-        return catalog.create_table_if_not_exists(
+        table = catalog.create_table_if_not_exists(
             name, schema=layout.schema, partition_spec=layout.spec
         )
     except FileNotFoundError as error:
@@ -203,6 +203,23 @@ def table_for(catalog: SqlCatalog, namespace: str, layout: TableLayout) -> Table
             "(ETL_POC_CATALOG_URI; in the containers `make docker-down VOLUMES=1` removes "
             "the warehouse and the catalog together)"
         ) from error
+    _refuse_another_warehouse(catalog, table, name)
+    return table
+
+
+def _refuse_another_warehouse(catalog: SqlCatalog, table: Table, name: str) -> None:
+    """An embedded catalog lists tables of its own warehouse only: a data directory copied
+    with `cp -a` keeps the original's absolute locations, and would write into it."""
+    warehouse = catalog.properties.get("warehouse", "")
+    if catalog.engine.url.get_backend_name() != "sqlite" or not warehouse:
+        return
+    if not table.location().startswith(warehouse.rstrip("/") + "/"):
+        raise RuntimeError(
+            f"{name}: the catalog {catalog.engine.url.database} places the table at "
+            f"{table.location()}, outside this data directory's warehouse {warehouse}: the data "
+            "directory is a copy, which would write into the original. Make copies with "
+            "`etl-poc backup DEST` and `etl-poc restore SRC` instead"
+        )
 
 
 def arrow_for(table: pa.Table, layout: TableLayout) -> pa.Table:
