@@ -80,7 +80,10 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
         if isinstance(processed_at, str):
             processed_at = datetime.fromisoformat(processed_at)
         engine_resource = getattr(context.resources, engine)
-        # Before anything is read or written: no other run of this engine's days meanwhile.
+        # Before anything is read or written: the catalog answers (a run that cannot commit
+        # its window must not rewrite the layers), and no other run of this engine's days
+        # goes on meanwhile.
+        catalog = lakehouse.catalog()
         engine_resource.hold_window(engine, data_dir.paths, start, end, context.run.run_id)
         # Everything the layer costs is measured: start-up (the engine's logic imported, the
         # IP table loaded, a Spark session once per run), the work including Spark's actions
@@ -93,7 +96,7 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
             )  # fmt: skip
             startup = time.perf_counter() - began
             if layer == "events":
-                result = runner.events(start, end, context.run.run_id, lakehouse.catalog())
+                result = runner.events(start, end, context.run.run_id, catalog)
             else:
                 result = getattr(runner, layer)(start, end)
             io = layer_io(data_dir.paths, engine, layer, start, end, result)

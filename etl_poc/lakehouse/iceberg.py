@@ -130,6 +130,17 @@ def catalog_exists(warehouse: Path, uri: str | None = None) -> bool:
     return bool(uri) or sqlite_catalog_path(warehouse).exists()
 
 
+class CatalogUnreachableError(RuntimeError):
+    """The catalog's database does not answer (the URL in the message has no password)."""
+
+
+def masked_url(uri: str) -> str:
+    """A SQLAlchemy URL as it may be shown: its password replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(uri).render_as_string(hide_password=True)
+
+
 def open_catalog(warehouse: Path, uri: str | None = None) -> SqlCatalog:
     """The catalog `lakehouse` with its data files under `warehouse`. Without `uri`, the
     embedded SQLite catalog, in WAL mode with a busy timeout so that two engines' runs can
@@ -140,7 +151,13 @@ def open_catalog(warehouse: Path, uri: str | None = None) -> SqlCatalog:
     warehouse.mkdir(parents=True, exist_ok=True)
     options = {"uri": uri or f"sqlite:///{sqlite_catalog_path(warehouse).resolve()}",
                "warehouse": f"file://{warehouse.resolve()}"}  # fmt: skip
-    catalog = _retry_creation(lambda: SqlCatalog(CATALOG_NAME, **options))
+    try:
+        catalog = _retry_creation(lambda: SqlCatalog(CATALOG_NAME, **options))
+    except OperationalError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise CatalogUnreachableError(
+            f"the Iceberg catalog at {masked_url(options['uri'])} cannot be reached: {reason}"
+        ) from None  # the driver's message may repeat the URL with its password
     if uri:
         return catalog
 

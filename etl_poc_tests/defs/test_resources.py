@@ -34,3 +34,35 @@ def test_without_a_catalog_url_the_embedded_catalog_is_used(monkeypatch, tmp_pat
     lakehouse = resources.resources_for(resources.DataDirectory(path=str(tmp_path)))["lakehouse"]
     assert lakehouse.uri == ""
     assert not lakehouse.exists()  # no SQLite file yet
+
+
+def test_an_unreachable_catalog_fails_the_run_before_any_layer_is_rewritten(monkeypatch, tmp_path):
+    """Issue 15, faults: the catalog server down. The run fails at its first step, naming the
+    URL with its password masked, and no layer of the window is touched."""
+    import socket
+
+    from etl_poc.cli import main as cli
+    from etl_poc.definitions import defs
+    from etl_poc.defs.tags import range_tags
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql+psycopg2://etl:s3cr3t-pw@127.0.0.1:{port}/iceberg"
+    monkeypatch.setenv("ETL_POC_CATALOG_URI", url)
+    monkeypatch.setattr(resources, "settings", lambda: Settings(catalog_uri=url))
+    cli(["generate", "--events", "500", "--formats", "parquet", "--days", "2",
+         "--incremental-days", "0", "--out", str(tmp_path / "landing"), "--no-progress"])  # fmt: skip
+    result = defs.resolve_job_def("polars_etl").execute_in_process(
+        tags=range_tags("2024-01-01", "2024-01-02"),
+        resources=resources.resources_for(resources.DataDirectory(path=str(tmp_path))),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_key == "polars__raw_clickstream"
+    message = failure.step_failure_data.error.to_string()
+    assert f"postgresql+psycopg2://etl:***@127.0.0.1:{port}/iceberg cannot be reached" in message
+    assert "s3cr3t-pw" not in message
+    assert not (tmp_path / "layers" / "polars").exists()
