@@ -129,12 +129,29 @@ def polars_add_part(
     outside = frame.filter(~pl.col(key).is_between(start, end, closed="left").fill_null(False))
     if outside.height:
         raise _outside(stored, outside.height, start, end)
+    # Every file is written under a temporary name beside the layer's days first (readers
+    # list *.parquet in the days only); only then is the window cleared, if replaced, and
+    # the files renamed into place. A failure (a full or read-only disk) names the file,
+    # removes what it wrote and leaves the window as it was.
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for (day,), rows in frame.partition_by(key, as_dict=True, maintain_order=False).items():
+            path = _day_dir(root, engine, stored, day) / f"part-{part}.parquet"
+            partial = path.parent.with_name(f".{path.parent.name}-{path.name}.{os.getpid()}.tmp")
+            staged.append((partial, path))
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            rows.drop(key).write_parquet(partial)
+    except (OSError, pl.exceptions.PolarsError) as error:
+        for partial, _ in staged:
+            partial.unlink(missing_ok=True)
+        code = getattr(error, "errno", None)
+        reason = os.strerror(code) if code else error
+        raise OSError(f"cannot write the layer file {staged[-1][1]}: {reason}") from error
     if replace:
         clear_window(root, engine, stored, start, end)
-    for (day,), rows in frame.partition_by(key, as_dict=True, maintain_order=False).items():
-        target = _day_dir(root, engine, stored, day)
-        target.mkdir(parents=True, exist_ok=True)
-        rows.drop(key).write_parquet(target / f"part-{part}.parquet")
+    for partial, path in staged:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, path)
 
 
 def polars_read(

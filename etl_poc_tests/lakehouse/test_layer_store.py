@@ -5,6 +5,7 @@ an empty window reads as None."""
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -78,3 +79,41 @@ def test_the_day_key_of_each_stored_layer(tmp_path):
     assert (tmp_path / "polars" / "rejects" / "partition_date=2024-01-01").is_dir()
     read = layer_store.polars_read(tmp_path, "polars", "rejects", DAY1, DAY2).collect()
     assert read.to_dicts() == [{"x": 1, "partition_date": DAY1}]
+
+
+@pytest.mark.parametrize("code", [28, 30], ids=["disk full", "read-only"])
+def test_a_full_or_read_only_disk_names_the_file_and_leaves_the_window_as_it_was(
+    tmp_path, monkeypatch, code
+):
+    """Issue 15, faults: the write fails half-way through a file (ENOSPC, EROFS). The error
+    names the file; what readers see is the window before the write, whole; nothing of the
+    failed write is left."""
+    import errno
+    import os
+
+    layer_store.polars_write(_rows(DAY1, DAY2), tmp_path, "polars", "cleansed", DAY1, DAY3)
+    before = layer_store.read_layer(tmp_path, "polars", "cleansed", DAY1, DAY3)
+    written = []
+
+    def fails_half_way(self, path, *args, **kwargs):
+        if written:  # the second day's file: half of it, then the disk says no
+            Path(path).write_bytes(b"PAR1 half a file")
+            raise OSError(code, os.strerror(code))
+        written.append(path)
+        return original(self, path, *args, **kwargs)
+
+    original = pl.DataFrame.write_parquet
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", fails_half_way)
+    with pytest.raises(
+        OSError,
+        match=r"cannot write the layer file .*/cleansed/event_date=2024-01-0[12]/part-0\.parquet: ",
+    ) as raised:
+        layer_store.polars_write(
+            _rows(DAY1, DAY2, DAY2), tmp_path, "polars", "cleansed", DAY1, DAY3
+        )
+    assert os.strerror(code) in str(raised.value)
+    assert code in (errno.ENOSPC, errno.EROFS)
+    monkeypatch.undo()
+    assert layer_store.read_layer(tmp_path, "polars", "cleansed", DAY1, DAY3).equals(before)
+    leftovers = [p.name for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".parquet"]
+    assert leftovers == []
