@@ -13,6 +13,7 @@ from etl_poc.defs.landing import (
     landing_files_present,
 )
 from etl_poc.defs.maintenance import lakehouse_maintenance
+from etl_poc.defs.monitoring import killed_runs_fail
 from etl_poc.defs.resources import RESOURCES
 
 defs = dg.Definitions(
@@ -31,6 +32,7 @@ defs = dg.Definitions(
         *QUALITY_CHECKS,
     ],
     jobs=JOBS,
+    sensors=[killed_runs_fail],
     resources=RESOURCES,
     executor=dg.in_process_executor,
 )

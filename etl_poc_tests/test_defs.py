@@ -92,6 +92,7 @@ def test_definitions_load_with_the_expected_graph():
         )  # fmt: skip
     assert assets == EXPECTED_ASSETS
     assert sorted((_key(k.asset_key), k.name) for k in graph.asset_check_keys) == EXPECTED_CHECKS
+    assert [sensor.name for sensor in defs.sensors] == ["killed_runs_fail"]
     jobs = {
         job.name: sorted(_key(k) for k in job.asset_layer.selected_asset_keys)
         for job in defs.resolve_all_job_defs()

@@ -81,7 +81,7 @@ def test_both_lineages_materialize_and_agree(compared):
     data, result = compared
     assert result.success, result.all_events[-1]
     checks = _checks(result)
-    assert len(checks) == 15, checks  # 5 equivalence checks, 5 quality checks per engine
+    assert len(checks) == 17, checks  # 5 equivalence checks, 6 quality checks per engine
     assert all(checks.values()), checks
     polars_rows, spark_rows = _iceberg_rows(data, "polars"), _iceberg_rows(data, "spark")
     assert polars_rows.height > 2500
