@@ -1,6 +1,7 @@
 """What the lakehouse holds after a run, in a few lines: rows, sessions and rejects per
-engine's Iceberg tables, whether the two engines' tables are equal, and the latest result of
-every check in the Dagster instance. `make demo` prints it; `etl-poc summary` runs it."""
+engine's Iceberg tables, the landing files not ingested (quarantined, with why), whether the
+two engines' tables are equal, and the latest result of every check in the Dagster instance. `make demo` prints it; `etl-poc summary` runs it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from pathlib import Path
 
 from etl_poc.lakehouse import iceberg
+from etl_poc.lakehouse.landing_zone import other_files, scan_landing_zone
 from etl_poc.lakehouse.paths import Paths
 from etl_poc.logic.compare import compare_frames
 from etl_poc.logic.spec import ENGINES
@@ -55,6 +57,14 @@ def summarize(data_dir: Path, catalog, instance=None) -> str:
                 f"  the generator's {manifest.name} expects {expected['valid_unique_events']:,} "
                 f"events and {expected['must_reject']:,} rejects once every day is processed"
             )
+    files = [paths.landing / info.path for info in scan_landing_zone(paths.landing)]
+    quarantined = paths.landing_index.rejected(files)
+    ignored = other_files(paths.landing)
+    if quarantined or ignored:
+        lines.append(f"  landing files NOT ingested: {len(quarantined)} quarantined, "
+                     f"{len(ignored)} of no landing format")  # fmt: skip
+        lines.extend(f"    {name}: {why}" for name, why in quarantined.items())
+        lines.extend(f"    {name.as_posix()}: not CSV, csv.gz or Parquet" for name in ignored)
     first, *others = ENGINES
     for other in (o for o in others if first in events and o in events):
         comparison = compare_frames(events[first], events[other])

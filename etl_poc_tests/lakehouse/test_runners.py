@@ -276,6 +276,12 @@ def test_unreadable_landing_files_are_quarantined_named_and_read_once_corrected(
         assert str(paths.landing / name) in reason, reason
     assert "lacks required column(s) device" in reasons["no_device.csv"]
     assert "line 2" in reasons["quotes.csv"], reasons["quotes.csv"]
+    from etl_poc.report.lakehouse_summary import summarize
+
+    summary = summarize(paths.data, iceberg.open_catalog(paths.warehouse))
+    assert f"landing files NOT ingested: {len(junk)} quarantined, 1 of no landing format" in summary
+    assert "    quotes.csv: " in summary
+    assert "README.txt: not CSV" in summary
     # Corrected, the file is read at its next run.
     (paths.landing / "quotes.csv").write_text(
         f'{HEADER}\ng1,u1,,2024-01-02T10:00:00Z,"/a""b",,desktop,,PAGE_VIEW,gold\n'

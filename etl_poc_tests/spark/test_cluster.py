@@ -1,5 +1,5 @@
-"""A real Spark standalone cluster on 127.0.0.1: up, a tiny run whose result equals local
-mode's, down with no process left behind."""
+"""A real Spark standalone cluster on 127.0.0.1: up, a tiny run whose executor is killed
+mid-run and whose result still equals local mode's, down with no process left behind."""
 
 from __future__ import annotations
 
@@ -41,15 +41,22 @@ def test_a_cluster_runs_the_pipeline_like_local_mode(tmp_path, spark):
         assert len(spark_cluster.running_pids(spec)) == 2
         with pytest.raises(RuntimeError, match="already running"):
             spark_cluster.start(spec)
-        run = subprocess.run(
-            [sys.executable, "-m", "etl_poc.bench.plain", "--engine", "spark",
-             "--data", str(on_cluster), "--start", "2024-01-01", "--last", "2024-01-02",
-             "--processed-at", processed_at.isoformat(), "--out", str(tmp_path / "out")],
-            capture_output=True, text=True, timeout=600,
-            env={**os.environ, "ETL_POC_SPARK_MASTER": spec.master_url,
-                 "ETL_POC_SPARK_EXECUTOR_MEMORY": "1g"},
-        )  # fmt: skip
-        assert run.returncode == 0, run.stderr[-3000:]
+        log = tmp_path / "run.log"
+        with log.open("w") as output:
+            run = subprocess.Popen(
+                [sys.executable, "-m", "etl_poc.bench.plain", "--engine", "spark",
+                 "--data", str(on_cluster), "--start", "2024-01-01", "--last", "2024-01-02",
+                 "--processed-at", processed_at.isoformat(), "--out", str(tmp_path / "out")],
+                stdout=output, stderr=subprocess.STDOUT,
+                env={**os.environ, "ETL_POC_SPARK_MASTER": spec.master_url,
+                     "ETL_POC_SPARK_EXECUTOR_MEMORY": "1g"},
+            )  # fmt: skip
+            # Issue 15, faults: the executor killed mid-run (kill -9), at work on tasks. The
+            # worker starts another, and Spark runs the lost tasks again.
+            killed = _kill_an_executor_once_working(run, cpu_seconds=12)
+            assert run.wait(timeout=600) == 0, log.read_text()[-3000:]
+        assert killed is not None, "the run ended before its executor could be killed"
+        assert "Lost task" in log.read_text()  # the driver lost a running task, and went on
         # The application ran on the cluster's executor, not in a local driver.
         applications = spark_cluster.master_status(spec)["completedapps"]
         assert [a["name"] for a in applications] == ["etl-poc"]
@@ -69,6 +76,28 @@ def test_a_cluster_runs_the_pipeline_like_local_mode(tmp_path, spark):
         assert compare_frames(a, b).equal, layer
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["rows"] == a.height  # every sessionized row reached the Iceberg table
+
+
+def _kill_an_executor_once_working(run: subprocess.Popen, cpu_seconds: float) -> int | None:
+    """SIGKILL the first Spark executor that has spent `cpu_seconds` of CPU (past its JVM's
+    start-up: at work on tasks); its pid (None if the run ended first)."""
+    import time
+
+    import psutil
+
+    while run.poll() is None:
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            if "CoarseGrainedExecutorBackend" not in " ".join(process.info["cmdline"] or []):
+                continue
+            try:
+                spent = sum(process.cpu_times()[:2])
+            except psutil.NoSuchProcess:
+                continue
+            if spent > cpu_seconds:
+                process.kill()
+                return process.info["pid"]
+        time.sleep(0.2)
+    return None
 
 
 def test_stopping_without_a_cluster_stops_nothing(tmp_path: Path):
