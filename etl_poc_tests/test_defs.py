@@ -213,3 +213,25 @@ def test_both_instances_monitor_their_runs(config, tmp_path, monkeypatch):
     assert monitoring["max_runtime_seconds"] <= 24 * 3600
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump({"run_monitoring": monitoring}))
     assert dg.DagsterInstance.from_config(str(tmp_path)).run_monitoring_enabled
+
+
+def test_runs_writing_an_engine_queue_one_at_a_time():
+    """Jobs that write an engine's windows carry its tag, and both instances start one run per
+    tag at a time (issue 15, defect 7: Dagster's limits on top of the day locks)."""
+    from pathlib import Path
+
+    import yaml
+
+    tagged = {
+        job.name: sorted(job.tags) for job in defs.jobs if any("writes_" in t for t in job.tags)
+    }
+    assert tagged == {
+        "polars_etl": ["etl_poc/writes_polars"], "bench_polars": ["etl_poc/writes_polars"],
+        "spark_etl": ["etl_poc/writes_spark"], "bench_spark": ["etl_poc/writes_spark"],
+        "compare_engines": ["etl_poc/writes_polars", "etl_poc/writes_spark"],
+    }  # fmt: skip
+    root = Path(__file__).resolve().parents[1]
+    for instance in ("dagster_home/dagster.yaml", "docker/dagster.yaml"):
+        config = yaml.safe_load((root / instance).read_text())["run_coordinator"]["config"]
+        limits = {item["key"]: item["limit"] for item in config["tag_concurrency_limits"]}
+        assert limits == {"etl_poc/writes_polars": 1, "etl_poc/writes_spark": 1}, instance

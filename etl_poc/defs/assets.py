@@ -84,7 +84,9 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
         # its window must not rewrite the layers), and no other run of this engine's days
         # goes on meanwhile.
         catalog = lakehouse.catalog()
-        engine_resource.hold_window(engine, data_dir.paths, start, end, context.run.run_id)
+        engine_resource.hold_window(
+            engine, data_dir.paths, start, end, context.run.run_id, lakehouse.uri
+        )
         # Everything the layer costs is measured: start-up (the engine's logic imported, the
         # IP table loaded, a Spark session once per run), the work including Spark's actions
         # (every layer ends by writing), and its I/O. A JVM is charged to Spark's steps only.

@@ -86,8 +86,11 @@ class EngineResource(dg.ConfigurableResource):
     _held = PrivateAttr(default=None)
     _windows = PrivateAttr(default_factory=set)
 
-    def hold_window(self, engine: str, paths: Paths, start, end, run_id: str) -> None:
-        """Lock the window's days for this run, once per window (every layer asks)."""
+    def hold_window(
+        self, engine: str, paths: Paths, start, end, run_id: str, catalog_uri: str = ""
+    ) -> None:
+        """Lock the window's days for this run, once per window (every layer asks); with a
+        PostgreSQL catalog, for every host that shares it too."""
         import contextlib
 
         from etl_poc.lakehouse.locks import window_lock
@@ -96,9 +99,9 @@ class EngineResource(dg.ConfigurableResource):
             return
         if self._held is None:
             self._held = contextlib.ExitStack()
-        self._held.enter_context(
-            window_lock(paths, engine, start, end, run_id, self.lock_timeout_seconds)
-        )
+        timeout = self.lock_timeout_seconds
+        lock = window_lock(paths, engine, start, end, run_id, timeout, catalog_uri or None)
+        self._held.enter_context(lock)
         self._windows.add((engine, start, end))
 
     def teardown_after_execution(self, context) -> None:

@@ -86,3 +86,26 @@ def test_a_run_of_held_days_fails_before_touching_anything(held, tmp_path):
     failures = [e for e in result.all_events if e.is_step_failure]
     assert "polars 2024-01-01: held by run run-a" in failures[0].step_failure_data.error.to_string()
     assert not (Path(tmp_path) / "layers" / "polars").exists()  # nothing was written
+
+
+def test_with_a_postgresql_catalog_hosts_sharing_it_do_not_interleave(postgres_database, tmp_path):
+    """Two data directories (two hosts) on one PostgreSQL catalog: a run of the same
+    engine's day on the other waits, then fails naming the catalog (password masked); other
+    engines and days go on; the lock goes with the holder's session (issue 15, defect 7)."""
+    url = postgres_database("locks").url
+    here, there = Paths(tmp_path / "host-a"), Paths(tmp_path / "host-b")
+    with window_lock(here, "polars", date(2024, 1, 1), date(2024, 1, 3), "run-a", 0.5, url):
+        with (
+            pytest.raises(
+                WindowBusyError,
+                match=r"polars 2024-01-02: held by another run that shares the catalog postgresql",
+            ),
+            window_lock(there, "polars", date(2024, 1, 2), date(2024, 1, 4), "run-b", 0.5, url),
+        ):
+            pass
+        with window_lock(there, "spark", date(2024, 1, 1), date(2024, 1, 3), "run-c", 0.5, url):
+            pass
+        with window_lock(there, "polars", date(2024, 1, 3), date(2024, 1, 4), "run-d", 0.5, url):
+            pass
+    with window_lock(there, "polars", date(2024, 1, 2), date(2024, 1, 4), "run-e", 0.5, url):
+        pass
