@@ -158,9 +158,8 @@ def _reason(path: Path, error: Exception) -> str:
 class FileFacts:
     """What one version of a landing file holds: the first and last UTC day of its
     timestamps that parse (usable or not: before the start, in the future or on a malformed
-    line; None when none parses), and the ids of its usable-looking events (`ids`: a Parquet
-    file of event_id, event_ts, the rows whose reject reason cannot depend on the processing
-    time or start date); or why it cannot be read at all (`rejected`), the file quarantined."""
+    line; None when none parses), or why it cannot be read at all (`rejected`: the file is
+    quarantined). Its events' ids are written beside (inspect_landing_file)."""
 
     days: tuple[date, date] | None
     rejected: str | None = None
@@ -168,8 +167,10 @@ class FileFacts:
 
 def inspect_landing_file(path: Path, landing_dir: Path, ids: Path) -> FileFacts:
     """Read a landing file once, whole, with Polars into the raw contract: its days and its
-    events' ids (written to `ids`), or, when it cannot be read, why (the file named, and the
-    line where the reader tells), so that one bad file is quarantined, not every run broken."""
+    events' ids (written to `ids`: event_id and event_ts of the rows whose reject reason cannot
+    depend on the processing time or the start date, for LandingIndex.event_ids_before), or,
+    when it cannot be read, why (the file named, and the line where the reader tells), so
+    that one bad file is quarantined, not every run broken."""
     from etl_poc.lakehouse.landing_readers import polars_read_landing
     from etl_poc.logic import polars_engine
 
@@ -177,11 +178,13 @@ def inspect_landing_file(path: Path, landing_dir: Path, ids: Path) -> FileFacts:
     when = {"start_date": date(1, 1, 1), "processed_at": datetime(9000, 1, 1)}
     try:
         read = polars_engine.standardize(polars_read_landing([path], landing_dir), **when)
-        rows = read.select("event_id", "event_ts", "event_date", "reject_reason").collect()
+        usable = pl.col("reject_reason").is_null()
+        rows = read.select("event_id", "event_ts", "event_date", usable.alias("_usable"))
+        rows = rows.collect(engine="streaming")
     except Exception as error:  # every reader's error quarantines the file
         return FileFacts(None, _reason(path, error))
     days = rows.select(first=pl.col("event_date").min(), last=pl.col("event_date").max()).row(0)
-    usable = rows.filter(pl.col("reject_reason").is_null()).select("event_id", "event_ts")
+    usable = rows.filter("_usable").select("event_id", "event_ts")
     ids.parent.mkdir(parents=True, exist_ok=True)
     partial = ids.with_suffix(f".{os.getpid()}.tmp")
     usable.unique().write_parquet(partial)

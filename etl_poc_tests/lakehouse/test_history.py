@@ -134,6 +134,16 @@ class Lakehouse:
         if self.dirty_from is not None and start <= self.dirty_from < end:
             self.dirty_from = end if end < LAST else None
 
+    def play(self, history: list[tuple], chunk_rows=None) -> None:
+        """Steps ("land", slot, seed), ("remove", slot), ("run", (start, end), kill_at)."""
+        for step in history:
+            if step[0] == "land":
+                self.land(step[1], step[2])
+            elif step[0] == "remove":
+                self.land(step[1], None)
+            else:
+                self.run(*step[1], kill_at=step[2], chunk_rows=chunk_rows)
+
     def catch_up(self, rng: random.Random, chunk_rows=None) -> None:
         """Run the touched days and every day after, in day order, in random windows."""
         day = self.dirty_from
@@ -247,14 +257,7 @@ def test_any_history_on_polars_ends_equal_to_a_fresh_build(first, history, chunk
     with tempfile.TemporaryDirectory() as scratch:
         house = Lakehouse(Path(scratch) / "data")
         house.land(SLOTS[0], first)
-        for step in history:
-            if step[0] == "land":
-                house.land(step[1], step[2])
-            elif step[0] == "remove":
-                house.land(step[1], None)
-            else:
-                (start, end), kill_at = step[1], step[2]
-                house.run(start, end, kill_at, chunk_rows)
+        house.play(history, chunk_rows)
         house.catch_up(random.Random(seed), chunk_rows)
         assert_same_tables(house.tables(), fresh_build(house.paths.landing, Path(scratch)))
 
@@ -276,13 +279,7 @@ FIXED_HISTORY = [
 def test_a_fixed_history_on_spark_ends_equal_to_a_fresh_build(spark, tmp_path):
     house = Lakehouse(tmp_path / "data", "spark", spark)
     house.land(SLOTS[0], 1)
-    for step in FIXED_HISTORY:
-        if step[0] == "land":
-            house.land(step[1], step[2])
-        elif step[0] == "remove":
-            house.land(step[1], None)
-        else:
-            house.run(*step[1], kill_at=step[2])
+    house.play(FIXED_HISTORY)
     assert house.killed == [
         (START, date(2024, 1, 3)), (date(2024, 1, 2), date(2024, 1, 4)), (START, LAST)
     ]  # fmt: skip
