@@ -130,8 +130,12 @@ class Runner:
         if empty := empty_window(self.paths, ENGINE, "enriched", start, end, {}):
             return empty
         ranges = spark_ip_ranges(self.spark, self.ip_ranges)
-        enriched = rules.enriched(self._read("cleansed", start, end), ranges)
-        rows, shown, written = self._write(enriched, "enriched", start, end)
+        try:
+            enriched = rules.enriched(self._read("cleansed", start, end), ranges)
+            rows, shown, written = self._write(enriched, "enriched", start, end)
+        finally:  # cached for this layer only: a long-lived session must not pile them up
+            for table in ranges.values():
+                table.unpersist(blocking=True)
         status = {} if written is None else dict(written.groupBy("ip_status").count().collect())
         return LayerResult(
             rows,
