@@ -159,46 +159,61 @@ class FileFacts:
     """What one version of a landing file holds: the first and last UTC day of its
     timestamps that parse (usable or not: before the start, in the future or on a malformed
     line; None when none parses), or why it cannot be read at all (`rejected`: the file is
-    quarantined). Its events' ids are written beside (inspect_landing_file)."""
+    quarantined). Its events' ids are written beside when a later window first needs them
+    (write_event_ids)."""
 
     days: tuple[date, date] | None
     rejected: str | None = None
 
 
-def inspect_landing_file(path: Path, landing_dir: Path, ids: Path) -> FileFacts:
-    """Read a landing file once, whole, with Polars into the raw contract: its days and its
-    events' ids (written to `ids`: event_id and event_ts of the rows whose reject reason cannot
-    depend on the processing time or the start date, for LandingIndex.event_ids_before), or,
-    when it cannot be read, why (the file named, and the line where the reader tells), so
-    that one bad file is quarantined, not every run broken."""
+# Every time is usable here: what is left rejected is rejected whenever it is processed.
+_ANY_TIME = {"start_date": date(1, 1, 1), "processed_at": datetime(9000, 1, 1)}
+
+
+def _standardized(path: Path, landing_dir: Path) -> pl.LazyFrame:
     from etl_poc.lakehouse.landing_readers import polars_read_landing
     from etl_poc.logic import polars_engine
 
-    # Every time is usable here: what is left rejected is rejected whenever it is processed.
-    when = {"start_date": date(1, 1, 1), "processed_at": datetime(9000, 1, 1)}
+    return polars_engine.standardize(polars_read_landing([path], landing_dir), **_ANY_TIME)
+
+
+def inspect_landing_file(path: Path, landing_dir: Path) -> FileFacts:
+    """Read a landing file once, whole, with Polars into the raw contract: its days, or, when
+    it cannot be read, why (the file named, and the line where the reader tells), so that
+    one bad file is quarantined, not every run broken."""
+    from etl_poc.logic.spec import TEXT_COLUMNS
+
+    # Every column is read (a reader's error in any of them is found here, not in a run).
+    every_field = pl.sum_horizontal(pl.col(f"raw_{c}").str.len_bytes().sum() for c in TEXT_COLUMNS)
     try:
-        read = polars_engine.standardize(polars_read_landing([path], landing_dir), **when)
-        usable = pl.col("reject_reason").is_null()
-        rows = read.select("event_id", "event_ts", "event_date", usable.alias("_usable"))
-        rows = rows.collect(engine="streaming")
+        days = (
+            _standardized(path, landing_dir)
+            .select(
+                first=pl.col("event_date").min(), last=pl.col("event_date").max(), _=every_field
+            )
+            .collect(engine="streaming")
+            .row(0)
+        )
     except Exception as error:  # every reader's error quarantines the file
         return FileFacts(None, _reason(path, error))
-    days = rows.select(first=pl.col("event_date").min(), last=pl.col("event_date").max()).row(0)
-    usable = rows.filter("_usable").select("event_id", "event_ts")
+    return FileFacts(None if days[0] is None else (days[0], days[1]))
+
+
+def write_event_ids(path: Path, landing_dir: Path, ids: Path) -> None:
+    """The event_id and event_ts of a landing file's rows whose reject reason cannot depend
+    on the processing time or the start date, as Parquet at `ids` (for
+    LandingIndex.event_ids_before), written whole and renamed into place."""
+    usable = _standardized(path, landing_dir).filter(pl.col("reject_reason").is_null())
     ids.parent.mkdir(parents=True, exist_ok=True)
     partial = ids.with_suffix(f".{os.getpid()}.tmp")
-    usable.unique().write_parquet(partial)
+    usable.select("event_id", "event_ts").sink_parquet(partial)
     os.replace(partial, ids)
-    return FileFacts(None if days[0] is None else (days[0], days[1]))
 
 
 def timestamp_day_range(path: Path, landing_dir: Path) -> tuple[date, date] | None:
     """The first and last UTC day of the timestamps in a landing file that parse (see
-    FileFacts), None when none parses."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as scratch:
-        return inspect_landing_file(path, landing_dir, Path(scratch) / "ids.parquet").days
+    FileFacts), None when none parses (or when it cannot be read)."""
+    return inspect_landing_file(path, landing_dir).days
 
 
 class LandingIndex:
@@ -229,15 +244,10 @@ class LandingIndex:
             key = path.relative_to(self.landing_dir).as_posix()
             version = file_version(path)
             entry = known.get(key)
-            ids = self._ids_path(key, version)
-            if (
-                entry is None
-                or entry["version"] != version
-                or not (entry.get("rejected") or ids.exists())
-            ):
-                if entry is not None and entry.get("version") != version:
+            if entry is None or entry["version"] != version:
+                if entry is not None:  # the old version's ids, if they were ever needed
                     self._ids_path(key, entry["version"]).unlink(missing_ok=True)
-                facts = inspect_landing_file(path, self.landing_dir, ids)
+                facts = inspect_landing_file(path, self.landing_dir)
                 days = facts.days and [d.isoformat() for d in facts.days]
                 entry = {"version": version, "days": days, "rejected": facts.rejected}
                 known[key], changed = entry, True
@@ -279,9 +289,12 @@ class LandingIndex:
     def event_ids_before(self, files: list[Path], before: date) -> list[Path]:
         """The event-id files (event_id, event_ts) of the readable landing files with a day
         before `before`: where the earlier copies of a window's events are found."""
-        facts = self.facts(files)
-        return [
-            self._ids_path(p.relative_to(self.landing_dir).as_posix(), file_version(p))
-            for p in files
-            if not facts[p].rejected and facts[p].days and facts[p].days[0] < before
-        ]
+        facts, found = self.facts(files), []
+        for path in files:
+            if facts[path].rejected or not facts[path].days or facts[path].days[0] >= before:
+                continue
+            ids = self._ids_path(path.relative_to(self.landing_dir).as_posix(), file_version(path))
+            if not ids.exists():  # made the first time a later window needs them
+                write_event_ids(path, self.landing_dir, ids)
+            found.append(ids)
+        return found
