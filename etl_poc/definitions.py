@@ -1,11 +1,14 @@
 """The Dagster code location: assembles Definitions from defs/ and nothing else."""
 
+import warnings
+
 import dagster as dg
 
 from etl_poc.defs.analytics import clickstream_analytics
 from etl_poc.defs.assets import ENGINE_ASSETS, ip_country_ranges
+from etl_poc.defs.automation import compare_engines_daily, landing_files_changed
 from etl_poc.defs.benchmark import benchmark
-from etl_poc.defs.checks import EQUIVALENCE_CHECKS, QUALITY_CHECKS
+from etl_poc.defs.checks import EQUIVALENCE_CHECKS, QUALITY_CHECKS, SCHEMA_CHANGE_CHECKS
 from etl_poc.defs.jobs import JOBS
 from etl_poc.defs.landing import (
     every_landing_file_ingested,
@@ -16,23 +19,32 @@ from etl_poc.defs.maintenance import lakehouse_maintenance
 from etl_poc.defs.monitoring import killed_runs_fail
 from etl_poc.defs.resources import RESOURCES
 
+with warnings.catch_warnings():  # source code references are beta in Dagster 1.13
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    # Each asset links to the lines of code that define it.
+    ASSETS = dg.with_source_code_references(
+        [
+            landing_clickstream,
+            ip_country_ranges,
+            *ENGINE_ASSETS,
+            clickstream_analytics,
+            benchmark,
+            lakehouse_maintenance,
+        ]
+    )
+
 defs = dg.Definitions(
-    assets=[
-        landing_clickstream,
-        ip_country_ranges,
-        *ENGINE_ASSETS,
-        clickstream_analytics,
-        benchmark,
-        lakehouse_maintenance,
-    ],
+    assets=ASSETS,
     asset_checks=[
         landing_files_present,
         every_landing_file_ingested,
         *EQUIVALENCE_CHECKS,
         *QUALITY_CHECKS,
+        *SCHEMA_CHANGE_CHECKS,
     ],
     jobs=JOBS,
-    sensors=[killed_runs_fail],
+    schedules=[compare_engines_daily],
+    sensors=[landing_files_changed, killed_runs_fail],
     resources=RESOURCES,
     executor=dg.in_process_executor,
 )

@@ -40,6 +40,18 @@ class Settings:
         DEFAULT_START_DATE,
         "the first daily partition; earlier events are rejected as BEFORE_START",
     )
+    end_date: str = _setting(
+        "ETL_POC_END_DATE",
+        "",
+        "the last daily partition (YYYY-MM-DD); empty: open-ended, up to the last complete day "
+        "(make demo and make ui set the demo data's last day)",
+    )
+    sensor_lookback_days: int = _setting(
+        "ETL_POC_SENSOR_LOOKBACK_DAYS",
+        3,
+        "on its first tick the landing sensor requests no day older than this many days before "
+        "the last partition",
+    )
     catalog_uri: str = _setting(
         "ETL_POC_CATALOG_URI",
         "",
@@ -98,8 +110,20 @@ class Settings:
             raise ValueError(
                 f"ETL_POC_POLARS_ENGINE={self.polars_engine!r}: choose one of {POLARS_ENGINES}"
             )
+        if self.end_date:
+            try:
+                date.fromisoformat(self.end_date)
+            except ValueError:
+                raise ValueError(f"ETL_POC_END_DATE={self.end_date!r}: a date, YYYY-MM-DD") from None
+        if self.sensor_lookback_days < 0:
+            raise ValueError(f"ETL_POC_SENSOR_LOOKBACK_DAYS={self.sensor_lookback_days}: 0 or more")
         if self.polars_chunk_rows < 0:
             raise ValueError(f"ETL_POC_POLARS_CHUNK_ROWS={self.polars_chunk_rows}: 0 or more")
+
+    @property
+    def last_partition(self) -> date | None:
+        """The last daily partition, None when the partitions are open-ended."""
+        return date.fromisoformat(self.end_date) if self.end_date else None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:

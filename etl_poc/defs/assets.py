@@ -4,22 +4,38 @@ its partition window into arguments, calls one method of its engine's runner
 
 import time
 import warnings
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from etl_poc.lakehouse.runner import runner_module
+from etl_poc.lakehouse.iceberg import EVENTS_SCHEMA
+from etl_poc.lakehouse.runner import rejects_summary, runner_module
 from etl_poc.logic.spec import ENGINES, LAYERS
-from etl_poc.measure.layer_io import layer_io
+from etl_poc.measure.layer_io import layer_io, rows_by_day
 from etl_poc.measure.usage import TreeSampler, engine_versions
 
 from .landing import LANDING_CLICKSTREAM
-from .metadata import LayerCost, layer_metadata, markdown_table, table_schema
+from .metadata import (
+    OWNERS,
+    LayerCost,
+    day_metadata,
+    layer_metadata,
+    markdown_table,
+    rejects_metadata,
+    table_schema,
+)
 from .partitions import daily
 from .resources import START_DATE, DataDirectory, IcebergCatalog, IpRangesSource
 
 IP_COUNTRY_RANGES = dg.AssetKey("ip_country_ranges")
 PROCESSED_AT_TAG = "etl_poc/processed_at"
+# The Iceberg events table's required columns: not nullable in its column schema.
+EVENTS_REQUIRED = frozenset(f.name for f in EVENTS_SCHEMA.fields if f.required)
+# A daily pipeline's tables: fresh when materialized within a day and a bit (warn), failing
+# after two days without a run.
+EVENTS_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=48), warn_window=timedelta(hours=26)
+)
 
 
 def asset_key(engine: str, layer: str) -> dg.AssetKey:
@@ -67,6 +83,9 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
         group_name=engine,
         kinds={engine, "iceberg" if layer == "events" else "parquet"},
         description=LAYERS[index].description,
+        owners=OWNERS,
+        tags={"etl_poc/engine": engine, "etl_poc/layer": layer},
+        freshness_policy=EVENTS_FRESHNESS if layer == "events" else None,
         # Its engine's resource only: a Polars asset never needs a Spark session.
         required_resource_keys={"data_dir", "lakehouse", "ip_ranges", engine},
     )
@@ -87,6 +106,7 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
         engine_resource.hold_window(
             engine, data_dir.paths, start, end, context.run.run_id, lakehouse.uri
         )
+        context.log.info(f"{engine} {layer}: [{start}, {end}) started")
         # Everything the layer costs is measured: start-up (the engine's logic imported, the
         # IP table loaded, a Spark session once per run), the work including Spark's actions
         # (every layer ends by writing), and its I/O. A JVM is charged to Spark's steps only.
@@ -111,8 +131,18 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
             io=io,
             versions=engine_versions(engine, getattr(runner, "spark", None)),
         )
-        metadata = layer_metadata(result, cost)
+        required = EVENTS_REQUIRED if layer == "events" else frozenset()
+        metadata = layer_metadata(result, cost, required)
         metadata.update(_lineage(LAYERS[index].derived, upstream))
+        if "rejects" in LAYERS[index].outputs:
+            metadata.update(rejects_metadata(*rejects_summary(data_dir.paths, engine, start, end)))
+        days = rows_by_day(data_dir.paths, engine, layer, start, end)
+        for key, figures in day_metadata(days).items():
+            context.add_asset_metadata(figures, partition_key=key)
+        context.log.info(
+            f"{engine} {layer}: [{start}, {end}) wrote {result.rows:,} rows in "
+            f"{sampler.usage.wall_seconds:.1f} s"
+        )
         return dg.MaterializeResult(metadata=metadata)
 
     return _asset
@@ -131,8 +161,9 @@ def build_engine_assets(engine: str) -> list[dg.AssetsDefinition]:
     kinds={"polars"},
     description="The IP-to-country range table both engines join against: GeoLite2-derived "
     "data shipped in the geoip2fast package, or the MaxMind MMDB file that "
-    "ETL_POC_IP_RANGES_MMDB names; IPv4 and IPv6, special-purpose networks marked reserved. "
+    "`ETL_POC_IP_RANGES_MMDB` names; IPv4 and IPv6, special-purpose networks marked reserved. "
     "Name, date and licence in the metadata.",
+    owners=OWNERS,
 )
 def ip_country_ranges(ip_ranges: IpRangesSource) -> dg.MaterializeResult:
     ranges = ip_ranges.table()
@@ -141,7 +172,7 @@ def ip_country_ranges(ip_ranges: IpRangesSource) -> dg.MaterializeResult:
             "ipv4_ranges": ranges.ipv4.height,
             "ipv6_ranges": ranges.ipv6.height,
             "dagster/row_count": ranges.ipv4.height + ranges.ipv6.height,
-            "dagster/column_schema": table_schema(ranges.ipv4),
+            "dagster/column_schema": table_schema(ranges.ipv4.schema),
             "preview": markdown_table(ranges.ipv4.head(5)),
             **{f"dataset_{k}": v for k, v in ranges.info.as_dict().items()},
         }

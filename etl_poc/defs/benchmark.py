@@ -1,6 +1,7 @@
 """The `benchmark` asset: the engines compared from what every layer's materializations
 recorded in this Dagster instance (report/graph_benchmark.py aggregates)."""
 
+import base64
 import json
 
 import dagster as dg
@@ -12,6 +13,7 @@ from etl_poc.report.charts import layers_png
 from etl_poc.report.graph_benchmark import Measurement, compare, markdown
 
 from .assets import asset_key
+from .metadata import FIGURES_ENTRY, OWNERS, size_text
 from .resources import ReportsDirectory
 
 BENCHMARK = dg.AssetKey("benchmark")
@@ -31,7 +33,8 @@ def _measurements(instance) -> list[Measurement]:
                     continue  # a range run records the same figures for each of its days
                 seen.add(record.run_id)
                 metadata = record.asset_materialization.metadata
-                if not all(name in metadata for name in LAYER_FIGURES):
+                figures = metadata.get(FIGURES_ENTRY)
+                if figures is None or not all(name in figures.value for name in LAYER_FIGURES):
                     continue  # recorded before these figures existed
                 if record.run_id not in jobs:
                     run = instance.get_run_by_id(record.run_id)
@@ -45,7 +48,7 @@ def _measurements(instance) -> list[Measurement]:
                         job=jobs[record.run_id],
                         window=metadata["window"].value,
                         timestamp=record.timestamp,
-                        figures={name: metadata[name].value for name in LAYER_FIGURES},
+                        figures={name: figures.value[name] for name in LAYER_FIGURES},
                         spark_session_seconds=session.value if session else None,
                     )
                 )
@@ -65,6 +68,7 @@ class BenchmarkConfig(dg.Config):
     deps=[asset_key(engine, layer) for engine in ENGINES for layer in LAYER_NAMES],
     group_name="benchmark",
     kinds={"python"},
+    owners=OWNERS,
     description="Polars vs Spark from the figures every layer's materializations recorded: "
     "per layer and in total, time (median, min-max over runs), Spark/Polars ratio, start-up, "
     "peak memory (the JVM included), CPU. One window: the latest that every layer of both "
@@ -82,6 +86,7 @@ def benchmark(
     chart = folder / "benchmark-graph.png"
     layers_png(comparison, chart)
     table = markdown(comparison)
+    inline = base64.b64encode(chart.read_bytes()).decode()
     (folder / "benchmark-graph.md").write_text(
         "# Polars vs Spark, from the asset graph\n\n" + markdown(comparison, chart.name) + "\n"
     )
@@ -90,14 +95,17 @@ def benchmark(
     return dg.MaterializeResult(
         metadata={
             "comparison": dg.MetadataValue.md(table),
-            "chart": dg.MetadataValue.path(str(chart.resolve())),
+            "chart": dg.MetadataValue.md(
+                f"![Polars vs Spark per layer](data:image/png;base64,{inline})\n\n"
+                f"Also written to `{chart.resolve()}`."
+            ),
             "window": comparison.window,
             "polars_seconds": round(totals["polars"]["seconds"], 3),
             "spark_seconds": round(totals["spark"]["seconds"], 3),
             "spark_over_polars": round(comparison.ratio() or 0.0, 3),
             "spark_session_seconds": round(totals["spark"]["spark_session_seconds"], 3),
-            "polars_peak_rss_bytes": int(totals["polars"]["peak_rss_bytes"]),
-            "spark_peak_rss_bytes": int(totals["spark"]["peak_rss_bytes"]),
+            "polars_peak_rss": size_text(int(totals["polars"]["peak_rss_bytes"])),
+            "spark_peak_rss": size_text(int(totals["spark"]["peak_rss_bytes"])),
             "runs": dg.MetadataValue.json(comparison.runs),
             "sources": dg.MetadataValue.json(comparison.sources),
         }

@@ -2,7 +2,9 @@
 spec.ENGINES) row for row, and the quality rules hold on each engine's layers, per run window.
 
 Dagster runs asset checks per asset, not per partition, so a check takes its window from the
-run's partition tags (a single partition or a range), as the assets of the same run do.
+run's partition tags (a single partition or a range), as the assets of the same run do; run
+alone (its Execute button in the UI), from the latest materialization of its asset, and it
+says in its metadata which window it compared.
 """
 
 from datetime import date, timedelta
@@ -26,16 +28,39 @@ ONE_RUN_CHECK = "events_and_rejects_from_one_run"
 UNIQUE_IN_TABLE_CHECK = "event_ids_unique_in_table"
 
 
-def run_window(tags: dict[str, str]) -> tuple[date, date]:
-    """The window [start, end) of a run from its partition tags (daily partition keys)."""
+def run_window(tags: dict[str, str]) -> tuple[date, date] | None:
+    """The window [start, end) of a run from its partition tags (daily partition keys); None
+    for a run without them."""
     if PARTITION_TAG in tags:
         first = last = date.fromisoformat(tags[PARTITION_TAG])
     elif RANGE_START_TAG in tags and RANGE_END_TAG in tags:
         first = date.fromisoformat(tags[RANGE_START_TAG])
         last = date.fromisoformat(tags[RANGE_END_TAG])
     else:
-        raise dg.Failure("this check compares a partition window: run it with a partition")
+        return None
     return first, last + timedelta(days=1)
+
+
+def check_window(context: dg.AssetCheckExecutionContext) -> tuple[date, date, str]:
+    """The window a check compares, and how it was chosen: the run's partitions, or, for a
+    check run on its own, the window of its asset's latest materialization."""
+    window = run_window(context.run.tags)
+    if window is not None:
+        return *window, "the run's partitions"
+    key = context.check_specs[0].asset_key
+    records = context.instance.fetch_materializations(key, limit=1).records
+    recorded = records[0].asset_materialization.metadata.get("window") if records else None
+    if recorded is None:
+        raise dg.Failure(
+            f"{key.to_user_string()} has no materialization to check yet: materialize it, "
+            "or run the check with a partition"
+        )
+    first, end = (date.fromisoformat(d.strip()) for d in recorded.value.strip("[)").split(","))
+    return first, end, f"the latest materialization of {key.to_user_string()} (run {records[0].run_id[:8]})"
+
+
+def _window_metadata(start: date, end: date, chosen: str) -> dict:
+    return {"window": f"[{start}, {end})", "compared": f"[{start}, {end}): {chosen}"}
 
 
 def read_layer(
@@ -48,10 +73,10 @@ def read_layer(
     return layer_store.read_layer(data_dir.paths.layers, engine, layer, start, end)
 
 
-def _result(comparison: Comparison, engine: str, start: date, end: date) -> dg.AssetCheckResult:
+def _result(comparison: Comparison, engine: str, window: dict) -> dg.AssetCheckResult:
     reference = REFERENCE_ENGINE
     metadata = {
-        "window": f"[{start}, {end})",
+        **window,
         f"{reference}_rows": comparison.left_rows,
         f"{engine}_rows": comparison.right_rows,
         "summary": comparison.summary(),
@@ -76,10 +101,10 @@ def _equivalence_check(engine: str, layer: str) -> dg.AssetChecksDefinition:
     def _check(
         context: dg.AssetCheckExecutionContext, data_dir: DataDirectory, lakehouse: IcebergCatalog
     ):
-        start, end = run_window(context.run.tags)
+        start, end, chosen = check_window(context)
         expected = read_layer(data_dir, lakehouse, reference, layer, start, end)
         found = read_layer(data_dir, lakehouse, engine, layer, start, end)
-        return _result(compare_frames(expected, found), engine, start, end)
+        return _result(compare_frames(expected, found), engine, _window_metadata(start, end, chosen))
 
     return _check
 
@@ -87,10 +112,6 @@ def _equivalence_check(engine: str, layer: str) -> dg.AssetChecksDefinition:
 EQUIVALENCE_CHECKS = [
     _equivalence_check(engine, layer) for engine in ENGINES[1:] for layer in LAYER_NAMES
 ]
-
-
-def _figures(figures: dict, start: date, end: date) -> dict:
-    return {"window": f"[{start}, {end})", **figures}
 
 
 def _rule_check(
@@ -114,11 +135,13 @@ def _rule_check(
     def _check(
         context: dg.AssetCheckExecutionContext, data_dir: DataDirectory, lakehouse: IcebergCatalog
     ):
-        start, end = run_window(context.run.tags)
+        start, end, chosen = check_window(context)
         frames = [read_layer(data_dir, lakehouse, engine, read, start, end) for read in reads]
         passed, figures = rule(*frames)
         return dg.AssetCheckResult(
-            passed=passed, severity=severity, metadata=_figures(figures, start, end)
+            passed=passed,
+            severity=severity,
+            metadata={**_window_metadata(start, end, chosen), **figures},
         )
 
     return _check
@@ -134,10 +157,10 @@ def _one_run_check(engine: str) -> dg.AssetChecksDefinition:
         "the days; the next run of those days repairs it.",
     )
     def _check(context: dg.AssetCheckExecutionContext, lakehouse: IcebergCatalog):
-        start, end = run_window(context.run.tags)
+        start, end, chosen = check_window(context)
         passed, figures = iceberg.tables_written_by_one_run(lakehouse.catalog(), engine, start, end)
         disagreeing = figures.pop("disagreeing")
-        metadata = {**_figures(figures, start, end)}
+        metadata = {**_window_metadata(start, end, chosen), **figures}
         if disagreeing:
             metadata["disagreeing_days"] = dg.MetadataValue.json(disagreeing)
         return dg.AssetCheckResult(passed=passed, metadata=metadata)
@@ -158,7 +181,9 @@ def _table_check(engine: str) -> dg.AssetChecksDefinition:
             lakehouse.catalog(), engine, iceberg.EVENTS, columns=("event_id",)
         )
         passed, figures = quality.unique_event_ids(ids)
-        return dg.AssetCheckResult(passed=passed, metadata=figures)
+        return dg.AssetCheckResult(
+            passed=passed, metadata={"compared": "the whole table", **figures}
+        )
 
     return _check
 
@@ -196,3 +221,10 @@ def _quality_checks(engine: str) -> list[dg.AssetChecksDefinition]:
 
 
 QUALITY_CHECKS = [check for engine in ENGINES for check in _quality_checks(engine)]
+
+
+# Dagster's own: a layer's columns (names and types) unchanged since its previous
+# materialization (WARN: a change is worth a look, not a stop).
+SCHEMA_CHANGE_CHECKS = dg.build_column_schema_change_checks(
+    assets=[asset_key(engine, layer) for engine in ENGINES for layer in LAYER_NAMES]
+)

@@ -10,8 +10,9 @@ from etl_poc.lakehouse.landing_zone import (
     other_files,
     scan_landing_zone,
 )
-from etl_poc.logic.spec import LANDING_COLUMNS
+from etl_poc.logic.spec import LANDING_COLUMNS, column_description
 
+from .metadata import OWNERS
 from .resources import DataDirectory
 
 LANDING_CLICKSTREAM = dg.AssetKey("landing_clickstream")
@@ -22,13 +23,18 @@ landing_clickstream = dg.AssetSpec(
     LANDING_CLICKSTREAM,
     group_name="landing",
     kinds={"csv", "parquet"},
+    owners=OWNERS,
     description=(
-        "Clickstream files as sources drop them under <data>/landing/: CSV with a header or "
-        "Parquet, every column text, possibly dirty. `etl-poc generate` writes realistic ones."
+        "Clickstream files as sources drop them under `DATA/landing/` (DATA: ETL_POC_DATA_DIR): "
+        "CSV with a header or Parquet, every column text, possibly dirty. `etl-poc generate` "
+        "writes realistic ones."
     ),
     metadata={
         "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name, "string") for name in LANDING_COLUMNS]
+            columns=[
+                dg.TableColumn(name, "string", description=column_description(name))
+                for name in LANDING_COLUMNS
+            ]
         )
     },
 )

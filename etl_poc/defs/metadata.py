@@ -1,5 +1,8 @@
-"""Dagster metadata from frames: a markdown preview and a column schema, for every asset and
-check that shows rows."""
+"""Dagster metadata a person can read, from frames and measurements: markdown previews, table
+schemas with the spec's column descriptions, sizes in MiB/GiB, ids as text, and per-day
+figures on per-day partitions; for every asset and check that shows rows or costs."""
+
+from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
@@ -8,25 +11,58 @@ import dagster as dg
 import polars as pl
 
 from etl_poc.lakehouse.runner import LayerResult
+from etl_poc.logic.spec import column_description
+from etl_poc.measure.layer_io import LAYER_FIGURES
 from etl_poc.measure.usage import Usage, host_facts
 
 PREVIEW_COLUMNS = 10
+MIB, GIB = 2**20, 2**30
+OWNERS = ["team:data-platform"]
+# The entry that holds every figure of LAYER_FIGURES exactly as measured (bytes in bytes):
+# what the benchmark asset reads back. The entries beside it are for people.
+FIGURES_ENTRY = "figures"
 
 
-def markdown_table(frame: pl.DataFrame) -> dg.MetadataValue:
-    """A frame's rows (its first columns) as a markdown table."""
+def mib(value: int) -> float:
+    return round(value / MIB, 2)
+
+
+def size_text(value: int) -> str:
+    """Bytes as MiB below a GiB, else GiB."""
+    return f"{value / GIB:.2f} GiB" if value >= GIB else f"{value / MIB:.1f} MiB"
+
+
+def _cell(value) -> str:
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(frame: pl.DataFrame, first: tuple[str, ...] = ()) -> dg.MetadataValue:
+    """A frame's rows as a markdown table: the `first` columns, then the rest up to
+    PREVIEW_COLUMNS columns."""
     if frame.is_empty():
         return dg.MetadataValue.md("_no rows_")
-    shown = frame.select(frame.columns[:PREVIEW_COLUMNS]).cast(pl.String)
+    leading = [c for c in first if c in frame.columns]
+    columns = [*leading, *(c for c in frame.columns if c not in leading)][:PREVIEW_COLUMNS]
+    shown = frame.select(columns)
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * shown.width]
     for row in shown.iter_rows():
-        lines.append("| " + " | ".join("" if v is None else v for v in row) + " |")
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def table_schema(frame: pl.DataFrame) -> dg.TableSchema:
+def table_schema(schema: pl.Schema | dict, required: frozenset[str] = frozenset()) -> dg.TableSchema:
+    """A table's columns with their types, what each holds (spec.COLUMN_DESCRIPTIONS), and the
+    `required` ones (the Iceberg schema's) as not nullable."""
     return dg.TableSchema(
-        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
+        columns=[
+            dg.TableColumn(
+                name,
+                str(dtype),
+                description=column_description(name),
+                constraints=dg.TableColumnConstraints(nullable=name not in required),
+            )
+            for name, dtype in schema.items()
+        ]
     )
 
 
@@ -43,42 +79,90 @@ class LayerCost:
     versions: dict[str, str]
 
 
-def layer_metadata(result: LayerResult, measured: LayerCost) -> dict:
-    """The one helper every layer asset of both engines uses: rows and preview, and what the
-    materialization cost (time, start-up, CPU, peak memory of the process tree incl. a JVM,
-    I/O), on what (engine versions, window, host). Carries every figure of
-    measure.layer_io.LAYER_FIGURES."""
-    usage, host = measured.usage, host_facts()
-    start, end = measured.window
-    metadata = {
-        "engine": measured.engine,
-        "window": f"[{start}, {end})",
-        "dagster/row_count": result.rows,
+def cost_figures(result: LayerResult, measured: LayerCost) -> dict:
+    """Every figure of LAYER_FIGURES, as measured."""
+    usage = measured.usage
+    figures = {
+        "seconds": round(usage.wall_seconds, 3),
+        "startup_seconds": round(measured.startup_seconds, 3),
+        "cpu_seconds": round(usage.cpu_seconds, 3),
+        "cpu_utilisation": round(usage.cpu_utilisation, 3),
+        "peak_rss_bytes": usage.peak_rss_bytes,
         "rows_in": measured.io["rows_in"],
         "rows_out": result.rows,
         "bytes_read": measured.io["bytes_read"],
         "bytes_written": measured.io["bytes_written"],
-        "seconds": round(usage.wall_seconds, 3),
-        "startup_seconds": round(measured.startup_seconds, 3),
         "events_per_second": (
             round(measured.io["rows_in"] / usage.wall_seconds) if usage.wall_seconds else 0
         ),
-        "cpu_seconds": round(usage.cpu_seconds, 3),
-        "cpu_utilisation": round(usage.cpu_utilisation, 3),
-        "peak_rss_bytes": usage.peak_rss_bytes,
-        "peak_rss_gib": round(usage.peak_rss_bytes / 2**30, 3),
+    }
+    assert set(figures) == set(LAYER_FIGURES)
+    return figures
+
+
+def host_text() -> str:
+    host = host_facts()
+    return f"{host['cores']} cores, {size_text(host['memory_bytes'])}, {host['platform']}"
+
+
+def layer_metadata(
+    result: LayerResult, measured: LayerCost, required: frozenset[str] = frozenset()
+) -> dict:
+    """The one helper every layer asset of every engine uses, for the run's whole window:
+    rows and preview, and what the materialization cost (time, start-up, CPU, peak memory of
+    the process tree incl. a JVM, I/O), on what (engine versions, host). Window totals are
+    named window_*; each day's own row count is day_metadata's."""
+    usage = measured.usage
+    figures = cost_figures(result, measured)
+    start, end = measured.window
+    metadata = {
+        "engine": measured.engine,
+        "window": f"[{start}, {end})",
+        "window_rows_in": figures["rows_in"],
+        "window_rows_out": figures["rows_out"],
+        "window_read_mib": mib(figures["bytes_read"]),
+        "window_written_mib": mib(figures["bytes_written"]),
+        "seconds": figures["seconds"],
+        "startup_seconds": figures["startup_seconds"],
+        "events_per_second": figures["events_per_second"],
+        "cpu_seconds": figures["cpu_seconds"],
+        "cpu_utilisation": figures["cpu_utilisation"],
+        "peak_rss_gib": round(usage.peak_rss_bytes / GIB, 3),
+        FIGURES_ENTRY: dg.MetadataValue.json(figures),
         "engine_versions": dg.MetadataValue.json(measured.versions),
-        "host_cores": host["cores"],
-        "host_memory_bytes": host["memory_bytes"],
+        "host": host_text(),
         "preview": markdown_table(result.preview),
-        **{name: int(value) for name, value in result.counts.items()},
+        **{f"window_{name}": int(value) for name, value in result.counts.items()},
     }
     if usage.high_water_bytes is not None:
-        metadata["high_water_bytes"] = usage.high_water_bytes
+        metadata["high_water_gib"] = round(usage.high_water_bytes / GIB, 3)
     if measured.spark_session_seconds is not None:
         metadata["spark_session_seconds"] = round(measured.spark_session_seconds, 3)
     if not result.preview.is_empty():
-        metadata["dagster/column_schema"] = table_schema(result.preview)
+        metadata["dagster/column_schema"] = table_schema(result.preview.schema, required)
     for name, value in result.details.items():
         metadata[name] = dg.MetadataValue.json(value) if value is not None else "none"
     return metadata
+
+
+def day_metadata(rows_by_day: dict[date, int]) -> dict[str, dict]:
+    """Per partition key: the day's own row count (what the UI shows as the partition's row
+    count), so a range run does not show the window's total on every day."""
+    return {
+        day.isoformat(): {"dagster/row_count": rows, "dagster/partition_row_count": rows}
+        for day, rows in rows_by_day.items()
+    }
+
+
+def rejects_metadata(by_reason: dict[str, int], sample: pl.DataFrame) -> dict:
+    """Rejected rows of the window per reason, and a sample with the reason first."""
+    table = ["| reject_reason | rows |", "|---|---:|"]
+    table += [f"| {reason} | {rows:,} |" for reason, rows in by_reason.items()]
+    return {
+        "window_rejects_by_reason": dg.MetadataValue.md(
+            "\n".join(table) if by_reason else "_no rejected rows_"
+        ),
+        "rejects_sample": markdown_table(
+            sample, first=("reject_reason", "source_file", "raw_event_id", "raw_timestamp")
+        ),
+    }

@@ -13,11 +13,12 @@ from etl_poc.lakehouse.paths import Paths
 from etl_poc.settings import env_name, settings
 
 START_DATE = settings().start_date
+LAST_PARTITION = settings().last_partition
 
 
 class DataDirectory(dg.ConfigurableResource):
-    """ETL_POC_DATA_DIR (default ./data): landing/, the layers (layers/<engine>/<layer>/) and
-    the Iceberg warehouse (warehouse/)."""
+    """ETL_POC_DATA_DIR (default ./data): `landing/`, the layers (`layers/ENGINE/LAYER/`) and
+    the Iceberg warehouse (`warehouse/`)."""
 
     path: str = str(settings().data_dir)
 
@@ -41,10 +42,10 @@ class ReportsDirectory(dg.ConfigurableResource):
 
 
 class IcebergCatalog(dg.ConfigurableResource):
-    """The Iceberg catalog `lakehouse`, data files under <data>/warehouse. ETL_POC_CATALOG_URI
+    """The Iceberg catalog `lakehouse`, data files under `DATA/warehouse`. ETL_POC_CATALOG_URI
     names a SQLAlchemy database for the catalog (for example
     postgresql+psycopg2://user@127.0.0.1:5432/db); empty (the default) means the embedded
-    SQLite file <data>/warehouse/catalog.db."""
+    SQLite file `DATA/warehouse/catalog.db`."""
 
     data_dir: DataDirectory
     uri: str = ""  # given by resources_for as a dg.EnvVar: the UI shows the name, not the URL

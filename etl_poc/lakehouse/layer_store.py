@@ -60,6 +60,14 @@ def window_size(root: Path, engine: str, stored: str, start: date, end: date) ->
     return _rows(files), sum(f.stat().st_size for f in files)
 
 
+def day_rows(root: Path, engine: str, stored: str, start: date, end: date) -> dict[date, int]:
+    """Each day's rows of a layer's window, from the Parquet footers (0 for an empty day)."""
+    return {
+        day: _rows(sorted(_day_dir(root, engine, stored, day).glob("*.parquet")))
+        for day in days(start, end)
+    }
+
+
 def _rows(files: list[Path]) -> int:
     import pyarrow.parquet as pq
 

@@ -124,6 +124,28 @@ def preview(frame: pl.DataFrame) -> pl.DataFrame:
     return pl.read_ipc(buffer)
 
 
+REJECTS_SAMPLE_ROWS = 10
+
+
+def rejects_summary(paths: Paths, engine: str, start: date, end: date):
+    """The window's rejected rows (the stored rejects layer) per reason, in the spec's order,
+    and a sample of them: what a person inspecting the rejects wants first."""
+    from etl_poc.logic.spec import RejectReason
+
+    rejects = layer_store.read_layer(paths.layers, engine, "rejects", start, end)
+    if rejects.is_empty():
+        return {}, rejects
+    counts = dict(rejects.group_by("reject_reason").len().iter_rows())
+    order = [str(reason) for reason in RejectReason.ORDER]
+    rank = {reason: order.index(reason) if reason in order else len(order) for reason in counts}
+    by_reason = {reason: counts[reason] for reason in sorted(counts, key=lambda r: (rank[r], r))}
+    # One row of each reason first, then the rest in order: every reason gets an example.
+    firsts = rejects.group_by("reject_reason", maintain_order=True).head(1).select(rejects.columns)
+    rest = rejects.head(REJECTS_SAMPLE_ROWS)
+    sample = pl.concat([firsts, rest]).unique(maintain_order=True)
+    return by_reason, sample.head(max(REJECTS_SAMPLE_ROWS, len(by_reason)))
+
+
 def snapshot_properties(engine: str, run_id: str) -> dict[str, str]:
     """What every Iceberg snapshot of a run carries: who wrote it."""
     return {iceberg.RUN_PROPERTY: run_id, "etl_poc.engine": engine}

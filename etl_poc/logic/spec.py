@@ -129,6 +129,44 @@ REJECT_COLUMNS: Final = (
     "event_date",
     "reject_reason",
 )
+# What each column holds, wherever it appears (the landing files, the layers, the Iceberg
+# tables): the column descriptions of every table schema the UI shows.
+COLUMN_DESCRIPTIONS: Final[Mapping[str, str]] = {
+    "event_id": "the event's id, the tables' key: one row per event_id across the lakehouse",
+    "user_id": "the user who caused the event",
+    "session_id": "user_id@session start (ISO-8601 UTC, microseconds); the landing "
+    "file's own value is ignored",
+    "timestamp": "the event time as the source wrote it (text)",
+    "event_ts": "the event time, UTC, microseconds",
+    "event_date": "the UTC day of event_ts",
+    "page_url": "the page the event happened on",
+    "country": "the source's own country guess (ignored: country_code comes from the IP)",
+    "device": "desktop, mobile, tablet or other",
+    "ip_address": "the client's IPv4 or IPv6 address, as text",
+    "event_type": "one of the nine known event types, or UNKNOWN",
+    "user_tier": "bronze, silver, gold, platinum or unknown",
+    "ip_status": "public, private (special-purpose networks), invalid or missing",
+    "country_code": "ISO 3166 alpha-2 country of a public address; null where the range "
+    "table has none",
+    "session_start": "the first event time of the session",
+    "event_seq": "the event's position in its session, from 1",
+    "source_file": "the landing file the row came from, relative to landing/",
+    "reject_reason": "why the row is rejected (spec.RejectReason, the first that applies); "
+    "null for a usable row",
+    "partition_date": "the day the row is attributed to (spec.PARTITION_DATE)",
+    "range_start": "the first IPv4 address of the range, as a number",
+    "range_end": "the last IPv4 address of the range, as a number",
+    "reserved": "a special-purpose network (private, loopback, ...): ip_status private",
+}
+
+
+def column_description(name: str) -> str | None:
+    """What a column holds; a raw_<name> column is the landing text of <name>."""
+    if name.startswith("raw_") and name[4:] in COLUMN_DESCRIPTIONS:
+        return f"the landing file's text of {name[4:]}, untouched (rejects keep it)"
+    return COLUMN_DESCRIPTIONS.get(name)
+
+
 # The day a row belongs to when the pipeline runs day by day: its event_date when its timestamp
 # is usable (parsed, not before the start, not in the future, on a well-formed line); otherwise
 # the earliest such day of its landing file (or the start date when the file has none), so a

@@ -40,3 +40,12 @@ def layer_io(
             int(commit["summary"].get("added-files-size", 0)) for commit in result.details.values()
         )
     return {"rows_in": rows_in, "bytes_read": bytes_read, "bytes_written": bytes_written}
+
+
+def rows_by_day(paths: Paths, engine: str, layer: str, start: date, end: date) -> dict[date, int]:
+    """Each day's own rows of what a layer's run wrote: its first stored output's days, or,
+    for the Iceberg step, those of the sessionized layer it committed whole (the events
+    table's window holds exactly those rows)."""
+    described = layer_named(layer)
+    stored = described.outputs[0] if described.outputs else described.inputs[0]
+    return layer_store.day_rows(paths.layers, engine, stored, start, end)
