@@ -40,34 +40,23 @@ check-java: ## PySpark 4 needs Java 17 or newer
 	if [ -z "$$version" ] || [ "$$version" -lt 17 ]; then \
 		echo "error: PySpark 4 needs Java 17+, found: $$(java -version 2>&1 | head -1)" >&2; exit 1; fi
 
-BULK_RANGE = {"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-30"}
-# The generator writes one file per day after the bulk month; its last sessions run past
-# midnight into 2024-02-03, which every event of the landing zone lands in by its UTC date.
-INCREMENTAL_DAYS = 2024-01-31 2024-02-01 2024-02-02 2024-02-03
+# The demo data: a bulk month, then one file per day; its last sessions run past midnight into
+# 2024-02-03, which every event of the landing zone lands in by its UTC date. make demo and
+# make ui end the daily partitions there (ETL_POC_END_DATE; empty: open-ended, up to yesterday).
+BULK_RANGE = 2024-01-01...2024-01-30
+INCREMENTAL_DAYS = 2024-01-31,2024-02-01,2024-02-02,2024-02-03
+DEMO_LAST_DAY = 2024-02-03
 DEMO_LOG = $(DATA_DIR)/demo-dagster.log
+RUN_CONFIG = etl_poc/defs/run_config
 
-demo: install ## small data through both engines: the bulk month in one run, then day by day
+demo ui: export ETL_POC_END_DATE ?= $(DEMO_LAST_DAY)
+demo: install ## small data through both engines, launched through Dagster's daemon: a backfill of the bulk month, then day by day
 	@mkdir -p $(DATA_DIR) && : > $(DEMO_LOG)
 	$(RUN) etl-poc generate --size small --formats parquet --out $(DATA_DIR)/landing --no-progress
-	@echo "compare_engines over the bulk window 2024-01-01 .. 2024-01-30 (one run per engine lineage)"
-	@$(RUN) dagster job execute -m etl_poc.definitions -j compare_engines --tags '$(BULK_RANGE)' \
-		>> $(DEMO_LOG) 2>&1 || { tail -30 $(DEMO_LOG); exit 1; }
-	@for day in $(INCREMENTAL_DAYS); do \
-		echo "compare_engines for the incremental day $$day"; \
-		$(RUN) dagster job execute -m etl_poc.definitions -j compare_engines \
-			--tags "{\"dagster/partition\": \"$$day\"}" >> $(DEMO_LOG) 2>&1 \
-			|| { tail -30 $(DEMO_LOG); exit 1; }; \
-	done
-	@echo "lakehouse_analytics: the SQL in etl_poc/analytics/sql on both engines' tables"
-	@$(RUN) dagster job execute -m etl_poc.definitions -j lakehouse_analytics >> $(DEMO_LOG) 2>&1 \
-		|| { tail -30 $(DEMO_LOG); exit 1; }
-	@echo "benchmark_report: Polars vs Spark per layer on the bulk window, from the runs' metadata"
-	@$(RUN) dagster job execute -m etl_poc.definitions -j benchmark_report \
-		-c etl_poc/defs/run_config/benchmark_bulk_month.yaml >> $(DEMO_LOG) 2>&1 \
-		|| { tail -30 $(DEMO_LOG); exit 1; }
-	@echo "maintain_lakehouse: old Iceberg snapshots expired, files nothing references removed"
-	@$(RUN) dagster job execute -m etl_poc.definitions -j maintain_lakehouse \
-		-c etl_poc/defs/run_config/maintenance_now.yaml >> $(DEMO_LOG) 2>&1 \
+	@$(RUN) etl-poc demo --bulk $(BULK_RANGE) --days $(INCREMENTAL_DAYS) --log $(DEMO_LOG) \
+		--job lakehouse_analytics \
+		--job benchmark_report:$(RUN_CONFIG)/benchmark_bulk_month.yaml \
+		--job maintain_lakehouse:$(RUN_CONFIG)/maintenance_now.yaml \
 		|| { tail -30 $(DEMO_LOG); exit 1; }
 	@echo && cat reports/benchmark-graph.md
 	@echo

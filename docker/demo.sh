@@ -12,9 +12,9 @@ read -r -a generate_args <<< "${DEMO_GENERATE_ARGS:---size ${DEMO_SIZE:-small}}"
 echo "== generate: ${generate_args[*]} into $data/landing"
 etl-poc generate "${generate_args[@]}" --formats parquet --out "$data/landing" --no-progress
 
-tags="$(etl-poc window --data "$data")"
-echo "== compare_engines over $tags"
-dagster job execute -m etl_poc.definitions -j compare_engines --tags "$tags"
+window="$(etl-poc window --data "$data")"
+echo "== compare_engines over $window"
+dg launch -m etl_poc.definitions --job compare_engines --partition-range "$window"
 
 echo "== summary"
 etl-poc summary --data "$data"

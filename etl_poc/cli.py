@@ -277,9 +277,11 @@ def _catalog(args):
 def _add_window(sub) -> None:
     p = sub.add_parser(
         "window",
-        help="the partition window the landing zone holds, as the run tags of "
-        "`dagster job execute --tags` (one run over every day of it)",
+        help="the partition window the landing zone holds: FIRST...LAST for "
+        "`dg launch --partition-range` (one run over every day of it), or --tags",
     )
+    p.add_argument("--tags", action="store_true",
+                   help="as the run tags of a range run instead (JSON)")  # fmt: skip
     _add_data_option(p)
 
 
@@ -295,7 +297,8 @@ def _run_window(args) -> int:
     window = landing_window(paths.landing_index, settings().start_date, datetime.now(UTC).date())
     if window is None:
         raise ValueError(f"no landing files under {paths.landing}: generate some first")
-    print(json.dumps(range_tags(window[0].isoformat(), window[1].isoformat())))
+    first, last = window[0].isoformat(), window[1].isoformat()
+    print(json.dumps(range_tags(first, last)) if args.tags else f"{first}...{last}")
     return 0
 
 
@@ -484,6 +487,51 @@ def _run_restore(args) -> int:
     return 0
 
 
+def _first_last(text: str) -> tuple[str, str]:
+    first, sep, last = text.partition("...")
+    try:
+        if not sep:
+            raise ValueError
+        return date.fromisoformat(first).isoformat(), date.fromisoformat(last).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FIRST...LAST (dates), got {text!r}") from None
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="launch the demo's runs through Dagster's daemon, as from the UI",
+        description="Start Dagster's webserver and daemon on 127.0.0.1 over $DAGSTER_HOME, "
+        "then launch: a backfill of compare_engines over --bulk, one compare_engines run per "
+        "day of --days, and each --job in order; so the UI's job pages, runs timeline and "
+        "backfill history show them. Stops at the first failed run, saying why.",
+    )
+    p.add_argument("--bulk", type=_first_last, required=True, help="FIRST...LAST partitions")
+    p.add_argument("--days", default="", help="comma list of days, one run each, in order")
+    p.add_argument("--job", action="append", default=[], metavar="JOB[:CONFIG.yaml]",
+                   help="a job to run after them, with a run config file (repeatable)")  # fmt: skip
+    p.add_argument("--log", type=Path, required=True, help="Dagster's output goes here")
+
+
+def _run_demo(args) -> int:
+    import os
+
+    import yaml
+
+    from etl_poc.dagster_service import run_demo
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise ValueError("DAGSTER_HOME is not set: the runs need an instance to be kept in")
+    jobs = []
+    for item in args.job:
+        name, _, config = item.partition(":")
+        jobs.append((name, yaml.safe_load(Path(config).read_text()) if config else {}))
+    days = [date.fromisoformat(d.strip()).isoformat() for d in args.days.split(",") if d.strip()]
+    run_demo(Path(home), args.log, args.bulk, days, jobs)
+    return 0
+
+
 # Each command: how its arguments are declared, and what runs it.
 COMMANDS = {
     "generate": (_add_generate, _run_generate),
@@ -496,19 +544,41 @@ COMMANDS = {
     "health": (_add_health, _run_health),
     "backup": (_add_backup, _run_backup),
     "restore": (_add_restore, _run_restore),
+    "demo": (_add_demo, _run_demo),
 }
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("etl-poc")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 on success, 1 when the command fails (one line on stderr saying why; set
+    ETL_POC_TRACEBACK=1 for the traceback), 2 for a usage error (argparse's)."""
+    import os
+
     parser = argparse.ArgumentParser(prog="etl-poc", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add, _ in COMMANDS.values():
         add(sub)
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)
-    except (ValueError, RuntimeError, TimeoutError, FileExistsError, FileNotFoundError) as error:
-        parser.exit(2, f"etl-poc {args.command}: error: {error}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"etl-poc {args.command}: interrupted\n")
+    except Exception as error:
+        if os.environ.get("ETL_POC_TRACEBACK"):
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        if not isinstance(error, ValueError | RuntimeError | OSError | TimeoutError):
+            message = f"{type(error).__name__}: {message}"
+        parser.exit(1, f"etl-poc {args.command}: error: {message}\n")
 
 
 if __name__ == "__main__":

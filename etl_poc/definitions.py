@@ -6,7 +6,11 @@ import dagster as dg
 
 from etl_poc.defs.analytics import clickstream_analytics
 from etl_poc.defs.assets import ENGINE_ASSETS, ip_country_ranges
-from etl_poc.defs.automation import compare_engines_daily, landing_files_changed
+from etl_poc.defs.automation import (
+    compare_engines_daily,
+    declarative_automation,
+    landing_files_changed,
+)
 from etl_poc.defs.benchmark import benchmark
 from etl_poc.defs.checks import EQUIVALENCE_CHECKS, QUALITY_CHECKS, SCHEMA_CHANGE_CHECKS
 from etl_poc.defs.jobs import JOBS
@@ -44,7 +48,7 @@ defs = dg.Definitions(
     ],
     jobs=JOBS,
     schedules=[compare_engines_daily],
-    sensors=[landing_files_changed, killed_runs_fail],
+    sensors=[landing_files_changed, declarative_automation, killed_runs_fail],
     resources=RESOURCES,
     executor=dg.in_process_executor,
 )

@@ -46,6 +46,12 @@ class Settings:
         "the last daily partition (YYYY-MM-DD); empty: open-ended, up to the last complete day "
         "(make demo and make ui set the demo data's last day)",
     )
+    automation: str = _setting(
+        "ETL_POC_AUTOMATION",
+        "on",
+        "on: the landing sensor and declarative automation start running with the daemon; off: "
+        "they start stopped (make demo launches its own runs)",
+    )
     sensor_lookback_days: int = _setting(
         "ETL_POC_SENSOR_LOOKBACK_DAYS",
         3,
@@ -115,6 +121,8 @@ class Settings:
                 date.fromisoformat(self.end_date)
             except ValueError:
                 raise ValueError(f"ETL_POC_END_DATE={self.end_date!r}: a date, YYYY-MM-DD") from None
+        if self.automation not in ("on", "off"):
+            raise ValueError(f"ETL_POC_AUTOMATION={self.automation!r}: on or off")
         if self.sensor_lookback_days < 0:
             raise ValueError(f"ETL_POC_SENSOR_LOOKBACK_DAYS={self.sensor_lookback_days}: 0 or more")
         if self.polars_chunk_rows < 0:

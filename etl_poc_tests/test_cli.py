@@ -60,6 +60,25 @@ def test_bad_arguments_are_clear_errors(tmp_path, capsys, args, message):
     assert message in capsys.readouterr().err
 
 
+def test_version_exit_codes_and_one_line_errors(tmp_path):
+    """--version; a usage error exits 2, a failing command 1 with one line naming it, no
+    traceback."""
+    version = subprocess.run([sys.executable, "-m", "etl_poc.cli", "--version"],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+    assert version.stdout.startswith("etl-poc ") and version.stdout.strip() != "etl-poc"
+    usage = subprocess.run([sys.executable, "-m", "etl_poc.cli", "no-such-command"],
+                           capture_output=True, text=True)  # fmt: skip
+    assert usage.returncode == 2 and "invalid choice" in usage.stderr
+    failed = subprocess.run(
+        [sys.executable, "-m", "etl_poc.cli", "summary", "--data", str(tmp_path / "none")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("etl-poc summary: error: "), failed.stderr
+    assert len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
 def test_console_script_runs_as_a_module(tmp_path):
     result = subprocess.run(
         [
@@ -87,19 +106,21 @@ def test_window_is_the_landing_zones_partitions_as_run_tags(tmp_path, capsys):
           "--days", "2", "--incremental-days", "1", "--no-progress"])  # fmt: skip
     capsys.readouterr()
     assert main(["window", "--data", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "2024-01-01...2024-01-04\n"  # dg launch --partition-range
+    assert main(["window", "--data", str(tmp_path), "--tags"]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "dagster/asset_partition_range_start": "2024-01-01",
         "dagster/asset_partition_range_end": "2024-01-04",
     }
     # Without a manifest (a source's own files), the files' own days tell.
     (landing / "manifest_2000ev.json").unlink()
-    assert main(["window", "--data", str(tmp_path)]) == 0
+    assert main(["window", "--data", str(tmp_path), "--tags"]) == 0
     window = json.loads(capsys.readouterr().out)
     assert window["dagster/asset_partition_range_start"] == "2024-01-01"
     assert "2024-01-03" <= window["dagster/asset_partition_range_end"] <= "2024-01-04"
     with pytest.raises(SystemExit) as stop:
         main(["window", "--data", str(tmp_path / "empty")])
-    assert stop.value.code == 2
+    assert stop.value.code == 1
     assert "no landing files" in capsys.readouterr().err
 
 
@@ -140,7 +161,7 @@ def test_health_asks_the_url_for_a_200(capsys):
         for url in (f"{base}/down", "http://127.0.0.1:1/"):
             with pytest.raises(SystemExit) as stop:
                 main(["health", url, "--timeout", "2"])
-            assert stop.value.code == 2
+            assert stop.value.code == 1
             assert url in capsys.readouterr().err
     finally:
         server.shutdown()

@@ -31,6 +31,7 @@ _LAYER_DEPS = {
     "clickstream_events": ["{e}/sessionized_clickstream"],
 }
 _LAYERS = sorted(_LAYER_DEPS)
+_ASSET_LAYERS = list(_LAYER_DEPS)  # in pipeline order
 EXPECTED_ASSETS = {
     "benchmark": ("benchmark", ["python"], False,
                   sorted(f"{e}/{layer}" for e in ("polars", "spark") for layer in _LAYERS)),
@@ -62,13 +63,14 @@ EXPECTED_CHECKS = sorted(
     + [("clickstream_analytics", "engines_give_the_same_answers")]
     + [(f"spark/{layer}", "same_rows_as_polars") for layer in _LAYERS]
     + [(f"{engine}/{layer}", name) for engine in ("polars", "spark") for layer, name in _QUALITY]
+    + [(f"{e}/{layer}", "column_schema_change") for e in ("polars", "spark") for layer in _LAYERS]
 )
 _LINEAGE = {e: sorted(f"{e}/{layer}" for layer in _LAYERS) for e in ("polars", "spark")}
 EXPECTED_JOBS = {
     CHECK_LANDING_JOB: [],
     "polars_etl": _LINEAGE["polars"],
     "spark_etl": _LINEAGE["spark"],
-    "compare_engines": _LINEAGE["polars"] + _LINEAGE["spark"],
+    "compare_engines": ["ip_country_ranges", *_LINEAGE["polars"], *_LINEAGE["spark"]],
     "lakehouse_analytics": ["clickstream_analytics"],
     "bench_polars": _LINEAGE["polars"],
     "bench_spark": _LINEAGE["spark"],
@@ -92,7 +94,39 @@ def test_definitions_load_with_the_expected_graph():
         )  # fmt: skip
     assert assets == EXPECTED_ASSETS
     assert sorted((_key(k.asset_key), k.name) for k in graph.asset_check_keys) == EXPECTED_CHECKS
-    assert [sensor.name for sensor in defs.sensors] == ["killed_runs_fail"]
+    assert [sensor.name for sensor in defs.sensors] == [
+        "landing_files_changed", "declarative_automation", "killed_runs_fail",
+    ]  # fmt: skip
+    assert [schedule.name for schedule in defs.schedules] == ["compare_engines_daily"]
+    # Who owns each asset, its tags, what keeps it fresh or materializes it by itself, and a
+    # link to its code.
+    people = {
+        _key(key): (
+            list(graph.get(key).owners),
+            {k: v for k, v in graph.get(key).tags.items() if not k.startswith("dagster/kind/")},
+            graph.get(key).freshness_policy is not None,
+            graph.get(key).automation_condition is not None,
+            "dagster/code_references" in graph.get(key).metadata,
+        )
+        for key in graph.get_all_asset_keys()
+    }
+    assert people == {
+        **{
+            # landing_clickstream is external (files sources drop): no code of ours makes it.
+            name: (["team:data-platform"], {}, False, name == "clickstream_analytics",
+                   name != "landing_clickstream")
+            for name in EXPECTED_ASSETS
+            if "/" not in name
+        },
+        **{
+            f"{e}/{asset}": (
+                ["team:data-platform"], {"etl_poc/engine": e, "etl_poc/layer": layer},
+                layer == "events", False, True,
+            )
+            for e in ("polars", "spark")
+            for asset, layer in zip(_ASSET_LAYERS, ("raw", "cleansed", "enriched", "sessionized", "events"), strict=True)
+        },
+    }  # fmt: skip
     jobs = {
         job.name: sorted(_key(k) for k in job.asset_layer.selected_asset_keys)
         for job in defs.resolve_all_job_defs()
@@ -151,7 +185,7 @@ def _dagster_cli(tmp_path: Path, generate: list[str], job: list[str], **env: str
     )  # fmt: skip
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster_home" / "dagster.yaml").read_text())
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -200,7 +234,7 @@ def test_check_job_runs_from_the_dagster_cli(tmp_path):
     assert evaluation is not None
 
 
-@pytest.mark.parametrize("config", ["dagster.yaml", "docker/dagster.yaml"])
+@pytest.mark.parametrize("config", ["dagster_home/dagster.yaml", "docker/dagster.yaml"])
 def test_both_instances_monitor_their_runs(config, tmp_path, monkeypatch):
     """A run stuck starting, cancelling or running past its ceiling is ended by the daemon
     (issue 15, defect 6)."""

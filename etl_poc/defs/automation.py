@@ -23,6 +23,11 @@ from .tags import range_tags
 
 LANDING_SENSOR = "landing_files_changed"
 DAILY_SCHEDULE = "compare_engines_daily"
+AUTOMATION_SENSOR = "declarative_automation"
+# What the daemon does with them until someone switches them in the UI (ETL_POC_AUTOMATION).
+AUTOMATION_STATUS = (
+    dg.DefaultSensorStatus.RUNNING if settings().automation == "on" else dg.DefaultSensorStatus.STOPPED
+)
 
 
 def landing_state(data_dir: DataDirectory) -> dict[str, dict]:
@@ -84,7 +89,7 @@ def _materialized(instance: dg.DagsterInstance) -> tuple[set[date], set[date]]:
     name=LANDING_SENSOR,
     job=compare_engines,
     minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=AUTOMATION_STATUS,
     description="Watches the landing zone (its cursor: every file's version and the days it "
     "holds) and requests one compare_engines run for the days new, changed or removed files "
     "hold, continued to the last day already built after them (sessions carry over). Its "
@@ -130,4 +135,15 @@ compare_engines_daily = dg.build_schedule_from_partitioned_job(
     description="compare_engines for the day that just ended, at 01:00 UTC. Off by default: "
     "the landing sensor already runs the days files arrive for; turn this on instead where "
     "the sources deliver by a deadline and a day must run whether or not files changed.",
+)
+
+# Evaluates the assets' AutomationConditions (clickstream_analytics: eager, once the blocking
+# checks on its inputs passed); Dagster's default one, with the project's default status.
+declarative_automation = dg.AutomationConditionSensorDefinition(
+    AUTOMATION_SENSOR,
+    target=dg.AssetSelection.all(),
+    default_status=AUTOMATION_STATUS,
+    minimum_interval_seconds=30,
+    description="Materializes the assets whose AutomationCondition asks for it: the analytics "
+    "once both engines' tables are new and their blocking checks passed.",
 )

@@ -7,6 +7,7 @@ alone (its Execute button in the UI), from the latest materialization of its ass
 says in its metadata which window it compared.
 """
 
+import warnings
 from datetime import date, timedelta
 
 import dagster as dg
@@ -225,6 +226,8 @@ QUALITY_CHECKS = [check for engine in ENGINES for check in _quality_checks(engin
 
 # Dagster's own: a layer's columns (names and types) unchanged since its previous
 # materialization (WARN: a change is worth a look, not a stop).
-SCHEMA_CHANGE_CHECKS = dg.build_column_schema_change_checks(
-    assets=[asset_key(engine, layer) for engine in ENGINES for layer in LAYER_NAMES]
-)
+with warnings.catch_warnings():  # beta in Dagster 1.13
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    SCHEMA_CHANGE_CHECKS = dg.build_column_schema_change_checks(
+        assets=[asset_key(engine, layer) for engine in ENGINES for layer in LAYER_NAMES]
+    )

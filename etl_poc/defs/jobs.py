@@ -29,7 +29,7 @@ def _quality_checks(engine: str) -> dg.AssetSelection:
 
 def engine_tag(engine: str) -> str:
     """The run tag of a job that writes an engine's windows: the queued run coordinator
-    (dagster.yaml, docker/dagster.yaml) starts one such run per engine at a time, so runs wait
+    (dagster_home/dagster.yaml, docker/dagster.yaml) starts one such run per engine at a time, so runs wait
     in the queue rather than on the day locks (lakehouse.locks), which still guard every run."""
     return f"etl_poc/writes_{engine}"
 
@@ -68,8 +68,9 @@ def _bench_job(engine: str):
 
 compare_engines = _job(
     "compare_engines",
-    dg.AssetSelection.groups(*ENGINES),
-    "Every engine's lineage and the checks that they agree, for a partition or a range.",
+    dg.AssetSelection.groups(*ENGINES) | dg.AssetSelection.groups("reference"),
+    "Every engine's lineage and the checks that they agree, for a partition or a range; the "
+    "IP-to-country table they join against is recorded with each run (name, date, licence).",
     ENGINES,
 )
 lakehouse_analytics = _job(

@@ -11,6 +11,7 @@ from etl_poc.logic.spec import ENGINES
 from etl_poc.settings import settings
 
 from .assets import asset_key
+from .metadata import OWNERS
 from .resources import IcebergCatalog
 
 LAKEHOUSE_MAINTENANCE = dg.AssetKey("lakehouse_maintenance")
@@ -29,6 +30,7 @@ class MaintenanceConfig(dg.Config):
     key=LAKEHOUSE_MAINTENANCE,
     deps=[asset_key(engine, "events") for engine in ENGINES],
     group_name="maintenance",
+    owners=OWNERS,
     kinds={"iceberg"},
     description="Expires every engine's Iceberg snapshots older than the retention and removes "
     "the data and manifest files no remaining snapshot references (replaced windows, killed "

@@ -81,7 +81,8 @@ def test_both_lineages_materialize_and_agree(compared):
     data, result = compared
     assert result.success, result.all_events[-1]
     checks = _checks(result)
-    assert len(checks) == 17, checks  # 5 equivalence checks, 6 quality checks per engine
+    # 5 equivalence checks, 6 quality checks per engine, Dagster's schema-change check per layer
+    assert len(checks) == 27, checks
     assert all(checks.values()), checks
     polars_rows, spark_rows = _iceberg_rows(data, "polars"), _iceberg_rows(data, "spark")
     assert polars_rows.height > 2500
@@ -93,11 +94,18 @@ def test_both_lineages_materialize_and_agree(compared):
         for engine in ("polars", "spark")
         for layer in ("raw", "cleansed", "enriched", "sessionized", "events")
     }
-    sessionized = next(
-        e for e in materialized if e.asset_key == asset_key("spark", "sessionized")
-    ).materialization.metadata
-    assert sessionized["dagster/row_count"].value == polars_rows.height
-    assert sessionized["peak_rss_bytes"].value > 0
+    # A range run records each day's own row count on its partition, the window's total as
+    # window_rows_out.
+    sessionized = [
+        e.materialization for e in materialized if e.asset_key == asset_key("spark", "sessionized")
+    ]
+    per_day = {m.partition: m.metadata["dagster/row_count"].value for m in sessionized}
+    assert per_day == {
+        day.isoformat(): rows
+        for day, rows in polars_rows.group_by("event_date").len().iter_rows()
+    }
+    assert {m.metadata["window_rows_out"].value for m in sessionized} == {polars_rows.height}
+    assert sessionized[0].metadata["figures"].value["peak_rss_bytes"] > 0
     # Spark wrote its table's data files itself; PyIceberg committed them, naming the run.
     catalog = iceberg.open_catalog(Paths(data).warehouse)
     for engine, written_by_spark in (("spark", True), ("polars", False)):
@@ -118,18 +126,26 @@ def test_every_materialization_carries_what_it_cost(compared):
         by_asset.setdefault(event.asset_key, event.materialization.metadata)  # one per run
     assert len(by_asset) == 10
     for key, metadata in by_asset.items():
-        missing = [k for k in (*LAYER_FIGURES, "engine_versions", "window", "host_cores",
-                               "high_water_bytes") if k not in metadata]  # fmt: skip
+        figures = metadata["figures"].value  # exact, for the benchmark asset
+        missing = [k for k in LAYER_FIGURES if k not in figures]
+        missing += [k for k in ("engine_versions", "window", "host", "high_water_gib",
+                                "window_read_mib", "window_written_mib") if k not in metadata]  # fmt: skip
         assert not missing, (key, missing)
-        assert metadata["seconds"].value >= metadata["startup_seconds"].value >= 0
-        assert metadata["peak_rss_bytes"].value > 0
-        assert metadata["bytes_read"].value > 0
-        assert metadata["bytes_written"].value > 0
+        assert figures["seconds"] >= figures["startup_seconds"] >= 0
+        assert figures["peak_rss_bytes"] > 0
+        assert figures["bytes_read"] > 0
+        assert figures["bytes_written"] > 0
+        assert metadata["window_read_mib"].value == round(figures["bytes_read"] / 2**20, 2)
         assert metadata["window"].value == "[2024-01-01, 2024-01-04)"
+        # Host facts as one text (not numbers the UI plots as flat lines); no raw byte counts.
+        assert isinstance(metadata["host"].value, str) and "cores" in metadata["host"].value
+        assert not [k for k in metadata if k.endswith("_bytes")], key
     for engine in ("polars", "spark"):
 
         def figure(layer, name, engine=engine):
-            return by_asset[asset_key(engine, layer)][name].value
+            if name in LAYER_FIGURES:
+                return by_asset[asset_key(engine, layer)]["figures"].value[name]
+            return by_asset[asset_key(engine, layer)][f"window_{name}"].value
 
         assert figure("cleansed", "rows_in") == figure("raw", "rows_out")
         assert figure("enriched", "rows_in") == figure("cleansed", "rows_out")
@@ -215,6 +231,7 @@ def test_analytics_give_the_same_answers_on_both_tables(compared, capsys):
     for query in ("conversion_funnel", "daily_activity", "top_countries", "bounce_rate"):
         assert "|" in metadata[query].value, query
     funnel = metadata["conversion_funnel"].value
+    assert "```sql\n" in funnel  # the SQL beside its answer
     assert "PAGE_VIEW" in funnel
     assert "PURCHASE" in funnel
     # Ad-hoc SQL from the command line over the same tables.
@@ -235,6 +252,7 @@ def test_the_benchmark_asset_compares_the_recorded_figures(compared):
     assert metadata["polars_seconds"].value > 0
     assert metadata["spark_seconds"].value > 0
     assert "| sessionized |" in metadata["comparison"].value
+    assert "](data:image/png;base64,iVBOR" in metadata["chart"].value  # inline on the page
     reports = data / "reports"
     assert (reports / "benchmark-graph.png").read_bytes().startswith(b"\x89PNG")
     assert "Spark/Polars" in (reports / "benchmark-graph.md").read_text()
