@@ -17,12 +17,20 @@ UI_PORT ?= 3000
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export ETL_POC_DATA_DIR := $(DATA_DIR)
 
-.PHONY: help install check-java demo test test-fast lint format ui query generate bench bench-generator report cluster-up cluster-down clean docker-env docker-check docker-build docker-up docker-demo docker-down
+.PHONY: help install browser check-java demo test test-fast lint format ui query generate bench bench-generator report cluster-up cluster-down clean docker-env docker-check docker-build docker-up docker-demo docker-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: check-java .venv/.installed ## install uv if missing, then the locked environment
+install: check-java .venv/.installed browser ## install uv if missing, then the locked environment
+
+# The browser test drives Debian's chromium (never a downloaded browser): installed when missing
+# and this is root on Debian; otherwise that test skips, saying so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get install -y -q chromium >/dev/null 2>&1 \
+			|| { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } \
+		|| echo "note: no chromium (apt-get install chromium): the browser test will skip"
 
 .venv/.installed: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || { \
@@ -54,7 +62,7 @@ demo: install ## small data through both engines, launched through Dagster's dae
 	@mkdir -p $(DATA_DIR) && : > $(DEMO_LOG)
 	$(RUN) etl-poc generate --size small --formats parquet --out $(DATA_DIR)/landing --no-progress
 	@$(RUN) etl-poc demo --bulk $(BULK_RANGE) --days $(INCREMENTAL_DAYS) --log $(DEMO_LOG) \
-		--job lakehouse_analytics \
+		--job check_landing --job lakehouse_analytics \
 		--job benchmark_report:$(RUN_CONFIG)/benchmark_bulk_month.yaml \
 		--job maintain_lakehouse:$(RUN_CONFIG)/maintenance_now.yaml \
 		|| { tail -30 $(DEMO_LOG); exit 1; }

@@ -26,6 +26,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tqdm import tqdm
+
 from etl_poc.defs.jobs import BENCHMARK_JOB
 from etl_poc.defs.tags import PROCESSED_AT_TAG, range_tags
 from etl_poc.logic.spec import ENGINES
@@ -118,12 +120,16 @@ def run_pipeline_benchmark(
     dagster = str(Path(sys.executable).with_name("dagster"))
     speed_before = cpu_speed()
     runs: list[dict] = []
+    per_attempt = len(engines) + len([e for e in plain if e in engines]) + bool(floor)
+    # A bar over every run of the harness (on stderr; each run's figures still get a line).
+    progress = tqdm(total=repeat * per_attempt, unit="run", desc="benchmark", file=sys.stderr)
     for attempt in range(1, repeat + 1):
         order = engines if attempt % 2 else tuple(reversed(engines))
         steps = [("dagster", e) for e in order] + [("plain", e) for e in plain if e in order]
         if floor:
             steps.append(("floor", "floor"))
         for kind, engine in steps:
+            progress.set_postfix_str(f"{kind} {engine}, attempt {attempt}")
             _fresh(data)
             if kind == "dagster":
                 command = [dagster, "job", "execute", "-m", "etl_poc.definitions",
@@ -139,12 +145,14 @@ def run_pipeline_benchmark(
             elif kind != "dagster":
                 run["result"] = json.loads((scratch / "plain" / "result.json").read_text())
             runs.append(run)
-            print(
+            progress.write(
                 f"{kind} {engine} run {attempt}: {usage['wall_seconds']:.1f} s, peak RSS "
                 f"{gib(usage['peak_rss_bytes'])} GiB, {usage['cpu_utilisation']:.2f} cores"
                 + (f", FAILED: {run['error']}" if run.get("failed") else ""),
-                flush=True,
+                file=sys.stdout,
             )
+            progress.update()
+    progress.close()
     _fresh(data)
     graph = None
     succeeded = {r["engine"] for r in runs if r["kind"] == "dagster" and not r.get("failed")}

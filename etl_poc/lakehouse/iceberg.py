@@ -12,6 +12,7 @@ the re-read table, which is safe because the transaction is a replacement.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 import uuid
@@ -42,6 +43,10 @@ from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from etl_poc.logic.spec import REJECT_COLUMNS
+
+# Progress lines (a commit each); Dagster shows them in a run's log (dagster.yaml's
+# managed_python_loggers).
+log = logging.getLogger("etl_poc")
 
 CATALOG_NAME = "lakehouse"
 EVENTS_TABLE = "clickstream_events"
@@ -395,8 +400,14 @@ def _replace(
                 raise
             time.sleep(0.05 * 2**attempt)  # another writer committed first: re-read and retry
     snapshot = table.current_snapshot()  # this commit's, even if another writer came after
+    log.info(
+        f"committed {namespace}.{layout.name} [{start}, {end}): snapshot "
+        f"{snapshot.snapshot_id if snapshot else None}"
+        f" after {attempt} attempt(s)"
+    )
     return {
-        "snapshot_id": snapshot.snapshot_id if snapshot else None,
+        # As text: a 64-bit id would lose its last digits as a JavaScript number (the UI).
+        "snapshot_id": str(snapshot.snapshot_id) if snapshot else None,
         "summary": _transaction_summary(table, before.snapshot_id if before else None),
         "commit_attempts": attempt,
     }

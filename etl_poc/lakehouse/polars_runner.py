@@ -10,6 +10,7 @@ the day before, and the Iceberg window is replaced in one transaction.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -37,6 +38,8 @@ from etl_poc.reference.ip_ranges import IpRangeTable, load_packaged_ranges
 from etl_poc.settings import DEFAULT_POLARS_CHUNK_ROWS, POLARS_ENGINES, Settings
 
 ENGINE = "polars"
+
+log = logging.getLogger("etl_poc")  # progress per piece: the run log shows it
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class Runner:
             )
             layer_store.polars_add_part(window, self.paths.layers, ENGINE, "raw", start, end, part)
             rows += window.height
+            log.info(f"polars raw: piece {part + 1}/{len(pieces)}: {window.height:,} rows")
             shown = shown if shown.height else preview(window)
         return LayerResult(rows, shown, {**read, "pieces": len(pieces)}, details)
 
@@ -190,6 +194,8 @@ class Runner:
                 "duplicates_removed": raw_count - rejects.height - clean.height,
             }
             results.append(LayerResult(clean.height, preview(clean), counts))
+            log.info(f"polars cleansed: [{first}, {stop}) {clean.height:,} rows kept, "
+                     f"{rejects.height:,} rejected")  # fmt: skip
         return _combined(results)
 
     def _earlier_copies(self, start: date) -> pl.LazyFrame | None:

@@ -154,6 +154,7 @@ COLUMN_DESCRIPTIONS: Final[Mapping[str, str]] = {
     "reject_reason": "why the row is rejected (spec.RejectReason, the first that applies); "
     "null for a usable row",
     "partition_date": "the day the row is attributed to (spec.PARTITION_DATE)",
+    "malformed": "the CSV record had the wrong number of fields (rejected as MALFORMED_LINE)",
     "range_start": "the first IPv4 address of the range, as a number",
     "range_end": "the last IPv4 address of the range, as a number",
     "reserved": "a special-purpose network (private, loopback, ...): ip_status private",

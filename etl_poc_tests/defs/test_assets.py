@@ -140,6 +140,12 @@ def test_every_materialization_carries_what_it_cost(compared):
         # Host facts as one text (not numbers the UI plots as flat lines); no raw byte counts.
         assert isinstance(metadata["host"].value, str) and "cores" in metadata["host"].value
         assert not [k for k in metadata if k.endswith("_bytes")], key
+        # Every column says what it holds; the events table's required columns are not null.
+        columns = metadata["dagster/column_schema"].schema.columns
+        assert [c.name for c in columns if not c.description] == [], key
+        if key.path[-1] == "clickstream_events":
+            assert not next(c for c in columns if c.name == "event_id").constraints.nullable
+            assert next(c for c in columns if c.name == "country_code").constraints.nullable
     for engine in ("polars", "spark"):
 
         def figure(layer, name, engine=engine):
