@@ -13,6 +13,10 @@ from etl_poc.logic.spec import ENGINES
 from etl_poc.settings import settings
 
 
+class UsageError(ValueError):
+    """Arguments that parse but do not make sense together: exit 2, like argparse's errors."""
+
+
 def _formats(text: str) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
     bad = [f for f in chosen if f not in FORMATS]
@@ -68,7 +72,10 @@ def _add_generate(sub) -> None:
 def _run_generate(args) -> int:
     from etl_poc.generate.landing import foreign_files, generate
 
-    defects = DefectRates().scaled(args.dirty_scale).with_overrides(dict(args.defect_rate))
+    try:
+        defects = DefectRates().scaled(args.dirty_scale).with_overrides(dict(args.defect_rate))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     if args.events is not None:
         events, label = args.events, args.label or f"{args.events}ev"
     else:
@@ -572,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command][1](args)
     except KeyboardInterrupt:
         parser.exit(130, f"etl-poc {args.command}: interrupted\n")
+    except UsageError as error:
+        parser.exit(2, f"etl-poc {args.command}: error: {error}\n")
     except Exception as error:
         if os.environ.get("ETL_POC_TRACEBACK"):
             raise

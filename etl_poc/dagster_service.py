@@ -91,13 +91,15 @@ class DagsterService:
             if self._process.poll() is not None:
                 raise RuntimeError(f"Dagster exited while starting: see {self.log_path}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Dagster did not answer within {timeout:.0f} s: see {self.log_path}")
+                raise RuntimeError(
+                    f"Dagster did not answer within {timeout:.0f} s: see {self.log_path}"
+                )
             time.sleep(1)
         # The code location loads in its own server: wait until its jobs are there.
         while time.monotonic() < deadline:
             answer = self.graphql(
-                '{ repositoryOrError(repositorySelector: {repositoryLocationName: "%s", '
-                'repositoryName: "%s"}) { __typename } }' % (LOCATION, REPOSITORY)
+                f'{{ repositoryOrError(repositorySelector: {{repositoryLocationName: "{LOCATION}", '
+                f'repositoryName: "{REPOSITORY}"}}) {{ __typename }} }}'
             )
             if answer["data"]["repositoryOrError"]["__typename"] == "Repository":
                 return
@@ -227,7 +229,9 @@ def run_demo(
         backfill = service.launch_backfill("compare_engines", _partitions(*bulk), "demo bulk month")
         for run_id, status in service.wait_for_backfill(backfill):
             _require(service, "compare_engines (bulk)", run_id, status)
-        launches = [("compare_engines", {PARTITION_TAG: day}, {}, f"for the day {day}") for day in days]
+        launches = [
+            ("compare_engines", {PARTITION_TAG: day}, {}, f"for the day {day}") for day in days
+        ]
         launches += [(job, {}, config, "") for job, config in jobs]
         for job, tags, config, what in launches:
             say(f"{job} {what}".rstrip())

@@ -120,7 +120,9 @@ class Settings:
             try:
                 date.fromisoformat(self.end_date)
             except ValueError:
-                raise ValueError(f"ETL_POC_END_DATE={self.end_date!r}: a date, YYYY-MM-DD") from None
+                raise ValueError(
+                    f"ETL_POC_END_DATE={self.end_date!r}: a date, YYYY-MM-DD"
+                ) from None
         if self.automation not in ("on", "off"):
             raise ValueError(f"ETL_POC_AUTOMATION={self.automation!r}: on or off")
         if self.sensor_lookback_days < 0:

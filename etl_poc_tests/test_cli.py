@@ -65,10 +65,12 @@ def test_version_exit_codes_and_one_line_errors(tmp_path):
     traceback."""
     version = subprocess.run([sys.executable, "-m", "etl_poc.cli", "--version"],
                              capture_output=True, text=True, check=True)  # fmt: skip
-    assert version.stdout.startswith("etl-poc ") and version.stdout.strip() != "etl-poc"
+    assert version.stdout.startswith("etl-poc ")
+    assert version.stdout.strip() != "etl-poc"
     usage = subprocess.run([sys.executable, "-m", "etl_poc.cli", "no-such-command"],
                            capture_output=True, text=True)  # fmt: skip
-    assert usage.returncode == 2 and "invalid choice" in usage.stderr
+    assert usage.returncode == 2
+    assert "invalid choice" in usage.stderr
     failed = subprocess.run(
         [sys.executable, "-m", "etl_poc.cli", "summary", "--data", str(tmp_path / "none")],
         capture_output=True, text=True,

@@ -176,8 +176,8 @@ def test_files_the_pipeline_cannot_ingest_are_named_and_warned_about(tmp_path):
 
 
 def _dagster_cli(tmp_path: Path, generate: list[str], job: list[str], **env: str):
-    """Generate landing data, then `dagster job execute` in a fresh process with its own
-    instance; returns the finished process and the instance."""
+    """Generate landing data, then `dg launch` in a fresh process with its own instance;
+    returns the finished process and the instance."""
     subprocess.run(
         [sys.executable, "-m", "etl_poc.cli", "generate", *generate, "--no-progress",
          "--out", str(tmp_path / "data" / "landing")],
@@ -185,7 +185,9 @@ def _dagster_cli(tmp_path: Path, generate: list[str], job: list[str], **env: str
     )  # fmt: skip
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster_home" / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text(
+        (Path(__file__).parents[1] / "dagster_home" / "dagster.yaml").read_text()
+    )
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -193,7 +195,7 @@ def _dagster_cli(tmp_path: Path, generate: list[str], job: list[str], **env: str
         **env,
     }
     run = subprocess.run(
-        [sys.executable, "-m", "dagster", "job", "execute", "-m", "etl_poc.definitions", *job],
+        [str(Path(sys.executable).with_name("dg")), "launch", "-m", "etl_poc.definitions", *job],
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     return run, dg.DagsterInstance.from_config(str(home))
@@ -201,13 +203,12 @@ def _dagster_cli(tmp_path: Path, generate: list[str], job: list[str], **env: str
 
 @pytest.mark.spark
 def test_compare_engines_runs_from_the_dagster_cli(tmp_path):
-    """What CI and `make demo` run: `dagster job execute` over a partition range, in a fresh
-    process (its own Spark session), every check evaluated and passing."""
-    tags = '{"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-02"}'
+    """What the README shows: `dg launch --partition-range`, in a fresh process (its own
+    Spark session), every check evaluated and passing."""
     run, instance = _dagster_cli(
         tmp_path,
         ["--events", "600", "--days", "2", "--incremental-days", "1", "--formats", "parquet"],
-        ["-j", "compare_engines", "--tags", tags],
+        ["--job", "compare_engines", "--partition-range", "2024-01-01...2024-01-02"],
         ETL_POC_SPARK_MASTER="local[1]",
         ETL_POC_SPARK_DRIVER_MEMORY="2g",
     )
@@ -223,8 +224,8 @@ def test_compare_engines_runs_from_the_dagster_cli(tmp_path):
 
 
 def test_check_job_runs_from_the_dagster_cli(tmp_path):
-    """What CI and `make demo` run: `dagster job execute` in a fresh process."""
-    run, instance = _dagster_cli(tmp_path, ["--events", "200"], ["-j", CHECK_LANDING_JOB])
+    """`dg launch --job`, in a fresh process."""
+    run, instance = _dagster_cli(tmp_path, ["--events", "200"], ["--job", CHECK_LANDING_JOB])
     assert run.returncode == 0, run.stderr[-2000:]
     (record,) = instance.get_run_records()
     assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS

@@ -26,7 +26,9 @@ DAILY_SCHEDULE = "compare_engines_daily"
 AUTOMATION_SENSOR = "declarative_automation"
 # What the daemon does with them until someone switches them in the UI (ETL_POC_AUTOMATION).
 AUTOMATION_STATUS = (
-    dg.DefaultSensorStatus.RUNNING if settings().automation == "on" else dg.DefaultSensorStatus.STOPPED
+    dg.DefaultSensorStatus.RUNNING
+    if settings().automation == "on"
+    else dg.DefaultSensorStatus.STOPPED
 )
 
 
@@ -79,7 +81,10 @@ def window_to_request(touched: set[date], materialized: set[date], first: date, 
 def _materialized(instance: dg.DagsterInstance) -> tuple[set[date], set[date]]:
     """The days materialized by any engine's events table, and by every engine's."""
     per_engine = [
-        {date.fromisoformat(k) for k in instance.get_materialized_partitions(asset_key(e, "events"))}
+        {
+            date.fromisoformat(k)
+            for k in instance.get_materialized_partitions(asset_key(e, "events"))
+        }
         for e in ENGINES
     ]
     return set.union(*per_engine), set.intersection(*per_engine)

@@ -57,7 +57,11 @@ def check_window(context: dg.AssetCheckExecutionContext) -> tuple[date, date, st
             "or run the check with a partition"
         )
     first, end = (date.fromisoformat(d.strip()) for d in recorded.value.strip("[)").split(","))
-    return first, end, f"the latest materialization of {key.to_user_string()} (run {records[0].run_id[:8]})"
+    return (
+        first,
+        end,
+        f"the latest materialization of {key.to_user_string()} (run {records[0].run_id[:8]})",
+    )
 
 
 def _window_metadata(start: date, end: date, chosen: str) -> dict:
@@ -105,7 +109,9 @@ def _equivalence_check(engine: str, layer: str) -> dg.AssetChecksDefinition:
         start, end, chosen = check_window(context)
         expected = read_layer(data_dir, lakehouse, reference, layer, start, end)
         found = read_layer(data_dir, lakehouse, engine, layer, start, end)
-        return _result(compare_frames(expected, found), engine, _window_metadata(start, end, chosen))
+        return _result(
+            compare_frames(expected, found), engine, _window_metadata(start, end, chosen)
+        )
 
     return _check
 

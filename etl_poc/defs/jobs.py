@@ -1,5 +1,5 @@
-"""Jobs that CI and the demo run with `dagster job execute`; every job runs in one process,
-so the Spark steps of a run share one session."""
+"""The jobs (the demo launches them through the daemon, `dg launch` in its own process);
+every job runs in one process, so the Spark steps of a run share one session."""
 
 import dagster as dg
 

@@ -50,7 +50,9 @@ def markdown_table(frame: pl.DataFrame, first: tuple[str, ...] = ()) -> dg.Metad
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def table_schema(schema: pl.Schema | dict, required: frozenset[str] = frozenset()) -> dg.TableSchema:
+def table_schema(
+    schema: pl.Schema | dict, required: frozenset[str] = frozenset()
+) -> dg.TableSchema:
     """A table's columns with their types, what each holds (spec.COLUMN_DESCRIPTIONS), and the
     `required` ones (the Iceberg schema's) as not nullable."""
     return dg.TableSchema(
@@ -131,7 +133,8 @@ def layer_metadata(
         FIGURES_ENTRY: dg.MetadataValue.json(figures),
         "engine_versions": dg.MetadataValue.json(measured.versions),
         "host": host_text(),
-        "preview": markdown_table(result.preview),
+        # The reason first where there is one (raw): otherwise it is past the shown columns.
+        "preview": markdown_table(result.preview, first=("reject_reason",)),
         **{f"window_{name}": int(value) for name, value in result.counts.items()},
     }
     if usage.high_water_bytes is not None:

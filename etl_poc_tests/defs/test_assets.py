@@ -101,8 +101,7 @@ def test_both_lineages_materialize_and_agree(compared):
     ]
     per_day = {m.partition: m.metadata["dagster/row_count"].value for m in sessionized}
     assert per_day == {
-        day.isoformat(): rows
-        for day, rows in polars_rows.group_by("event_date").len().iter_rows()
+        day.isoformat(): rows for day, rows in polars_rows.group_by("event_date").len().iter_rows()
     }
     assert {m.metadata["window_rows_out"].value for m in sessionized} == {polars_rows.height}
     assert sessionized[0].metadata["figures"].value["peak_rss_bytes"] > 0
@@ -138,7 +137,8 @@ def test_every_materialization_carries_what_it_cost(compared):
         assert metadata["window_read_mib"].value == round(figures["bytes_read"] / 2**20, 2)
         assert metadata["window"].value == "[2024-01-01, 2024-01-04)"
         # Host facts as one text (not numbers the UI plots as flat lines); no raw byte counts.
-        assert isinstance(metadata["host"].value, str) and "cores" in metadata["host"].value
+        assert isinstance(metadata["host"].value, str)
+        assert "cores" in metadata["host"].value
         assert not [k for k in metadata if k.endswith("_bytes")], key
         # Every column says what it holds; the events table's required columns are not null.
         columns = metadata["dagster/column_schema"].schema.columns

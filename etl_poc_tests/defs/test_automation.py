@@ -82,7 +82,10 @@ def test_the_sensor_requests_the_days_of_new_changed_and_removed_files(tmp_path,
     assert _tick(instance, tmp_path, None)[0] == []
     # With a lookback that reaches the data: every day not yet built by every engine.
     lookback(100_000)
-    days = {name: entry["days"] for name, entry in landing_state(DataDirectory(path=str(tmp_path))).items()}
+    days = {
+        name: entry["days"]
+        for name, entry in landing_state(DataDirectory(path=str(tmp_path))).items()
+    }
     name = "incremental/incremental_2024-01-03_3000ev.parquet"
     last = max(d[1] for d in days.values())  # the last sessions may run past midnight
     windows, cursor = _tick(instance, tmp_path, None)

@@ -108,7 +108,9 @@ def test_an_asset_shows_its_days_and_a_days_own_row_count(ui, page):
     page.get_by_text("Materialized (3)").wait_for()  # every day of the partitions filled
     assert page.get_by_text("Missing (0)").count()
     _shot(page, "partitions")
-    rows = iceberg.read_window(iceberg.open_catalog(Paths(data).warehouse), "polars", iceberg.EVENTS)
+    rows = iceberg.read_window(
+        iceberg.open_catalog(Paths(data).warehouse), "polars", iceberg.EVENTS
+    )
     day_rows = rows.filter(rows["event_date"].cast(str) == "2024-01-02").height
     assert 0 < day_rows < rows.height
     _open(page, service, "/assets/polars/clickstream_events?view=partitions&partition=2024-01-02",
@@ -164,7 +166,8 @@ def test_a_check_shows_passed_and_runs_from_its_button(ui, page):
             dg.AssetCheckKey(dg.AssetKey(["spark", "clickstream_events"]), "same_rows_as_polars")
         )
     evaluation = record.event.dagster_event.event_specific_data
-    assert record.run_id == run.run_id and evaluation.passed
+    assert record.run_id == run.run_id
+    assert evaluation.passed
     assert "latest materialization" in evaluation.metadata["compared"].value
     assert evaluation.metadata["window"].value == "[2024-01-01, 2024-01-04)"
 

@@ -45,7 +45,9 @@ def _post(url: str, query: str) -> dict:
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster_home")
-    (home / "dagster.yaml").write_text((Path(__file__).parents[2] / "dagster_home" / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text(
+        (Path(__file__).parents[2] / "dagster_home" / "dagster.yaml").read_text()
+    )
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "ETL_POC_DATA_DIR": str(home / "data")}
     process = subprocess.Popen(
