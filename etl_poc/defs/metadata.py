@@ -102,6 +102,16 @@ def cost_figures(result: LayerResult, measured: LayerCost) -> dict:
     return figures
 
 
+def _count_name(name: str) -> str:
+    return (
+        f"window_{name.removesuffix('_bytes')}_mib" if name.endswith("_bytes") else f"window_{name}"
+    )
+
+
+def _count_value(name: str, value) -> int | float:
+    return mib(int(value)) if name.endswith("_bytes") else int(value)
+
+
 def host_text() -> str:
     host = host_facts()
     return f"{host['cores']} cores, {size_text(host['memory_bytes'])}, {host['platform']}"
@@ -135,7 +145,7 @@ def layer_metadata(
         "host": host_text(),
         # The reason first where there is one (raw): otherwise it is past the shown columns.
         "preview": markdown_table(result.preview, first=("reject_reason",)),
-        **{f"window_{name}": int(value) for name, value in result.counts.items()},
+        **{_count_name(name): _count_value(name, value) for name, value in result.counts.items()},
     }
     if usage.high_water_bytes is not None:
         metadata["high_water_gib"] = round(usage.high_water_bytes / GIB, 3)

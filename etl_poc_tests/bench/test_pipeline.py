@@ -87,7 +87,7 @@ def test_a_variant_runs_with_its_settings_on_its_cpus(tmp_path, monkeypatch):
         event = instance.get_latest_materialization_event(
             dg.AssetKey(["polars", "cleansed_clickstream"])
         )
-        pieces = event.asset_materialization.metadata["pieces"].value
+        pieces = event.asset_materialization.metadata["window_pieces"].value
     assert pieces > 3
     with pytest.raises(ValueError, match="label"):
         run_pipeline_benchmark("2000", 1, reports, tmp_path / "scratch", settings=settings)
