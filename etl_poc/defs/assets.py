@@ -38,6 +38,11 @@ EVENTS_FRESHNESS = dg.FreshnessPolicy.time_window(
 )
 
 
+with warnings.catch_warnings():  # BackfillPolicy is beta in Dagster 1.13; we rely on it
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+
 def asset_key(engine: str, layer: str) -> dg.AssetKey:
     return dg.AssetKey([engine, next(item.asset for item in LAYERS if item.name == layer)])
 
@@ -79,7 +84,7 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
         key=asset_key(engine, layer),
         deps=deps,
         partitions_def=daily,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=SINGLE_RUN,
         group_name=engine,
         kinds={engine, "iceberg" if layer == "events" else "parquet"},
         description=LAYERS[index].description,
@@ -150,33 +155,39 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
 
 def build_engine_assets(engine: str) -> list[dg.AssetsDefinition]:
     """One engine's lineage: raw -> cleansed -> enriched -> sessionized -> Iceberg."""
-    with warnings.catch_warnings():  # BackfillPolicy is beta in Dagster 1.13; we rely on it
+    with warnings.catch_warnings():  # the backfill_policy parameter is beta in Dagster 1.13
         warnings.simplefilter("ignore", dg.BetaWarning)
         return [_layer_asset(engine, index) for index in range(len(LAYERS))]
 
 
-@dg.asset(
-    key=IP_COUNTRY_RANGES,
-    group_name="reference",
-    kinds={"polars"},
-    description="The IP-to-country range table both engines join against: GeoLite2-derived "
-    "data shipped in the geoip2fast package, or the MaxMind MMDB file that "
-    "`ETL_POC_IP_RANGES_MMDB` names; IPv4 and IPv6, special-purpose networks marked reserved. "
-    "Name, date and licence in the metadata.",
-    owners=OWNERS,
-)
-def ip_country_ranges(ip_ranges: IpRangesSource) -> dg.MaterializeResult:
-    ranges = ip_ranges.table()
-    return dg.MaterializeResult(
-        metadata={
-            "ipv4_ranges": ranges.ipv4.height,
-            "ipv6_ranges": ranges.ipv6.height,
-            "dagster/row_count": ranges.ipv4.height + ranges.ipv6.height,
-            "dagster/column_schema": table_schema(ranges.ipv4.schema),
-            "preview": markdown_table(ranges.ipv4.head(5)),
-            **{f"dataset_{k}": v for k, v in ranges.info.as_dict().items()},
-        }
+with warnings.catch_warnings():  # the backfill_policy parameter is beta in Dagster 1.13
+    warnings.simplefilter("ignore", dg.BetaWarning)
+
+    @dg.asset(
+        key=IP_COUNTRY_RANGES,
+        group_name="reference",
+        kinds={"polars"},
+        description="The IP-to-country range table both engines join against: GeoLite2-derived "
+        "data shipped in the geoip2fast package, or the MaxMind MMDB file that "
+        "`ETL_POC_IP_RANGES_MMDB` names; IPv4 and IPv6, special-purpose networks marked reserved. "
+        "Name, date and licence in the metadata.",
+        owners=OWNERS,
+        # Unpartitioned, in a partitioned job (compare_engines): this policy lets the command line
+        # run a partition range of that job as one run (`dg launch --partition-range`).
+        backfill_policy=SINGLE_RUN,
     )
+    def ip_country_ranges(ip_ranges: IpRangesSource) -> dg.MaterializeResult:
+        ranges = ip_ranges.table()
+        return dg.MaterializeResult(
+            metadata={
+                "ipv4_ranges": ranges.ipv4.height,
+                "ipv6_ranges": ranges.ipv6.height,
+                "dagster/row_count": ranges.ipv4.height + ranges.ipv6.height,
+                "dagster/column_schema": table_schema(ranges.ipv4.schema),
+                "preview": markdown_table(ranges.ipv4.head(5)),
+                **{f"dataset_{k}": v for k, v in ranges.info.as_dict().items()},
+            }
+        )
 
 
 ENGINE_ASSETS = [a for engine in ENGINES for a in build_engine_assets(engine)]

@@ -11,7 +11,7 @@ from etl_poc.logic.spec import ENGINES
 from etl_poc.settings import settings
 
 from .assets import asset_key
-from .metadata import OWNERS
+from .metadata import OWNERS, mib
 from .resources import IcebergCatalog
 
 LAKEHOUSE_MAINTENANCE = dg.AssetKey("lakehouse_maintenance")
@@ -54,9 +54,11 @@ def lakehouse_maintenance(
         for key in ("snapshots_before", "snapshots_after", "data_files_removed",
                     "metadata_files_removed", "bytes_removed")
     }  # fmt: skip
+    removed = totals.pop("bytes_removed")
     return dg.MaterializeResult(
         metadata={
             **totals,
+            "removed_mib": mib(removed),
             "older_than": older_than.isoformat(timespec="seconds"),
             "by_table": dg.MetadataValue.json(by_table),
         }

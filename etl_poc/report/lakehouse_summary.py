@@ -21,10 +21,13 @@ def _check_lines(instance) -> list[str]:
     lines = []
     for key in sorted(defs.resolve_asset_graph().asset_check_keys, key=str):
         record = instance.get_latest_asset_check_evaluation_record(key)
+        evaluation = record and record.event and record.event.dagster_event.event_specific_data
         if record is None or record.event is None:
             state = "not run"
+        elif not hasattr(evaluation, "passed"):  # planned by a run that gave no result for it
+            state = f"no result ({record.status.value.lower()}, run {record.run_id[:8]})"
         else:
-            state = "passed" if record.event.dagster_event.event_specific_data.passed else "FAILED"
+            state = "passed" if evaluation.passed else "FAILED"
         lines.append(f"  {key.asset_key.to_user_string()}:{key.name}: {state}")
     return lines
 
