@@ -93,7 +93,9 @@ def test_both_lineages_materialize_and_agree(compared):
         asset_key(engine, layer)
         for engine in ("polars", "spark")
         for layer in ("raw", "cleansed", "enriched", "sessionized", "events")
-    } | {dg.AssetKey("ip_country_ranges")}  # the reference table recorded with each run
+    } | {
+        dg.AssetKey("ip_country_ranges")
+    }  # the reference table recorded with each run
     # A range run records each day's own row count on its partition, the window's total as
     # window_rows_out.
     sessionized = [
