@@ -206,10 +206,13 @@ class DagsterService:
 
 
 def _partitions(first: str, last: str) -> list[str]:
+    """The daily partition keys first..last (inclusive)."""
     from datetime import date, timedelta
 
-    start, end = date.fromisoformat(first), date.fromisoformat(last)
-    return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+    from etl_poc.lakehouse.layer_store import days
+
+    end = date.fromisoformat(last) + timedelta(days=1)
+    return [day.isoformat() for day in days(date.fromisoformat(first), end)]
 
 
 def run_demo(

@@ -122,7 +122,9 @@ def run_pipeline_benchmark(
     runs: list[dict] = []
     per_attempt = len(engines) + len([e for e in plain if e in engines]) + bool(floor)
     # A bar over every run of the harness (on stderr; each run's figures still get a line).
-    progress = tqdm(total=repeat * per_attempt, unit="run", desc="benchmark", file=sys.stderr)
+    progress = tqdm(
+        total=repeat * per_attempt, unit="run", desc="benchmark", file=sys.stderr, disable=None
+    )  # drawn on a terminal only: a log keeps the lines
     for attempt in range(1, repeat + 1):
         order = engines if attempt % 2 else tuple(reversed(engines))
         steps = [("dagster", e) for e in order] + [("plain", e) for e in plain if e in order]

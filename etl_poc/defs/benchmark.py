@@ -11,9 +11,10 @@ from etl_poc.logic.spec import ENGINES, LAYER_NAMES
 from etl_poc.measure.layer_io import LAYER_FIGURES
 from etl_poc.report.charts import layers_png
 from etl_poc.report.graph_benchmark import Measurement, compare, markdown
+from etl_poc.report.units import size_text
 
 from .assets import asset_key
-from .metadata import FIGURES_ENTRY, OWNERS, size_text
+from .metadata import FIGURES_ENTRY, OWNERS
 from .resources import ReportsDirectory
 
 BENCHMARK = dg.AssetKey("benchmark")

@@ -19,7 +19,7 @@ from etl_poc.logic.compare import Comparison, compare_frames
 from etl_poc.logic.spec import ENGINES, LAYER_NAMES
 
 from .assets import asset_key
-from .metadata import markdown_table
+from .metadata import markdown_table, parse_window, window_text
 from .resources import DataDirectory, IcebergCatalog
 from .tags import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 
@@ -56,7 +56,7 @@ def check_window(context: dg.AssetCheckExecutionContext) -> tuple[date, date, st
             f"{key.to_user_string()} has no materialization to check yet: materialize it, "
             "or run the check with a partition"
         )
-    first, end = (date.fromisoformat(d.strip()) for d in recorded.value.strip("[)").split(","))
+    first, end = parse_window(recorded.value)
     return (
         first,
         end,
@@ -65,7 +65,8 @@ def check_window(context: dg.AssetCheckExecutionContext) -> tuple[date, date, st
 
 
 def _window_metadata(start: date, end: date, chosen: str) -> dict:
-    return {"window": f"[{start}, {end})", "compared": f"[{start}, {end}): {chosen}"}
+    window = window_text(start, end)
+    return {"window": window, "compared": f"{window}: {chosen}"}
 
 
 def read_layer(

@@ -8,10 +8,11 @@ from pydantic import Field
 
 from etl_poc.lakehouse import iceberg
 from etl_poc.logic.spec import ENGINES
+from etl_poc.report.units import mib
 from etl_poc.settings import settings
 
 from .assets import asset_key
-from .metadata import OWNERS, mib
+from .metadata import OWNERS
 from .resources import IcebergCatalog
 
 LAKEHOUSE_MAINTENANCE = dg.AssetKey("lakehouse_maintenance")

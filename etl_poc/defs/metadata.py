@@ -14,22 +14,24 @@ from etl_poc.lakehouse.runner import LayerResult
 from etl_poc.logic.spec import column_description
 from etl_poc.measure.layer_io import LAYER_FIGURES
 from etl_poc.measure.usage import Usage, host_facts
+from etl_poc.report.units import GIB, mib, size_text
 
 PREVIEW_COLUMNS = 10
-MIB, GIB = 2**20, 2**30
 OWNERS = ["team:data-platform"]
 # The entry that holds every figure of LAYER_FIGURES exactly as measured (bytes in bytes):
 # what the benchmark asset reads back. The entries beside it are for people.
 FIGURES_ENTRY = "figures"
 
 
-def mib(value: int) -> float:
-    return round(value / MIB, 2)
+def window_text(start: date, end: date) -> str:
+    """A partition window [start, end) as the metadata writes it."""
+    return f"[{start}, {end})"
 
 
-def size_text(value: int) -> str:
-    """Bytes as MiB below a GiB, else GiB."""
-    return f"{value / GIB:.2f} GiB" if value >= GIB else f"{value / MIB:.1f} MiB"
+def parse_window(text: str) -> tuple[date, date]:
+    """The window that window_text wrote."""
+    first, end = (date.fromisoformat(part.strip()) for part in text.strip("[)").split(","))
+    return first, end
 
 
 def _cell(value) -> str:
@@ -129,7 +131,7 @@ def layer_metadata(
     start, end = measured.window
     metadata = {
         "engine": measured.engine,
-        "window": f"[{start}, {end})",
+        "window": window_text(start, end),
         "window_rows_in": figures["rows_in"],
         "window_rows_out": figures["rows_out"],
         "window_read_mib": mib(figures["bytes_read"]),

@@ -39,15 +39,12 @@ def test_without_a_catalog_url_the_embedded_catalog_is_used(monkeypatch, tmp_pat
 def test_an_unreachable_catalog_fails_the_run_before_any_layer_is_rewritten(monkeypatch, tmp_path):
     """Issue 15, faults: the catalog server down. The run fails at its first step, naming the
     URL with its password masked, and no layer of the window is touched."""
-    import socket
-
     from etl_poc.cli import main as cli
+    from etl_poc.dagster_service import free_port
     from etl_poc.definitions import defs
     from etl_poc.defs.tags import range_tags
 
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port nothing listens on
     url = f"postgresql+psycopg2://etl:s3cr3t-pw@127.0.0.1:{port}/iceberg"
     monkeypatch.setenv("ETL_POC_CATALOG_URI", url)
     monkeypatch.setattr(resources, "settings", lambda: Settings(catalog_uri=url))

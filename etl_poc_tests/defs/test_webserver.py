@@ -4,16 +4,14 @@ their checks, as a user browsing lineage would see them."""
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from etl_poc.dagster_service import DagsterService
 from etl_poc_tests.test_defs import EXPECTED_ASSETS, EXPECTED_CHECKS
 
 QUERY = """
@@ -24,12 +22,6 @@ QUERY = """
   }
 }
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _post(url: str, query: str) -> dict:
@@ -44,36 +36,12 @@ def _post(url: str, query: str) -> dict:
 
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory):
+    """The webserver alone (no daemon) over an empty instance, as `make ui` serves it."""
     home = tmp_path_factory.mktemp("dagster_home")
-    (home / "dagster.yaml").write_text(
-        (Path(__file__).parents[2] / "dagster_home" / "dagster.yaml").read_text()
-    )
-    port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "ETL_POC_DATA_DIR": str(home / "data")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dagster_webserver", "-m", "etl_poc.definitions",
-         "-h", "127.0.0.1", "-p", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/server_info", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None:
-                pytest.fail(f"dagster-webserver exited: {process.stderr.read()[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("dagster-webserver did not answer within 120 s")
-            time.sleep(1)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    shutil.copy(Path(__file__).parents[2] / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    env = {"ETL_POC_DATA_DIR": str(home / "data")}
+    with DagsterService(home, env, home / "webserver.log", daemon=False) as service:
+        yield service.url
 
 
 def test_the_ui_lists_every_asset_and_check(webserver):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import polars as pl
 import pytest
 import yaml
 
+from etl_poc.dagster_service import free_port
 from etl_poc.lakehouse import iceberg
 from etl_poc.logic.compare import compare_frames
 from etl_poc.spark import cluster as spark_cluster
@@ -32,12 +32,6 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent  # the image puts its environment's bin first on PATH, too
 CLUSTER_PORTS = {"master_port": 27077, "master_ui_port": 28080}  # of this test's own
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _on_this_host(command: list, ports: dict[str, int], workspace: Path) -> list[str]:
@@ -106,7 +100,7 @@ def test_the_containers_configuration_runs_the_pipeline(tmp_path, postgres_datab
            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "DEMO_GENERATE_ARGS": "--events 3000 --days 2 --incremental-days 0"}  # fmt: skip
 
-    ports = {"4000": _free_port(), "3000": _free_port()}
+    ports = {"4000": free_port(), "3000": free_port()}
     workspace = tmp_path / "workspace.yaml"
     load_from = yaml.safe_load((DOCKER / "workspace.yaml").read_text())
     grpc = load_from["load_from"][0]["grpc_server"]
