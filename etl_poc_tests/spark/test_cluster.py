@@ -80,11 +80,13 @@ def test_a_cluster_runs_the_pipeline_like_local_mode(tmp_path, spark):
 
 def _kill_an_executor_once_working(run: subprocess.Popen, cpu_seconds: float) -> int | None:
     """SIGKILL the first Spark executor that has spent `cpu_seconds` of CPU (past its JVM's
-    start-up: at work on tasks); its pid (None if the run ended first)."""
+    start-up) and is busy right now (over half a core in the last 0.2 s: at work on a task,
+    not idle between stages); its pid (None if the run ended first)."""
     import time
 
     import psutil
 
+    before: dict[int, float] = {}
     while run.poll() is None:
         for process in psutil.process_iter(["pid", "cmdline"]):
             if "CoarseGrainedExecutorBackend" not in " ".join(process.info["cmdline"] or []):
@@ -93,7 +95,9 @@ def _kill_an_executor_once_working(run: subprocess.Popen, cpu_seconds: float) ->
                 spent = sum(process.cpu_times()[:2])
             except psutil.NoSuchProcess:
                 continue
-            if spent > cpu_seconds:
+            busy = spent - before.get(process.info["pid"], spent) > 0.1
+            before[process.info["pid"]] = spent
+            if spent > cpu_seconds and busy:
                 process.kill()
                 return process.info["pid"]
         time.sleep(0.2)
