@@ -113,13 +113,13 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
         )
         context.log.info(f"{engine} {layer}: [{start}, {end}) started")
         # Everything the layer costs is measured: start-up (the engine's logic imported, the
-        # IP table loaded, a Spark session once per run), the work including Spark's actions
+        # IP table loaded by the layer that needs it, a Spark session once per run), the work including Spark's actions
         # (every layer ends by writing), and its I/O. A JVM is charged to Spark's steps only.
         with TreeSampler(exclude=() if engine == "spark" else ("java",)) as sampler:
             began = time.perf_counter()
             runner = runner_module(engine).Runner(
                 data_dir.paths, START_DATE, processed_at, engine_resource.runtime(),
-                ip_ranges.table(),
+                ip_ranges.table,
             )  # fmt: skip
             startup = time.perf_counter() - began
             if layer == "events":

@@ -457,6 +457,53 @@ def _column_range(file: str, column: str) -> tuple:
     return (min(lows), max(highs)) if lows else (None, None)
 
 
+# --- Data files written by the engine, committed with add_files ------------------------------
+
+
+def _data_directory(table: Table, writer: str) -> Path:
+    """A directory of its own under the table's data location, for one writer's files."""
+    return local_path(f"{table.location().rstrip('/')}/data/{writer}-{uuid.uuid4().hex}")
+
+
+def data_files(
+    pieces: Iterable, table: Table, layout: TableLayout, writer: str
+) -> tuple[list[str], int]:
+    """Write Polars frames (a window's pieces; DuckDB hands its results over as Polars frames
+    too, zero-copy) as Parquet data files for `table`, by Polars' own writer with the table's
+    Arrow schema: the layout's columns in its order and types, required columns written as
+    required (PyIceberg's add_files accepts no optional column for a required field), zstd
+    as PyIceberg writes, one file per day and piece, under a directory of the writer's own.
+    PyIceberg then only commits them (add_files) instead of encoding every row a second time
+    with its own writer. A null in a required column is an error naming the columns, never a
+    dropped row; on any error the directory is removed. Returns the files' URIs and their row
+    count."""
+    # Without the field ids: add_files maps columns to fields by name, and refuses files
+    # that carry ids of their own.
+    target = pa.schema([field.remove_metadata() for field in layout.schema.as_arrow()])
+    required = [f.name for f in layout.schema.fields if f.required]
+    partition = layout.spec.fields[0].name
+    local = _data_directory(table, writer)
+    files, rows = [], 0
+    try:
+        for part, piece in enumerate(pieces):
+            nulls = {c: piece[c].null_count() for c in required if piece[c].null_count()}
+            if nulls:
+                raise ValueError(f"{table.name()}: nulls in required columns: {nulls}")
+            data = piece.select(target.names)
+            for (day,), rows_of_day in data.partition_by(
+                layout.window_column, as_dict=True, maintain_order=False
+            ).items():
+                path = local / f"{partition}={day}" / f"part-{part}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                rows_of_day.write_parquet(path, compression="zstd", arrow_schema=target)
+                files.append(f"file://{path.resolve()}")
+                rows += rows_of_day.height
+        return files, rows
+    except BaseException:
+        shutil.rmtree(local, ignore_errors=True)
+        raise
+
+
 # --- Spark's data files ---------------------------------------------------------------------
 
 _SPARK_TYPES = {
@@ -486,7 +533,7 @@ def spark_data_files(frame, table: Table, layout: TableLayout) -> tuple[list[str
         {f.name for f in fields if f.required},
     )
     partition = layout.spec.fields[0].name
-    local = local_path(f"{table.location().rstrip('/')}/data/spark-{uuid.uuid4().hex}")
+    local = _data_directory(table, "spark")
     try:
         try:
             (

@@ -11,8 +11,10 @@ the day before, and the Iceberg window is replaced in one transaction.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from pathlib import Path
 
 import polars as pl
@@ -27,6 +29,7 @@ from etl_poc.lakehouse.runner import (
     earlier_event_id_files,
     empty_window,
     iceberg_result,
+    ip_table,
     landing_files,
     no_raw_rows,
     nothing_for,
@@ -34,7 +37,7 @@ from etl_poc.lakehouse.runner import (
     snapshot_properties,
 )
 from etl_poc.logic import polars_engine as rules
-from etl_poc.reference.ip_ranges import IpRangeTable, load_packaged_ranges
+from etl_poc.reference.ip_ranges import IpRangeTable
 from etl_poc.settings import DEFAULT_POLARS_CHUNK_ROWS, POLARS_ENGINES, Settings
 
 ENGINE = "polars"
@@ -95,12 +98,16 @@ class Runner:
         start_date: date,
         processed_at: datetime,
         runtime: PolarsRuntime | None = None,
-        ip_ranges: IpRangeTable | None = None,
+        ip_ranges: IpRangeTable | Callable[[], IpRangeTable] | None = None,
     ):
         self.paths, self.start_date, self.processed_at = paths, start_date, processed_at
         self.runtime = runtime or PolarsRuntime()
-        self.ip_ranges = ip_ranges or load_packaged_ranges()
+        self._ip_source = ip_ranges
         self._when = {"start_date": start_date, "processed_at": processed_at}
+
+    @cached_property
+    def ip_ranges(self) -> IpRangeTable:
+        return ip_table(self._ip_source)
 
     def _collect(self, frame: pl.LazyFrame) -> pl.DataFrame:
         return frame.collect(engine=self.runtime.collect_engine)
@@ -259,23 +266,21 @@ class Runner:
         return combined
 
     def events(self, start: date, end: date, run_id: str, catalog) -> LayerResult:
-        """The sessionized and rejects windows into <engine>.clickstream_*: PyIceberg writes
-        the rows and commits, each window replaced in one transaction (a piece at a time
-        appended inside it)."""
+        """The sessionized and rejects windows into <engine>.clickstream_*: the rows, a piece
+        at a time, written as the tables' data files by Polars (iceberg.data_files) and committed
+        by PyIceberg, each window replaced in one transaction."""
         commits = {}
         for stored, layout in ICEBERG_LAYERS:
-            pieces = self._chunks(stored, start, end)
-            layers = self.paths.layers
-            rows = layer_store.window_size(layers, ENGINE, stored, start, end)[0]
-
-            def tables(stored=stored, pieces=pieces, layers=layers):
-                for a, b in pieces:
-                    frame = layer_store.polars_read(layers, ENGINE, stored, a, b)
-                    if frame is not None:
-                        yield self._collect(frame).to_arrow()
-
-            commit = iceberg.replace_window(
-                catalog, ENGINE, layout, tables, start, end, snapshot_properties(ENGINE, run_id)
+            table = iceberg.table_for(catalog, ENGINE, layout)
+            pieces = (
+                self._collect(frame)
+                for a, b in self._chunks(stored, start, end)
+                if (frame := layer_store.polars_read(self.paths.layers, ENGINE, stored, a, b))
+                is not None
+            )
+            files, rows = iceberg.data_files(pieces, table, layout, ENGINE)
+            commit = iceberg.replace_window_with_files(
+                catalog, ENGINE, layout, files, start, end, snapshot_properties(ENGINE, run_id)
             )
             commits[layout.name] = (rows, commit)
         return iceberg_result(catalog, ENGINE, start, end, commits)

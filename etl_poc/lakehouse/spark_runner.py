@@ -4,7 +4,9 @@ counted by Spark from what it wrote."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from functools import cached_property
 
 import polars as pl
 from pyspark.sql import functions as F
@@ -19,13 +21,14 @@ from etl_poc.lakehouse.runner import (
     earlier_event_id_files,
     empty_window,
     iceberg_result,
+    ip_table,
     landing_files,
     no_raw_rows,
     nothing_for,
     snapshot_properties,
 )
 from etl_poc.logic import spark_engine as rules
-from etl_poc.reference.ip_ranges import IpRangeTable, load_packaged_ranges
+from etl_poc.reference.ip_ranges import IpRangeTable
 from etl_poc.settings import Settings
 from etl_poc.spark.session import build_spark_session, spark_ip_ranges
 
@@ -67,15 +70,19 @@ class Runner:
         start_date: date,
         processed_at: datetime,
         runtime=None,
-        ip_ranges: IpRangeTable | None = None,
+        ip_ranges: IpRangeTable | Callable[[], IpRangeTable] | None = None,
     ):
         """`runtime`: the Spark session to run on (start_runtime makes one)."""
         if runtime is None:
             raise ValueError("the Spark runner needs a Spark session (spark_runner.start_runtime)")
         self.paths, self.start_date, self.processed_at = paths, start_date, processed_at
         self.spark = runtime
-        self.ip_ranges = ip_ranges or load_packaged_ranges()
+        self._ip_source = ip_ranges
         self._when = {"start_date": start_date, "processed_at": processed_at}
+
+    @cached_property
+    def ip_ranges(self) -> IpRangeTable:
+        return ip_table(self._ip_source)
 
     def _stored(self, stored: str, start: date, end: date):
         """A window Spark wrote, or None."""

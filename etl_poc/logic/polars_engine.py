@@ -104,7 +104,7 @@ def standardize(raw: pl.LazyFrame, *, start_date: date, processed_at: datetime) 
     """Trim text (empty is null), parse `timestamp` into `event_ts` and `event_date`, normalise
     device, event_type and user_tier, and give every row that cannot be used its
     `reject_reason` (the first of spec.RejectReason.ORDER that applies; null for a good row).
-    The raw text columns are kept, prefixed `raw_`, for the rejects."""
+    A rejected row keeps its landing text, prefixed `raw_` (null on a usable row)."""
     start = datetime(start_date.year, start_date.month, start_date.day)
     latest = processed_at.replace(tzinfo=None) + FUTURE_TOLERANCE
     event_ts = pl.col("event_ts")
@@ -149,7 +149,13 @@ def standardize(raw: pl.LazyFrame, *, start_date: date, processed_at: datetime) 
             .otherwise(pl.lit(UNKNOWN_USER_TIER)),
             reject_reason=reason,
         )
+        .with_columns(_on_rejects_only(f"raw_{c}") for c in TEXT_COLUMNS)
     )
+
+
+def _on_rejects_only(name: str) -> pl.Expr:
+    """A raw_ column's text on a rejected row, null on a usable one (spec.TEXT_COLUMNS)."""
+    return pl.when(pl.col("reject_reason").is_not_null()).then(pl.col(name)).alias(name)
 
 
 def rejected(standardized: pl.LazyFrame) -> pl.LazyFrame:

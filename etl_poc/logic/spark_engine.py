@@ -103,7 +103,7 @@ def standardize(raw: DataFrame, *, start_date: date, processed_at: datetime) -> 
     """Trim text (empty is null), parse `timestamp` into `event_ts` and `event_date`, normalise
     device, event_type and user_tier, and give every row that cannot be used its
     `reject_reason` (the first of spec.RejectReason.ORDER that applies; null for a good row).
-    The raw text columns are kept, prefixed `raw_`, for the rejects."""
+    A rejected row keeps its landing text, prefixed `raw_` (null on a usable row)."""
     start = datetime(start_date.year, start_date.month, start_date.day)
     latest = processed_at.replace(tzinfo=None) + FUTURE_TOLERANCE
     event_ts = F.col("event_ts")
@@ -146,7 +146,13 @@ def standardize(raw: DataFrame, *, start_date: date, processed_at: datetime) -> 
                 "reject_reason": reason,
             }
         )
+        .withColumns({f"raw_{c}": _on_rejects_only(f"raw_{c}") for c in TEXT_COLUMNS})
     )
+
+
+def _on_rejects_only(name: str) -> Column:
+    """A raw_ column's text on a rejected row, null on a usable one (spec.TEXT_COLUMNS)."""
+    return F.when(F.col("reject_reason").isNotNull(), F.col(name))
 
 
 def rejected(standardized: DataFrame) -> DataFrame:

@@ -92,7 +92,9 @@ FUTURE_TOLERANCE = timedelta(days=1)
 # What readers put for bytes that are not UTF-8 (Polars' utf8-lossy, Java's decoder alike).
 INVALID_CHARACTER: Final = "\ufffd"
 
-# The landing columns the rules read, as text; a reject keeps each as `raw_<name>`.
+# The landing columns the rules read, as text; a reject keeps each as `raw_<name>`, the landing
+# text untouched. A usable row's raw_<name> is null: only the rejects keep the text (the raw
+# layer would otherwise carry eight text copies on every row for the 0.35 % rejected).
 TEXT_COLUMNS: Final = (
     "event_id",
     "user_id",
@@ -164,7 +166,7 @@ COLUMN_DESCRIPTIONS: Final[Mapping[str, str]] = {
 def column_description(name: str) -> str | None:
     """What a column holds; a raw_<name> column is the landing text of <name>."""
     if name.startswith("raw_") and name[4:] in COLUMN_DESCRIPTIONS:
-        return f"the landing file's text of {name[4:]}, untouched (rejects keep it)"
+        return f"the landing file's text of {name[4:]}, untouched, on rejected rows (else null)"
     return COLUMN_DESCRIPTIONS.get(name)
 
 
@@ -264,7 +266,7 @@ LAYERS: Final[tuple[Layer, ...]] = (
     Layer(
         "raw", "raw_clickstream",
         "Landing rows of the window, typed: trimmed text, event_ts (UTC), event_date, "
-        "normalised device/event_type/user_tier, the original text as raw_*, and "
+        "normalised device/event_type/user_tier, a rejected row's original text as raw_*, and "
         "reject_reason (null for a usable row). Per day of partition_date.",
         inputs=(), outputs=("raw",),
     ),
