@@ -103,20 +103,20 @@ def _chain_spark(files, landing, out, window, when) -> tuple[int, int]:
 
 
 def _chain_duckdb(files, landing, out, window, when) -> tuple[int, int]:
-    """DuckDB reads the Parquet landing files itself and runs logic/duckdb_sql.py's
+    """DuckDB reads the Parquet landing files itself and runs logic/duckdb_engine.py's
     statements on all cores, writing with COPY. Parquet only."""
     import duckdb
 
     from etl_poc.lakehouse.landing_readers import duckdb_read_landing
-    from etl_poc.logic import duckdb_sql
+    from etl_poc.logic import duckdb_engine
     from etl_poc.reference.ip_ranges import load_packaged_ranges
 
     ranges = load_packaged_ranges()
     connection = duckdb.connect()
-    prepared = duckdb_sql.prepare_ranges(
+    prepared = duckdb_engine.prepare_ranges(
         connection.from_arrow(ranges.ipv4.to_arrow()), connection.from_arrow(ranges.ipv6.to_arrow())
     )
-    sessions, rejects = duckdb_sql.pipeline(
+    sessions, rejects = duckdb_engine.pipeline(
         duckdb_read_landing(connection, files, landing), **window, **when, ranges=prepared
     )
     counts = []

@@ -4,7 +4,7 @@ In pipeline order: standardize, rejected, attribute_partition_date, in_window, d
 enrich, session_context, sessionize; then the layers (raw, cleansed, enriched, sessionized),
 each one call of those, and pipeline(), the whole chain. Nothing here collects: the caller (the
 I/O boundary) does, so the optimizer sees the whole plan. Mirrored by spark_engine.py (and
-duckdb_sql.py), function for function, in the same order.
+duckdb_engine.py), function for function, in the same order.
 """
 
 from __future__ import annotations

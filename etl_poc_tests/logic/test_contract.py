@@ -13,7 +13,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from etl_poc.logic import duckdb_sql, polars_engine
+from etl_poc.logic import duckdb_engine, polars_engine
 from etl_poc.logic.spec import SESSION_CONTEXT_COLUMNS, RejectReason
 from etl_poc.reference.ip_ranges import load_packaged_ranges
 from etl_poc.spark.session import spark_frame, spark_ip_ranges
@@ -69,27 +69,27 @@ def _run_duckdb(raw: pl.DataFrame, context: pl.DataFrame | None = None, enrich: 
     """The SQL baseline of the benchmark, held to the same contract (it does not partition
     by day, so attribute_partition_date is not part of it)."""
     connection = duckdb.connect()
-    std = duckdb_sql.standardize(
+    std = duckdb_engine.standardize(
         connection.from_arrow(raw.to_arrow()), start_date=START, processed_at=PROCESSED_AT
     )
-    clean = duckdb_sql.deduplicate(std)
+    clean = duckdb_engine.deduplicate(std)
     if enrich:
         ranges = load_packaged_ranges()
-        prepared = duckdb_sql.prepare_ranges(
+        prepared = duckdb_engine.prepare_ranges(
             connection.from_arrow(ranges.ipv4.to_arrow()),
             connection.from_arrow(ranges.ipv6.to_arrow()),
         )
-        clean = duckdb_sql.enrich(clean, prepared)
+        clean = duckdb_engine.enrich(clean, prepared)
     if context is not None:
         context = connection.from_arrow(
             context.with_columns(pl.col(pl.Datetime).dt.replace_time_zone(None)).to_arrow()
         )
-    sessions = duckdb_sql.sessionize(clean, context)
+    sessions = duckdb_engine.sessionize(clean, context)
     return tuple(
         pl.from_arrow(relation.to_arrow_table()).with_columns(
             pl.col(pl.Datetime).dt.replace_time_zone("UTC")
         )
-        for relation in (duckdb_sql.rejected(std), sessions)
+        for relation in (duckdb_engine.rejected(std), sessions)
     )
 
 

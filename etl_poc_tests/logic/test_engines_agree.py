@@ -98,20 +98,20 @@ def test_spark_gives_the_same_rows(spark, small_landing, polars_outputs):
     assert sessionized.equal, (sessionized.summary(), sessionized.only_left, sessionized.only_right)
 
 
-def test_the_duckdb_sql_baseline_gives_the_same_rows(small_landing, polars_outputs):
+def test_the_duckdb_engine_baseline_gives_the_same_rows(small_landing, polars_outputs):
     """The benchmark's SQL baseline computes the same rows, from the same files."""
     import duckdb
 
     from etl_poc.lakehouse.landing_readers import duckdb_read_landing
-    from etl_poc.logic import duckdb_sql
+    from etl_poc.logic import duckdb_engine
 
     root, files = _parquet_files(small_landing)
     connection = duckdb.connect()
     ranges = load_packaged_ranges()
-    prepared = duckdb_sql.prepare_ranges(
+    prepared = duckdb_engine.prepare_ranges(
         connection.from_arrow(ranges.ipv4.to_arrow()), connection.from_arrow(ranges.ipv6.to_arrow())
     )
-    sessions, rejected = duckdb_sql.pipeline(
+    sessions, rejected = duckdb_engine.pipeline(
         duckdb_read_landing(connection, files, root), **_window(small_landing), ranges=prepared
     )
 
