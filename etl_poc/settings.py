@@ -97,6 +97,17 @@ class Settings:
     polars_engine: str = _setting(
         "ETL_POC_POLARS_ENGINE", "in-memory", "Polars' in-memory or streaming engine"
     )
+    duckdb_threads: int = _setting(
+        "ETL_POC_DUCKDB_THREADS",
+        0,
+        "the DuckDB lineage's threads (0: one per core, DuckDB's default)",
+    )
+    duckdb_memory_limit: str = _setting(
+        "ETL_POC_DUCKDB_MEMORY_LIMIT",
+        "",
+        "the DuckDB lineage's memory limit, e.g. 6GB, beyond which it spills to disk (empty: "
+        "DuckDB's default, 80 % of RAM)",
+    )
     lock_timeout_seconds: float = _setting(
         "ETL_POC_LOCK_TIMEOUT_SECONDS",
         600.0,

@@ -36,8 +36,8 @@ SAME_ANSWERS_CHECK = "engines_give_the_same_answers"
         )
     ],
 )
-def clickstream_analytics(lakehouse: IcebergCatalog, duckdb: DuckDBResource):
-    with duckdb.get_connection() as connection:
+def clickstream_analytics(lakehouse: IcebergCatalog, analytics_db: DuckDBResource):
+    with analytics_db.get_connection() as connection:
         views = register_lakehouse(connection, lakehouse.catalog())
         engines = [v.removesuffix("_events") for v in views if v.endswith("_events")]
         results = run_queries(connection, engines)

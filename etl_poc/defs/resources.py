@@ -131,6 +131,26 @@ class PolarsResource(EngineResource):
         return None
 
 
+class DuckDBEngineResource(EngineResource):
+    """How the DuckDB lineage's database works: ETL_POC_DUCKDB_THREADS (0: one per core) and
+    ETL_POC_DUCKDB_MEMORY_LIMIT (empty: DuckDB's default), beyond which it spills to disk.
+    Not dagster-duckdb's DuckDBResource (the analytics' connection to a database file): the
+    lineage opens an in-memory database of its own per step."""
+
+    threads: int = settings().duckdb_threads
+    memory_limit: str = settings().duckdb_memory_limit
+
+    def runtime(self):
+        """What the DuckDB runner is given (lakehouse.duckdb_runner.DuckDBRuntime)."""
+        from etl_poc.lakehouse.duckdb_runner import DuckDBRuntime
+
+        return DuckDBRuntime(self.threads, self.memory_limit)
+
+    def take_startup_seconds(self) -> None:
+        """Nothing to start: DuckDB runs in the run's process."""
+        return None
+
+
 class SparkResource(EngineResource):
     """One Spark session per run, started on first use (a Polars-only run starts no JVM), so
     its start-up is paid once and reported. ETL_POC_SPARK_MASTER: local[*] (default) or a
@@ -201,7 +221,8 @@ def resources_for(data_dir: DataDirectory | None = None) -> dict:
         "spark": SparkResource(),
         "polars": PolarsResource(),
         "ip_ranges": IpRangesSource(),
-        "duckdb": DuckDBResource(database=str(data_dir.paths.analytics_database)),
+        "duckdb": DuckDBEngineResource(),
+        "analytics_db": DuckDBResource(database=str(data_dir.paths.analytics_database)),
     }
 
 

@@ -13,6 +13,7 @@ return None for a window that holds no data.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -193,14 +194,25 @@ def spark_write(frame, root: Path, engine: str, stored: str, start: date, end: d
     directory of its own first; only when every day it wrote lies in the window are those
     days moved into place (rows outside it are an error, and nothing is replaced)."""
     key = day_key(stored)
-    staging = layer_dir(root, engine, stored).with_name(f".{stored}-{uuid.uuid4().hex}")
-    try:
+    with _staged_days(root, engine, stored, start, end) as staging:
         frame.write.option("compression", SPARK_LAYER_CODEC).partitionBy(key).parquet(str(staging))
+
+
+@contextlib.contextmanager
+def _staged_days(root: Path, engine: str, stored: str, start: date, end: date):
+    """A directory for an engine to write the window into, partitioned by the day key (Hive
+    style); when the writer is done, and only if every day it wrote lies in the window, the
+    window is cleared and those days moved into place. The directory is removed in any case."""
+    key = day_key(stored)
+    staging = layer_dir(root, engine, stored).with_name(f".{stored}-{uuid.uuid4().hex}")
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield staging
         written = {}
         for directory in staging.glob(f"{key}=*"):
             try:
                 written[date.fromisoformat(directory.name.split("=", 1)[1])] = directory
-            except ValueError:  # Spark's __HIVE_DEFAULT_PARTITION__: a null day
+            except ValueError:  # Spark's __HIVE_DEFAULT_PARTITION__, DuckDB's NULL: no day
                 rows = _rows(list(directory.glob("*.parquet")))
                 raise _outside(stored, rows, start, end) from None
         outside = [d for day, d in written.items() if not start <= day < end]
@@ -226,3 +238,52 @@ def spark_read(spark, root: Path, engine: str, stored: str, start: date, end: da
     if not dirs:
         return None
     return spark.read.option("basePath", str(layer_dir(root, engine, stored))).parquet(*dirs)
+
+
+# --- DuckDB ---------------------------------------------------------------------------------
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def duckdb_write(relation, root: Path, engine: str, stored: str, start: date, end: date) -> None:
+    """Replace the window [start, end) of a layer with a DuckDB relation, written by DuckDB's
+    own partitioned COPY (rows outside the window are an error, and nothing is replaced).
+    The rules' naive UTC timestamps are stored as UTC instants, as the other engines store
+    them (DuckDB casts at UTC: duckdb_runner)."""
+    key = day_key(stored)
+    zoned = [
+        f"CAST({name} AS TIMESTAMPTZ) AS {name}"
+        for name, dtype in zip(relation.columns, relation.types, strict=True)
+        if str(dtype) == "TIMESTAMP"
+    ]
+    columns = f"* REPLACE ({', '.join(zoned)})" if zoned else "*"
+    with _staged_days(root, engine, stored, start, end) as staging:
+        relation.query("_layer", f"SELECT {columns} FROM _layer").to_parquet(
+            str(staging), compression=LAYER_CODEC, partition_by=[key]
+        )
+
+
+def duckdb_scan(connection, files: list[Path], day_column: str | None = None):
+    """Parquet files as a DuckDB relation, with UTC instants as the rules' naive UTC
+    timestamps; `day_column`: the day key taken from the files' directory names."""
+    listed = ", ".join(_sql_text(str(f)) for f in files)
+    hive = (
+        f", hive_partitioning = true, hive_types = {{'{day_column}': DATE}}" if day_column else ""
+    )
+    relation = connection.sql(f"SELECT * FROM read_parquet([{listed}]{hive})")
+    naive = [
+        f"CAST({name} AS TIMESTAMP) AS {name}"
+        for name, dtype in zip(relation.columns, relation.types, strict=True)
+        if str(dtype) == "TIMESTAMP WITH TIME ZONE"
+    ]
+    if not naive:
+        return relation
+    return relation.query("_files", f"SELECT * REPLACE ({', '.join(naive)}) FROM _files")
+
+
+def duckdb_read(connection, root: Path, engine: str, stored: str, start: date, end: date):
+    """The window of a layer, with its day key as a column; None when no day holds data."""
+    files = window_files(root, engine, stored, start, end)
+    return duckdb_scan(connection, files, day_key(stored)) if files else None

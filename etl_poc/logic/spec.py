@@ -236,7 +236,7 @@ IPV6_CHARS_PATTERN: Final = r"^[0-9a-f:]{2,39}$"
 
 # The engines that run these rules, each with a mirrored logic module (logic/<engine>_engine.py)
 # and a runner (lakehouse/<engine>_runner.py); each is a lineage of the asset graph.
-ENGINES: Final[tuple[str, ...]] = ("polars", "spark")
+ENGINES: Final[tuple[str, ...]] = ("polars", "spark", "duckdb")
 
 # What the layers store per day (lakehouse.layer_store), and the day key of each: an event's
 # event_date, or the partition_date a reject is attributed to.

@@ -157,8 +157,10 @@ def engine_versions(engine: str, spark=None) -> dict[str, str]:
     from importlib.metadata import version
 
     versions = {"python": platform.python_version(), "pyiceberg": version("pyiceberg")}
-    if engine == "polars":
+    if engine in ("polars", "duckdb"):  # DuckDB's lineage hands its results to Polars' writer
         versions["polars"] = version("polars")
+    if engine == "duckdb":
+        versions["duckdb"] = version("duckdb")
     elif engine == "spark":
         versions["pyspark"] = version("pyspark")
         if spark is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, date, datetime
@@ -56,7 +57,10 @@ def test_a_cluster_runs_the_pipeline_like_local_mode(tmp_path, spark):
             killed = _kill_an_executor_once_working(run, cpu_seconds=12)
             assert run.wait(timeout=600) == 0, log.read_text()[-3000:]
         assert killed is not None, "the run ended before its executor could be killed"
-        assert "Lost task" in log.read_text()  # the driver lost a running task, and went on
+        # The driver saw its executor lost mid-run (and a task with it when one was running at
+        # that instant: an executor busy between tasks, on a broadcast or GC, loses none), and
+        # went on.
+        assert re.search(r"Lost (task|executor)", log.read_text())
         # The application ran on the cluster's executor, not in a local driver.
         applications = spark_cluster.master_status(spec)["completedapps"]
         assert [a["name"] for a in applications] == ["etl-poc"]
