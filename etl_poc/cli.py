@@ -179,7 +179,7 @@ def _add_bench(sub) -> None:
         "landing data is generated there once per size",
     )
     e = which.add_parser(
-        "engines", help="the whole chain on Polars, Spark and the DuckDB SQL baseline, same files"
+        "engines", help="the whole chain on every engine (Polars, Spark, DuckDB), same files"
     )
     _add_data_option(e)
     e.add_argument("--label", default="custom", help="names the report file")
@@ -228,9 +228,7 @@ def _run_bench(args) -> int:
         return 0
     if args.benchmark == "engines":
         from etl_poc.bench.engines import run_engine_benchmark
-        from etl_poc.bench.plain import CHAIN_ENGINES
-
-        engines = _engine_list(args.engines, set(CHAIN_ENGINES))
+        engines = _engine_list(args.engines, set(ENGINES))
         if not engines:
             raise ValueError("--engines: name at least one engine")
         run_engine_benchmark(args.data, args.label, args.repeat, args.reports, engines)

@@ -20,6 +20,7 @@ from etl_poc.defs.landing import (
 )
 from etl_poc.defs.partitions import daily
 from etl_poc.defs.resources import DataDirectory
+from etl_poc.logic.spec import ENGINES
 
 # A snapshot of the whole graph, compared with ==: an accidental change shows up in review.
 # Asset -> (group, kinds, daily partitions, deps).
@@ -34,19 +35,19 @@ _LAYERS = sorted(_LAYER_DEPS)
 _ASSET_LAYERS = list(_LAYER_DEPS)  # in pipeline order
 EXPECTED_ASSETS = {
     "benchmark": ("benchmark", ["python"], False,
-                  sorted(f"{e}/{layer}" for e in ("polars", "spark") for layer in _LAYERS)),
+                  sorted(f"{e}/{layer}" for e in ENGINES for layer in _LAYERS)),
     "clickstream_analytics": ("analytics", ["duckdb", "sql"], False,
-                              ["polars/clickstream_events", "spark/clickstream_events"]),
+                              [f"{e}/clickstream_events" for e in sorted(ENGINES)]),
     "ip_country_ranges": ("reference", ["polars"], False, []),
     "lakehouse_maintenance": ("maintenance", ["iceberg"], False,
-                              ["polars/clickstream_events", "spark/clickstream_events"]),
+                              [f"{e}/clickstream_events" for e in sorted(ENGINES)]),
     "landing_clickstream": ("landing", ["csv", "parquet"], False, []),
     **{
         f"{e}/{layer}": (
             e, sorted([e, "iceberg" if layer == "clickstream_events" else "parquet"]), True,
             sorted(d.format(e=e) for d in deps),
         )
-        for e in ("polars", "spark")
+        for e in ENGINES
         for layer, deps in _LAYER_DEPS.items()
     },
 }  # fmt: skip
@@ -61,19 +62,21 @@ _QUALITY = [
 EXPECTED_CHECKS = sorted(
     [("landing_clickstream", LANDING_FILES_CHECK), ("landing_clickstream", NOT_INGESTED_CHECK)]
     + [("clickstream_analytics", "engines_give_the_same_answers")]
-    + [(f"spark/{layer}", "same_rows_as_polars") for layer in _LAYERS]
-    + [(f"{engine}/{layer}", name) for engine in ("polars", "spark") for layer, name in _QUALITY]
-    + [(f"{e}/{layer}", "column_schema_change") for e in ("polars", "spark") for layer in _LAYERS]
+    + [(f"{e}/{layer}", "same_rows_as_polars") for e in ENGINES[1:] for layer in _LAYERS]
+    + [(f"{engine}/{layer}", name) for engine in ENGINES for layer, name in _QUALITY]
+    + [(f"{e}/{layer}", "column_schema_change") for e in ENGINES for layer in _LAYERS]
 )
-_LINEAGE = {e: sorted(f"{e}/{layer}" for layer in _LAYERS) for e in ("polars", "spark")}
+_LINEAGE = {e: sorted(f"{e}/{layer}" for layer in _LAYERS) for e in ENGINES}
 EXPECTED_JOBS = {
     CHECK_LANDING_JOB: [],
     "polars_etl": _LINEAGE["polars"],
     "spark_etl": _LINEAGE["spark"],
-    "compare_engines": ["ip_country_ranges", *_LINEAGE["polars"], *_LINEAGE["spark"]],
+    "duckdb_etl": _LINEAGE["duckdb"],
+    "compare_engines": sorted(["ip_country_ranges", *(a for e in ENGINES for a in _LINEAGE[e])]),
     "lakehouse_analytics": ["clickstream_analytics"],
     "bench_polars": _LINEAGE["polars"],
     "bench_spark": _LINEAGE["spark"],
+    "bench_duckdb": _LINEAGE["duckdb"],
     "benchmark_report": ["benchmark"],
     "maintain_lakehouse": ["lakehouse_maintenance"],
 }
@@ -123,7 +126,7 @@ def test_definitions_load_with_the_expected_graph():
                 ["team:data-platform"], {"etl_poc/engine": e, "etl_poc/layer": layer},
                 layer == "events", False, True,
             )
-            for e in ("polars", "spark")
+            for e in ENGINES
             for asset, layer in zip(_ASSET_LAYERS, ("raw", "cleansed", "enriched", "sessionized", "events"), strict=True)
         },
     }  # fmt: skip
@@ -261,12 +264,11 @@ def test_runs_writing_an_engine_queue_one_at_a_time():
         job.name: sorted(job.tags) for job in defs.jobs if any("writes_" in t for t in job.tags)
     }
     assert tagged == {
-        "polars_etl": ["etl_poc/writes_polars"], "bench_polars": ["etl_poc/writes_polars"],
-        "spark_etl": ["etl_poc/writes_spark"], "bench_spark": ["etl_poc/writes_spark"],
-        "compare_engines": ["etl_poc/writes_polars", "etl_poc/writes_spark"],
-    }  # fmt: skip
+        **{job: [f"etl_poc/writes_{e}"] for e in ENGINES for job in (f"{e}_etl", f"bench_{e}")},
+        "compare_engines": sorted(f"etl_poc/writes_{e}" for e in ENGINES),
+    }
     root = Path(__file__).resolve().parents[1]
     for instance in ("dagster_home/dagster.yaml", "docker/dagster.yaml"):
         config = yaml.safe_load((root / instance).read_text())["run_coordinator"]["config"]
         limits = {item["key"]: item["limit"] for item in config["tag_concurrency_limits"]}
-        assert limits == {"etl_poc/writes_polars": 1, "etl_poc/writes_spark": 1}, instance
+        assert limits == {f"etl_poc/writes_{e}": 1 for e in ENGINES}, instance

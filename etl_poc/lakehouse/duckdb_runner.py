@@ -202,7 +202,7 @@ class Runner:
                 self.paths.layers, ENGINE, stored, start, end, DEFAULT_POLARS_CHUNK_ROWS
             )
             pieces = (
-                pl.from_arrow(relation.fetch_arrow_table()).with_columns(
+                pl.from_arrow(relation.to_arrow_table()).with_columns(
                     pl.col(pl.Datetime).dt.replace_time_zone("UTC")
                 )
                 for a, b in chunks

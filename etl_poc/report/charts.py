@@ -18,12 +18,14 @@ def _pyplot():
 
 
 def layers_png(comparison, path: Path) -> None:
-    """Seconds and peak memory per layer, both engines side by side, as a PNG."""
+    """Seconds and peak memory per layer, the engines side by side, as a PNG."""
     plt = _pyplot()
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    width = 0.38
+    engines = list(comparison.totals)
+    width = 0.8 / len(engines)
     x = range(len(LAYER_NAMES))
-    for offset, engine in ((-width / 2, "polars"), (width / 2, "spark")):
+    for index, engine in enumerate(engines):
+        offset = (index - (len(engines) - 1) / 2) * width
         layers = comparison.layers
         seconds = [layers[layer][engine]["seconds"]["median"] for layer in LAYER_NAMES]
         memory = [layers[layer][engine]["peak_rss_bytes"]["median"] / GIB for layer in LAYER_NAMES]
@@ -33,7 +35,7 @@ def layers_png(comparison, path: Path) -> None:
         axis.set_xticks(list(x), LAYER_NAMES)
         axis.set_title(title)
         axis.legend()
-    figure.suptitle(f"Polars vs Spark per layer, window {comparison.window}")
+    figure.suptitle(f"{' vs '.join(engines)} per layer, window {comparison.window}")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

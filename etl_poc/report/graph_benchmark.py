@@ -3,10 +3,11 @@ materialization recorded (defs/metadata.py), aggregated per layer and in total.
 
 Input: one Measurement per (run, engine, layer), as the `benchmark` asset reads them from the
 Dagster instance. The comparison uses one window, the latest that every layer of both engines
-was materialized for, and takes medians over the runs of that window (min and max shown), so
+was materialized for (every engine of `spec.ENGINES`), and takes medians over the runs of that window (min and max shown), so
 that a figure is never a single lucky or unlucky run and never mixes windows. Runs of one
-engine alone (`polars_etl`, `spark_etl`) are preferred to runs of both in one process
-(`compare_engines`), where the Python process also holds the other engine's leftovers.
+engine alone (`polars_etl`, `spark_etl`, `duckdb_etl`) are preferred to runs of all in one
+process (`compare_engines`), where the Python process also holds the other engines' leftovers.
+Each engine is compared with Polars, the first engine.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from etl_poc.measure.layer_io import LAYER_FIGURES
 from etl_poc.report.stats import spread
 from etl_poc.report.units import gib
 
-SINGLE_ENGINE_JOBS = {
-    "polars": ("polars_etl", "bench_polars"),
-    "spark": ("spark_etl", "bench_spark"),
-}
+SINGLE_ENGINE_JOBS = {engine: (f"{engine}_etl", f"bench_{engine}") for engine in ENGINES}
+TITLES = {"polars": "Polars", "spark": "Spark", "duckdb": "DuckDB"}
+BASE = ENGINES[0]  # what every other engine is compared with
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,14 @@ class Comparison:
     layers: dict[str, dict[str, dict[str, dict[str, float]]]]  # layer -> engine -> figure -> stat
     totals: dict[str, dict[str, float]] = field(default_factory=dict)  # engine -> figure
 
-    def ratio(self, layer: str | None = None) -> float | None:
-        """Spark's median time over Polars' (a layer's, or the whole chain's)."""
+    def ratio(self, layer: str | None = None, engine: str = "spark") -> float | None:
+        """The engine's median time over Polars' (a layer's, or the whole chain's)."""
         if layer is None:
-            polars, spark = self.totals["polars"]["seconds"], self.totals["spark"]["seconds"]
+            base, other = self.totals[BASE]["seconds"], self.totals[engine]["seconds"]
         else:
-            polars = self.layers[layer]["polars"]["seconds"]["median"]
-            spark = self.layers[layer]["spark"]["seconds"]["median"]
-        return spark / polars if polars else None
+            base = self.layers[layer][BASE]["seconds"]["median"]
+            other = self.layers[layer][engine]["seconds"]["median"]
+        return other / base if base else None
 
     def as_dict(self) -> dict:
         return {
@@ -62,16 +62,19 @@ class Comparison:
             "sources": self.sources,
             "layers": self.layers,
             "totals": self.totals,
-            "spark_over_polars": {
-                **{layer: self.ratio(layer) for layer in self.layers},
-                "total": self.ratio(),
+            **{
+                f"{engine}_over_{BASE}": {
+                    **{layer: self.ratio(layer, engine) for layer in self.layers},
+                    "total": self.ratio(None, engine),
+                }
+                for engine in ENGINES[1:]
             },
         }
 
 
 def compare(measurements: list[Measurement], window: str | None = None) -> Comparison:
     """The comparison on `window` (as the metadata writes it, e.g. "[2024-01-01,
-    2024-01-31)"), by default the latest window every layer of both engines has; ValueError
+    2024-01-31)"), by default the latest window every layer of every engine has; ValueError
     when there is none."""
     windows: dict[str, float] = {}
     for candidate in {m.window for m in measurements}:
@@ -81,14 +84,15 @@ def compare(measurements: list[Measurement], window: str | None = None) -> Compa
             windows[candidate] = max(m.timestamp for m in here)
     if not windows:
         raise ValueError(
-            "no partition window has been materialized by every layer of both engines: "
-            "run compare_engines (or polars_etl and spark_etl) over the same window first"
+            "no partition window has been materialized by every layer of every engine: run "
+            f"compare_engines (or {', '.join(f'{e}_etl' for e in ENGINES)}) over the same "
+            "window first"
         )
     if window is None:
         window = max(windows, key=windows.get)
     elif window not in windows:
         raise ValueError(
-            f"window {window} has not been materialized by every layer of both engines; "
+            f"window {window} has not been materialized by every layer of every engine; "
             f"complete windows: {', '.join(sorted(windows))}"
         )
     chosen = [m for m in measurements if m.window == window]
@@ -143,43 +147,61 @@ def _per_run_sum(measurements: list[Measurement], name: str) -> dict[str, float]
 
 
 def markdown(comparison: Comparison, chart: str | None = None) -> str:
-    """The comparison as markdown: a table per layer and the totals."""
-    c = comparison
+    """The comparison as markdown: a table per layer and the totals, every engine side by
+    side and each over Polars."""
+    c, others = comparison, ENGINES[1:]
+    title = TITLES.get
+    sources = ", ".join(f"{c.runs[e]} {title(e, e)} run(s) ({c.sources[e]})" for e in ENGINES)
+    header = (
+        [f"{title(e, e)} s" for e in ENGINES]
+        + [f"{title(e, e)}/{title(BASE)}" for e in others]
+        + [f"{title(e, e)} peak GiB" for e in ENGINES]
+        + [f"{title(e, e)} cores" for e in ENGINES]
+    )
     lines = [
-        f"Window {c.window}; medians over {c.runs['polars']} Polars run(s) "
-        f"({c.sources['polars']}) and {c.runs['spark']} Spark run(s) ({c.sources['spark']}), "
-        "min-max in brackets.",
+        f"Window {c.window}; medians over {sources}, min-max in brackets.",
         "",
-        "| layer | Polars s | Spark s | Spark/Polars | Polars peak GiB | Spark peak GiB "
-        "| Polars cores | Spark cores | rows out |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| layer | " + " | ".join(header) + " | rows out |",
+        "|---|" + "---:|" * (len(header) + 1),
     ]
     for layer in LAYERS:
-        p, s = c.layers[layer]["polars"], c.layers[layer]["spark"]
-        ratio = c.ratio(layer)
-        lines.append(
-            f"| {layer} | {_range(p['seconds'])} | {_range(s['seconds'])} | "
-            f"{'-' if ratio is None else f'{ratio:.1f}x'} | "
-            f"{gib(p['peak_rss_bytes']['median'])} | {gib(s['peak_rss_bytes']['median'])} | "
-            f"{p['cpu_utilisation']['median']:.2f} | {s['cpu_utilisation']['median']:.2f} | "
-            f"{int(p['rows_out']['median']):,} |"
+        at = c.layers[layer]
+        cells = (
+            [_range(at[e]["seconds"]) for e in ENGINES]
+            + [_times(c.ratio(layer, e)) for e in others]
+            + [gib(at[e]["peak_rss_bytes"]["median"]) for e in ENGINES]
+            + [f"{at[e]['cpu_utilisation']['median']:.2f}" for e in ENGINES]
         )
-    tp, ts = c.totals["polars"], c.totals["spark"]
-    ratio = c.ratio()
+        rows = int(at[BASE]["rows_out"]["median"])
+        lines.append(f"| {layer} | " + " | ".join(cells) + f" | {rows:,} |")
+    t = c.totals
+    cells = (
+        [f"**{t[e]['seconds']:.1f}** [{t[e]['seconds_min']:.1f}-{t[e]['seconds_max']:.1f}]"
+         for e in ENGINES]
+        + [f"**{_times(c.ratio(None, e))}**" for e in others]
+        + [gib(t[e]["peak_rss_bytes"]) for e in ENGINES]
+        + ["" for _ in ENGINES]
+    )  # fmt: skip
+    lines.append("| **total** | " + " | ".join(cells) + f" | {int(t[BASE]['rows_out']):,} |")
+    startup = ", ".join(
+        f"{title(e, e)} {t[e]['startup_seconds']:.2f} s"
+        + (f" (of which the session {t[e]['spark_session_seconds']:.2f} s, once per run)"
+           if t[e]["spark_session_seconds"] else "")
+        for e in ENGINES
+    )  # fmt: skip
     lines += [
-        f"| **total** | **{tp['seconds']:.1f}** [{tp['seconds_min']:.1f}-{tp['seconds_max']:.1f}] "
-        f"| **{ts['seconds']:.1f}** [{ts['seconds_min']:.1f}-{ts['seconds_max']:.1f}] | "
-        f"**{'-' if ratio is None else f'{ratio:.1f}x'}** | {gib(tp['peak_rss_bytes'])} | "
-        f"{gib(ts['peak_rss_bytes'])} | | | {int(tp['rows_out']):,} |",
         "",
-        f"Start-up inside those times: Polars {tp['startup_seconds']:.2f} s (engine import and "
-        f"IP table, all steps), Spark {ts['startup_seconds']:.2f} s, of which the session "
-        f"{ts['spark_session_seconds']:.2f} s (once per run). Peak memory is of the process "
-        "tree (Spark: the JVM included; Polars: without a JVM of the same run).",
+        f"Start-up inside those times (engine import, IP table, session; all steps): {startup}. "
+        "Peak memory is of the process tree (Spark: the JVM included; the others: without a "
+        "JVM of the same run).",
     ]
     if chart:
         lines += ["", f"![seconds and peak memory per layer]({chart})"]
     return "\n".join(lines)
+
+
+def _times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.1f}x"
 
 
 def _range(stats: dict[str, float]) -> str:

@@ -3,6 +3,7 @@ ratios the targets are about, and its markdown (the harness, bench/pipeline.py, 
 
 from __future__ import annotations
 
+from etl_poc.logic.spec import ENGINES
 from etl_poc.report.stats import spread
 from etl_poc.report.units import GIB, gib
 
@@ -36,13 +37,14 @@ def summarize(runs: list[dict]) -> dict:
         return figures[name]["wall_seconds"]["median"] if name in figures else None
 
     floor, polars, plain = median("floor/floor"), median("dagster/polars"), median("plain/polars")
-    spark = median("dagster/spark")
     if floor and polars:
         derived["polars_over_io_floor"] = polars / floor
     if plain and polars:
         derived["dagster_overhead_polars"] = (polars - plain) / plain
-    if polars and spark:
-        derived["spark_over_polars"] = spark / polars
+    for engine in ENGINES[1:]:
+        other = median(f"dagster/{engine}")
+        if polars and other:
+            derived[f"{engine}_over_polars"] = other / polars
     return {"by_run_kind": figures, "derived": derived, "failed": failed}
 
 
@@ -84,6 +86,7 @@ def markdown(result: dict, chart: str) -> str:
         "polars_over_io_floor": "Polars (orchestrated) / I/O floor: {:.2f}x (target at most 4x)",
         "dagster_overhead_polars": "Dagster overhead on Polars: {:.1%} (target under 15 %)",
         "spark_over_polars": "Spark / Polars, whole backfill: {:.2f}x",
+        "duckdb_over_polars": "DuckDB / Polars, whole backfill: {:.2f}x",
     }
     lines += [f"- {labels[k].format(v)}" for k, v in derived.items()]
     lines += [
@@ -102,9 +105,19 @@ def markdown(result: dict, chart: str) -> str:
 
 
 def _graph_table(graph: dict) -> str:
-    lines = ["| layer | Polars s | Spark s | Spark/Polars |", "|---|---:|---:|---:|"]
-    for layer, engines in graph["layers"].items():
-        p, s = engines["polars"]["seconds"]["median"], engines["spark"]["seconds"]["median"]
-        ratio = graph["spark_over_polars"].get(layer)
-        lines.append(f"| {layer} | {p:.2f} | {s:.2f} | {f'{ratio:.1f}x' if ratio else '-'} |")
+    """Each layer's median seconds per engine and each engine over Polars (the engines the
+    file holds: two in files written before DuckDB was an engine of the graph)."""
+    engines = list(next(iter(graph["layers"].values())))
+    others = [e for e in engines if e != "polars"]
+    lines = [
+        "| layer | " + " | ".join([*(f"{e} s" for e in engines), *(f"{e}/polars" for e in others)])
+        + " |",
+        "|---|" + "---:|" * (len(engines) + len(others)),
+    ]
+    for layer, at in graph["layers"].items():
+        cells = [f"{at[e]['seconds']['median']:.2f}" for e in engines]
+        for e in others:
+            ratio = graph.get(f"{e}_over_polars", {}).get(layer)
+            cells.append(f"{ratio:.1f}x" if ratio else "-")
+        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

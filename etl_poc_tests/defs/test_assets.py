@@ -19,6 +19,7 @@ from etl_poc.defs.tags import RANGE_END_TAG, RANGE_START_TAG
 from etl_poc.lakehouse import iceberg, layer_store
 from etl_poc.lakehouse.paths import Paths
 from etl_poc.logic.compare import compare_frames
+from etl_poc.logic.spec import ENGINES
 from etl_poc.measure.layer_io import LAYER_FIGURES
 
 START = date(2024, 1, 1)
@@ -77,21 +78,23 @@ def compared(tmp_path_factory, spark):
 
 
 @pytest.mark.spark
-def test_both_lineages_materialize_and_agree(compared):
+def test_every_lineage_materializes_and_agrees(compared):
     data, result = compared
     assert result.success, result.all_events[-1]
     checks = _checks(result)
-    # 5 equivalence checks, 6 quality checks per engine, Dagster's schema-change check per layer
-    assert len(checks) == 27, checks
+    # 5 equivalence checks per engine other than Polars, 6 quality checks per engine, Dagster's
+    # schema-change check per layer and engine
+    assert len(checks) == 5 * (len(ENGINES) - 1) + 6 * len(ENGINES) + 5 * len(ENGINES), checks
     assert all(checks.values()), checks
-    polars_rows, spark_rows = _iceberg_rows(data, "polars"), _iceberg_rows(data, "spark")
+    polars_rows = _iceberg_rows(data, "polars")
     assert polars_rows.height > 2500
-    assert compare_frames(polars_rows, spark_rows).equal
+    for engine in ENGINES[1:]:
+        assert compare_frames(polars_rows, _iceberg_rows(data, engine)).equal, engine
     assert polars_rows["event_date"].max() < date(2024, 1, 4)
     materialized = result.get_asset_materialization_events()
     assert {e.asset_key for e in materialized} == {
         asset_key(engine, layer)
-        for engine in ("polars", "spark")
+        for engine in ENGINES
         for layer in ("raw", "cleansed", "enriched", "sessionized", "events")
     } | {
         dg.AssetKey("ip_country_ranges")
@@ -107,13 +110,13 @@ def test_both_lineages_materialize_and_agree(compared):
     }
     assert {m.metadata["window_rows_out"].value for m in sessionized} == {polars_rows.height}
     assert sessionized[0].metadata["figures"].value["peak_rss_bytes"] > 0
-    # Spark wrote its table's data files itself; PyIceberg committed them, naming the run.
+    # Each engine wrote its table's data files itself; PyIceberg committed them, naming the run.
     catalog = iceberg.open_catalog(Paths(data).warehouse)
-    for engine, written_by_spark in (("spark", True), ("polars", False)):
+    for engine in ENGINES:
         table = catalog.load_table(f"{engine}.{iceberg.EVENTS_TABLE}")
         files = table.inspect.files()["file_path"].to_pylist()
         assert files
-        assert all(("/data/spark-" in f) == written_by_spark for f in files), files
+        assert all(f"/data/{engine}-" in f for f in files), files
         summary = table.current_snapshot().summary.additional_properties
         assert summary["dagster.run_id"] == result.run_id
         assert summary["etl_poc.engine"] == engine
@@ -126,7 +129,7 @@ def test_every_materialization_carries_what_it_cost(compared):
     for event in result.get_asset_materialization_events():
         if event.asset_key != dg.AssetKey("ip_country_ranges"):  # a table, not a layer
             by_asset.setdefault(event.asset_key, event.materialization.metadata)  # one per run
-    assert len(by_asset) == 10
+    assert len(by_asset) == 5 * len(ENGINES)
     for key, metadata in by_asset.items():
         figures = metadata["figures"].value  # exact, for the benchmark asset
         missing = [k for k in LAYER_FIGURES if k not in figures]
@@ -149,7 +152,7 @@ def test_every_materialization_carries_what_it_cost(compared):
         if key.path[-1] == "clickstream_events":
             assert not next(c for c in columns if c.name == "event_id").constraints.nullable
             assert next(c for c in columns if c.name == "country_code").constraints.nullable
-    for engine in ("polars", "spark"):
+    for engine in ENGINES:
 
         def figure(layer, name, engine=engine):
             if name in LAYER_FIGURES:
@@ -166,6 +169,7 @@ def test_every_materialization_carries_what_it_cost(compared):
     versions = by_asset[asset_key("spark", "raw")]["engine_versions"].value
     assert {"pyspark", "spark", "java"} <= set(versions)
     assert "polars" in by_asset[asset_key("polars", "raw")]["engine_versions"].value
+    assert {"duckdb", "polars"} <= set(by_asset[asset_key("duckdb", "raw")]["engine_versions"].value)
     # The Spark session's start is reported once per run, on its first Spark step.
     with_session = [k for k, m in by_asset.items() if "spark_session_seconds" in m]
     assert with_session == [asset_key("spark", "raw")]
@@ -257,21 +261,21 @@ def test_the_benchmark_asset_compares_the_recorded_figures(compared):
     (materialization,) = result.get_asset_materialization_events()
     metadata = materialization.materialization.metadata
     assert metadata["window"].value == "[2024-01-01, 2024-01-04)"
-    assert metadata["sources"].value == {"polars": "compare_engines", "spark": "compare_engines"}
-    assert metadata["polars_seconds"].value > 0
-    assert metadata["spark_seconds"].value > 0
+    assert metadata["sources"].value == {e: "compare_engines" for e in ENGINES}
+    assert all(metadata[f"{e}_seconds"].value > 0 for e in ENGINES)
+    assert metadata["duckdb_over_polars"].value > 0
     assert "| sessionized |" in metadata["comparison"].value
     assert "](data:image/png;base64,iVBOR" in metadata["chart"].value  # inline on the page
     reports = data / "reports"
     assert (reports / "benchmark-graph.png").read_bytes().startswith(b"\x89PNG")
-    assert "Spark/Polars" in (reports / "benchmark-graph.md").read_text()
+    assert "Spark/Polars | DuckDB/Polars" in (reports / "benchmark-graph.md").read_text()
 
 
 @pytest.mark.spark
 def test_maintenance_keeps_the_rows_and_only_the_current_snapshots(compared):
     """The demo's maintain_lakehouse run (retention 0): one snapshot per table, the same rows."""
     data, _ = compared
-    before = {e: _iceberg_rows(data, e) for e in ("polars", "spark")}
+    before = {e: _iceberg_rows(data, e) for e in ENGINES}
     job = defs.resolve_job_def("maintain_lakehouse")
     result = job.execute_in_process(
         run_config={"ops": {"lakehouse_maintenance": {"config": {"retention_hours": 0}}}},
@@ -280,7 +284,7 @@ def test_maintenance_keeps_the_rows_and_only_the_current_snapshots(compared):
     assert result.success
     (materialization,) = result.get_asset_materialization_events()
     metadata = materialization.materialization.metadata
-    assert metadata["snapshots_after"].value == 4  # two tables per engine
-    assert metadata["snapshots_before"].value > 4
+    assert metadata["snapshots_after"].value == 2 * len(ENGINES)  # two tables per engine
+    assert metadata["snapshots_before"].value > 2 * len(ENGINES)
     for engine, rows in before.items():
         assert compare_frames(rows, _iceberg_rows(data, engine)).equal, engine

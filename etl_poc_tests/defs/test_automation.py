@@ -23,6 +23,7 @@ from etl_poc.defs.automation import (
 )
 from etl_poc.defs.resources import DataDirectory
 from etl_poc.defs.tags import RANGE_END_TAG, RANGE_START_TAG
+from etl_poc.logic.spec import ENGINES
 
 D = date.fromisoformat
 
@@ -98,7 +99,7 @@ def test_the_sensor_requests_the_days_of_new_changed_and_removed_files(tmp_path,
     windows, cursor = _tick(instance, tmp_path, cursor)
     assert windows == [tuple(days[name])] == [("2024-01-03", days[name][1])]
     # Once every day is built, a change to the bulk file redoes every day after it.
-    for engine in ("polars", "spark"):
+    for engine in ENGINES:
         for day in ("2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", last):
             instance.report_runless_asset_event(
                 dg.AssetMaterialization(asset_key(engine, "events"), partition=day)

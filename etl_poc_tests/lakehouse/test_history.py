@@ -7,8 +7,8 @@ the landing files holding its rows and, through the sessions continuing from the
 before, on the day before. So once a day is touched (a landing change with rows on it, a
 run of it killed, or a run of a later day without it), it and every day after it are run
 again, in day order, in any windows: the days before it are not, and must already be right.
-Hypothesis draws random histories on Polars (random piece sizes too); a few fixed
-histories run on Spark.
+Hypothesis draws random histories on Polars (random piece sizes too); a fixed history runs
+on Spark and on DuckDB.
 """
 
 from __future__ import annotations
@@ -190,6 +190,7 @@ def _first_day(rows: list[dict]) -> date:
 WRITES = (
     (layer_store, "polars_add_part"),
     (layer_store, "spark_write"),
+    (layer_store, "duckdb_write"),
     (layer_store, "clear_window"),
     (iceberg, "replace_window"),
     (iceberg, "replace_window_with_files"),
@@ -263,7 +264,7 @@ def test_any_history_on_polars_ends_equal_to_a_fresh_build(first, history, chunk
 
 
 # A fixed history for the other engines: a replay across days processed later day first, a
-# run killed between its two commits (the 8th write of a Spark run: raw, rejects, cleansed,
+# run killed between its two commits (the 8th write of a Spark or DuckDB run: raw, rejects, cleansed,
 # enriched, sessionized, the events' window and its catalog commit, the rejects' window), a
 # file added, one replaced, a run killed inside cleansing (after its rejects, before its
 # clean rows), one killed inside its first commit, and a file removed.
@@ -275,16 +276,17 @@ FIXED_HISTORY = [
 ]  # fmt: skip
 
 
-@pytest.mark.spark
-def test_a_fixed_history_on_spark_ends_equal_to_a_fresh_build(spark, tmp_path):
-    house = Lakehouse(tmp_path / "data", "spark", spark)
+@pytest.mark.parametrize("engine", [pytest.param("spark", marks=pytest.mark.spark), "duckdb"])
+def test_a_fixed_history_on_another_engine_ends_equal_to_a_fresh_build(engine, request, tmp_path):
+    runtime = request.getfixturevalue("spark") if engine == "spark" else None
+    house = Lakehouse(tmp_path / "data", engine, runtime)
     house.land(SLOTS[0], 1)
     house.play(FIXED_HISTORY)
     assert house.killed == [
         (START, date(2024, 1, 3)), (date(2024, 1, 2), date(2024, 1, 4)), (START, LAST)
     ]  # fmt: skip
     house.catch_up(random.Random(0))
-    expected = fresh_build(house.paths.landing, tmp_path, "spark", spark)
+    expected = fresh_build(house.paths.landing, tmp_path, engine, runtime)
     assert_same_tables(house.tables(), expected)
     # And the same rows as Polars builds fresh (the engines agree on histories too).
     polars_fresh = fresh_build(house.paths.landing, tmp_path / "polars")

@@ -1,4 +1,4 @@
-"""Landing files into the raw contract, on both engines alike: every column of the contract
+"""Landing files into the raw contract, on every engine alike: every column of the contract
 (a file lacking one refused, naming it), empty CSV fields null, source_file, malformed
 records, RFC 4180 CSV (quoted commas, doubled quotes and line breaks, CRLF), a byte-order
 mark and spaced header names, blank lines, bytes that are not UTF-8, typed Parquet
@@ -12,7 +12,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from etl_poc.lakehouse.landing_readers import polars_read_landing, spark_read_landing
+from etl_poc.lakehouse.landing_readers import (
+    duckdb_read_landing,
+    polars_read_landing,
+    spark_read_landing,
+)
 from etl_poc.logic.spec import SOURCE_FILE, TEXT_COLUMNS, RejectReason
 
 HEADER = ",".join(TEXT_COLUMNS)  # event_id,user_id,timestamp,page_url,device,ip_address,...
@@ -21,12 +25,16 @@ HEADER = ",".join(TEXT_COLUMNS)  # event_id,user_id,timestamp,page_url,device,ip
 def _read(engine: str, files: list[Path], landing: Path, spark=None) -> pl.DataFrame:
     if engine == "polars":
         frame = polars_read_landing(files, landing).collect()
+    elif engine == "duckdb":
+        import duckdb
+
+        frame = pl.from_arrow(duckdb_read_landing(duckdb.connect(), files, landing).to_arrow_table())
     else:
         frame = pl.from_arrow(spark_read_landing(spark, files, landing).toArrow())
     return frame.sort(SOURCE_FILE, "event_id", nulls_last=True)
 
 
-@pytest.fixture(params=["polars", pytest.param("spark", marks=pytest.mark.spark)])
+@pytest.fixture(params=["polars", pytest.param("spark", marks=pytest.mark.spark), "duckdb"])
 def engine(request):
     return request.param
 
@@ -119,6 +127,13 @@ def test_bytes_that_are_not_utf8_are_rejected_as_invalid_encoding(engine, reques
         from etl_poc.logic import polars_engine
 
         frame = polars_engine.standardize(polars_read_landing([path], tmp_path), **when).collect()
+    elif engine == "duckdb":
+        import duckdb
+
+        from etl_poc.logic import duckdb_engine
+
+        raw = duckdb_read_landing(duckdb.connect(), [path], tmp_path)
+        frame = pl.from_arrow(duckdb_engine.standardize(raw, **when).to_arrow_table())
     else:
         from etl_poc.logic import spark_engine
 

@@ -1,4 +1,4 @@
-"""The layers on disk behave the same for both engines' writers and readers: a window is
+"""The layers on disk behave the same for every engine's writers and readers: a window is
 replaced exactly, rows outside it (or without a day) are refused before anything changes, and
 an empty window reads as None."""
 
@@ -31,8 +31,18 @@ def _spark_write(frame, root, start, end, spark=None):
                             start, end)  # fmt: skip
 
 
+def _duckdb_write(frame, root, start, end, spark=None):
+    import duckdb
+
+    connection = duckdb.connect()
+    layer_store.duckdb_write(connection.from_arrow(frame.to_arrow()), root, "duckdb", "cleansed",
+                             start, end)  # fmt: skip
+    connection.close()
+
+
 WRITERS = [
     pytest.param(("polars", _polars_write), id="polars"),
+    pytest.param(("duckdb", _duckdb_write), id="duckdb"),
     pytest.param(("spark", _spark_write), id="spark", marks=pytest.mark.spark),
 ]
 
@@ -68,9 +78,29 @@ def test_rows_outside_the_window_are_refused_and_nothing_changes(writer, tmp_pat
 
 
 @pytest.mark.spark
-def test_both_readers_see_nothing_in_an_empty_window(spark, tmp_path):
+def test_every_reader_sees_nothing_in_an_empty_window(spark, tmp_path):
+    import duckdb
+
     assert layer_store.polars_read(tmp_path, "polars", "raw", DAY1, DAY2) is None
     assert layer_store.spark_read(spark, tmp_path, "spark", "raw", DAY1, DAY2) is None
+    assert layer_store.duckdb_read(duckdb.connect(), tmp_path, "duckdb", "raw", DAY1, DAY2) is None
+
+
+def test_duckdb_reads_what_it_wrote_with_utc_instants_as_naive_utc(tmp_path):
+    """DuckDB stores the rules' naive UTC timestamps as UTC instants (as Polars and Spark
+    store them) and reads them back naive; Polars reads the same files as UTC instants."""
+    from datetime import datetime
+
+    import duckdb
+
+    when = datetime(2024, 1, 1, 23, 59, 59, 999999)
+    frame = _rows(DAY1).with_columns(event_ts=pl.lit(when))
+    _duckdb_write(frame, tmp_path, DAY1, DAY2)
+    relation = layer_store.duckdb_read(duckdb.connect(), tmp_path, "duckdb", "cleansed", DAY1, DAY2)
+    assert relation.fetchall() == [("e0", when, DAY1)]
+    stored = layer_store.read_layer(tmp_path, "duckdb", "cleansed", DAY1, DAY2)
+    assert stored["event_ts"].dtype == pl.Datetime("us", "UTC")
+    assert stored["event_ts"].dt.replace_time_zone(None).to_list() == [when]
 
 
 def test_the_day_key_of_each_stored_layer(tmp_path):

@@ -48,7 +48,7 @@ EXPECTED_REJECTS = [
 ]
 
 
-@pytest.fixture(params=["polars", pytest.param("spark", marks=pytest.mark.spark)])
+@pytest.fixture(params=["polars", pytest.param("spark", marks=pytest.mark.spark), "duckdb"])
 def constructor(request, tmp_path):
     """Makes a runner of the parametrized engine over a fresh copy of the landing zone."""
     engine = request.param
