@@ -228,6 +228,7 @@ def _run_bench(args) -> int:
         return 0
     if args.benchmark == "engines":
         from etl_poc.bench.engines import run_engine_benchmark
+
         engines = _engine_list(args.engines, set(ENGINES))
         if not engines:
             raise ValueError("--engines: name at least one engine")

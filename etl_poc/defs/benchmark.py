@@ -102,10 +102,7 @@ def benchmark(
             ),
             "window": comparison.window,
             **{f"{e}_seconds": round(totals[e]["seconds"], 3) for e in ENGINES},
-            **{
-                f"{e}_over_polars": round(comparison.ratio(None, e) or 0.0, 3)
-                for e in ENGINES[1:]
-            },
+            **{f"{e}_over_polars": round(comparison.ratio(None, e) or 0.0, 3) for e in ENGINES[1:]},
             "spark_session_seconds": round(totals["spark"]["spark_session_seconds"], 3),
             **{f"{e}_peak_rss": size_text(int(totals[e]["peak_rss_bytes"])) for e in ENGINES},
             "runs": dg.MetadataValue.json(comparison.runs),

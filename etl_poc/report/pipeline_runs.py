@@ -110,7 +110,8 @@ def _graph_table(graph: dict) -> str:
     engines = list(next(iter(graph["layers"].values())))
     others = [e for e in engines if e != "polars"]
     lines = [
-        "| layer | " + " | ".join([*(f"{e} s" for e in engines), *(f"{e}/polars" for e in others)])
+        "| layer | "
+        + " | ".join([*(f"{e} s" for e in engines), *(f"{e}/polars" for e in others)])
         + " |",
         "|---|" + "---:|" * (len(engines) + len(others)),
     ]

@@ -96,9 +96,7 @@ def test_every_lineage_materializes_and_agrees(compared):
         asset_key(engine, layer)
         for engine in ENGINES
         for layer in ("raw", "cleansed", "enriched", "sessionized", "events")
-    } | {
-        dg.AssetKey("ip_country_ranges")
-    }  # the reference table recorded with each run
+    } | {dg.AssetKey("ip_country_ranges")}  # the reference table recorded with each run
     # A range run records each day's own row count on its partition, the window's total as
     # window_rows_out.
     sessionized = [
@@ -169,7 +167,9 @@ def test_every_materialization_carries_what_it_cost(compared):
     versions = by_asset[asset_key("spark", "raw")]["engine_versions"].value
     assert {"pyspark", "spark", "java"} <= set(versions)
     assert "polars" in by_asset[asset_key("polars", "raw")]["engine_versions"].value
-    assert {"duckdb", "polars"} <= set(by_asset[asset_key("duckdb", "raw")]["engine_versions"].value)
+    assert {"duckdb", "polars"} <= set(
+        by_asset[asset_key("duckdb", "raw")]["engine_versions"].value
+    )
     # The Spark session's start is reported once per run, on its first Spark step.
     with_session = [k for k, m in by_asset.items() if "spark_session_seconds" in m]
     assert with_session == [asset_key("spark", "raw")]

@@ -28,7 +28,9 @@ def _read(engine: str, files: list[Path], landing: Path, spark=None) -> pl.DataF
     elif engine == "duckdb":
         import duckdb
 
-        frame = pl.from_arrow(duckdb_read_landing(duckdb.connect(), files, landing).to_arrow_table())
+        frame = pl.from_arrow(
+            duckdb_read_landing(duckdb.connect(), files, landing).to_arrow_table()
+        )
     else:
         frame = pl.from_arrow(spark_read_landing(spark, files, landing).toArrow())
     return frame.sort(SOURCE_FILE, "event_id", nulls_last=True)

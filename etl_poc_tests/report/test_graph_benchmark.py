@@ -81,7 +81,7 @@ def test_without_a_window_every_engine_completed_it_says_what_to_run():
     window = "[2024-01-01, 2024-01-02)"
     two = [*_run("polars", "p1", "polars_etl", window, 1.0, 1),
            *_run("spark", "s1", "spark_etl", window, 1.0, 1)]  # fmt: skip
-    with pytest.raises(ValueError, match="run compare_engines .*duckdb_etl"):
+    with pytest.raises(ValueError, match=r"run compare_engines .*duckdb_etl"):
         compare(two)
     assert ENGINES == ("polars", "spark", "duckdb")
 
