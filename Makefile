@@ -8,7 +8,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN = $(UV) run --frozen
 SIZE ?= small
 REPEAT ?= 3
-ENGINES ?= polars,spark
+ENGINES ?= polars,spark,duckdb
 FORMATS ?= csv,parquet
 # The caller's ETL_POC_DATA_DIR and DAGSTER_HOME are honoured; DATA_DIR=... overrides both.
 DATA_DIR ?= $(or $(ETL_POC_DATA_DIR),data)
@@ -99,11 +99,11 @@ ui: install ## Dagster's UI on 127.0.0.1
 generate: install ## make generate SIZE=small|medium|large [FORMATS=csv,parquet]
 	$(RUN) etl-poc generate --size $(SIZE) --formats $(FORMATS) --out $(DATA_DIR)/landing
 
-query: install ## make query SQL="SELECT ...": DuckDB over polars_events, spark_events, *_rejects
+query: install ## make query SQL="SELECT ...": DuckDB over <engine>_events and <engine>_rejects
 	@$(RUN) etl-poc query --data $(DATA_DIR) "$(SQL)"
 
 BENCH_ARGS ?=
-bench: install ## make bench SIZE=medium REPEAT=3 [ENGINES=polars,spark] [BENCH_ARGS="--label L --set K=V --cpus 0"]: backfills, Dagster overhead, I/O floor; JSON in measurements/
+bench: install ## make bench SIZE=medium REPEAT=3 [ENGINES=polars,spark,duckdb] [BENCH_ARGS="--label L --set K=V --cpus 0"]: backfills, Dagster overhead, I/O floor; JSON in measurements/
 	$(RUN) etl-poc bench pipeline --size $(SIZE) --repeat $(REPEAT) --engines $(ENGINES) $(BENCH_ARGS)
 
 bench-generator: install ## make bench-generator SIZE=medium REPEAT=3: the generator, in fresh processes

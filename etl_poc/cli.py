@@ -187,8 +187,8 @@ def _add_bench(sub) -> None:
     e.add_argument("--reports", type=Path, default=settings().reports_dir)
     e.add_argument(
         "--engines",
-        default="polars,spark,duckdb",
-        help="comma-separated, from polars, spark, duckdb (the plain SQL baseline)",
+        default=",".join(ENGINES),
+        help=f"comma-separated, from {', '.join(ENGINES)}",
     )
 
 
@@ -392,8 +392,8 @@ def _add_summary(sub) -> None:
 def _add_query(sub) -> None:
     p = sub.add_parser(
         "query",
-        help="one read-only SELECT in DuckDB over the lakehouse: views polars_events, "
-        "spark_events, polars_rejects, spark_rejects (no file or network access)",
+        help="one read-only SELECT in DuckDB over the lakehouse: views <engine>_events and "
+        f"<engine>_rejects for {', '.join(ENGINES)} (no file or network access)",
     )
     p.add_argument("sql", help='e.g. "SELECT device, count(*) FROM polars_events GROUP BY 1"')
     _add_lakehouse_options(p)

@@ -2,7 +2,7 @@
 fresh processes and alternated, next to the same work without Dagster and the machine's I/O
 floor; medians with min and max.
 
-Per attempt, engines alternate in order (polars, spark / spark, polars), each as a
+Per attempt, engines alternate in order (polars, spark, duckdb / duckdb, spark, polars), each as a
 `dagster job execute` of its lineage without checks (`bench_<engine>`) over the whole window
 of the landing data, from empty layers and warehouse. The same work without the orchestrator
 (bench/plain.py, `--plain` engines) gives Dagster's overhead; reading every landing file and

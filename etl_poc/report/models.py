@@ -56,6 +56,17 @@ class BenchmarkFile:
         return (self.cluster or {}).get("workers") or None
 
 
+def load_generator_runs(measurements_dir: Path) -> list[dict]:
+    """Every generator benchmark JSON under `measurements_dir` (etl-poc bench generator
+    --reports measurements), each with its file name as `source`."""
+    found = []
+    for path in sorted(measurements_dir.glob("generator-benchmark-*.json")):
+        content = json.loads(path.read_text())
+        if content.get("benchmark") == "generator":
+            found.append({**content, "source": path.name})
+    return found
+
+
 def load_measurements(measurements_dir: Path) -> list[BenchmarkFile]:
     """Every pipeline benchmark JSON under `measurements_dir`, smallest data first."""
     found = []

@@ -20,7 +20,7 @@ from pathlib import Path
 from etl_poc.report import sections
 from etl_poc.report.charts import scaling_png
 from etl_poc.report.cost import load_prices
-from etl_poc.report.models import load_measurements
+from etl_poc.report.models import load_generator_runs, load_measurements
 
 
 def build_report(
@@ -52,7 +52,7 @@ def build_report(
     chart = out_dir / "report-scaling.png"
     if scaling_png(growth, chart):
         lines += ["", f"![wall time and peak memory against events, log-log]({chart.name})"]
-    lines += sections.targets(defaults)
+    lines += sections.targets(defaults, load_generator_runs(measurements_dir))
     lines += sections.layers(defaults)
     lines += sections.variants(everything, defaults)
     lines += sections.single_node_costs(defaults, prices)
