@@ -20,6 +20,7 @@ def test_medians_and_the_derived_figures():
         _run("dagster", "polars", 11.0), _run("dagster", "polars", 13.0, 2),
         _run("dagster", "polars", 12.0, 3), _run("plain", "polars", 10.0),
         _run("floor", "floor", 3.0), _run("dagster", "spark", 60.0),
+        _run("dagster", "duckdb", 18.0),
     ]  # fmt: skip
     summary = summarize(runs)
     polars = summary["by_run_kind"]["dagster/polars"]
@@ -29,6 +30,7 @@ def test_medians_and_the_derived_figures():
         "polars_over_io_floor": 4.0,
         "dagster_overhead_polars": pytest.approx(0.2),
         "spark_over_polars": 5.0,
+        "duckdb_over_polars": 1.5,
     }
 
 
@@ -48,15 +50,16 @@ def test_the_harness_runs_end_to_end_on_tiny_data(tmp_path):
     reports = tmp_path / "reports"
     result = run_pipeline_benchmark("2000", 1, reports, tmp_path / "scratch")
     kinds = {(r["kind"], r["engine"]) for r in result["runs"]}
-    assert kinds == {("dagster", "polars"), ("dagster", "spark"), ("plain", "polars"),
-                     ("floor", "floor")}  # fmt: skip
+    assert kinds == {("dagster", "polars"), ("dagster", "spark"), ("dagster", "duckdb"),
+                     ("plain", "polars"), ("floor", "floor")}  # fmt: skip
     assert all(r["wall_seconds"] > 0 and r["peak_rss_bytes"] > 0 for r in result["runs"])
     saved = json.loads((reports / "benchmark-2000.json").read_text())
     assert saved["summary"]["derived"].keys() == {
         "polars_over_io_floor", "dagster_overhead_polars", "spark_over_polars",
+        "duckdb_over_polars",
     }  # fmt: skip
     # The per-layer comparison, from the assets' own metadata of the same runs.
-    assert saved["graph"]["sources"] == {"polars": "bench_polars", "spark": "bench_spark"}
+    assert saved["graph"]["sources"] == {e: f"bench_{e}" for e in ("polars", "spark", "duckdb")}
     assert saved["graph"]["window"] == "[2024-01-01, 2024-02-04)"
     text = (reports / "benchmark-2000.md").read_text()
     assert "Dagster overhead on Polars" in text
