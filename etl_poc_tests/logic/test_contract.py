@@ -132,6 +132,17 @@ def _raw(rows: list[dict]) -> pl.DataFrame:
 CASES = [
     ("plain", {"event_id": "e01"}, {"device": "desktop", "event_ts": "2024-01-10 12:00:00"}),
     ("padded text", {"event_id": " e02 ", "user_id": " u9 "}, {"event_id": "e02", "user_id": "u9"}),
+    (
+        "every kind of padding, one side or both",
+        {
+            "event_id": "\te36\r\n",
+            "user_id": "\x0bu 9",
+            "page_url": "/p q\x0c",
+            "device": "\ttablet",
+        },
+        {"event_id": "e36", "user_id": "u 9", "page_url": "/p q", "device": "tablet"},
+    ),
+    ("padding only", {"event_id": "e37", "page_url": "\t\n "}, {"page_url": None}),
     ("empty event_id", {"event_id": "  "}, RejectReason.MISSING_EVENT_ID),
     ("null event_id", {"event_id": None}, RejectReason.MISSING_EVENT_ID),
     ("empty user_id", {"event_id": "e03", "user_id": ""}, RejectReason.MISSING_USER_ID),
