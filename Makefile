@@ -58,7 +58,7 @@ DEMO_LOG = $(DATA_DIR)/demo-dagster.log
 RUN_CONFIG = etl_poc/defs/run_config
 
 demo ui: export ETL_POC_END_DATE ?= $(DEMO_LAST_DAY)
-demo: install ## small data through both engines, launched through Dagster's daemon: a backfill of the bulk month, then day by day
+demo: install ## small data through the three engines, launched through Dagster's daemon: a backfill of the bulk month, then day by day
 	@mkdir -p $(DATA_DIR) && : > $(DEMO_LOG)
 	$(RUN) etl-poc generate --size small --formats parquet --out $(DATA_DIR)/landing --no-progress
 	@$(RUN) etl-poc demo --bulk $(BULK_RANGE) --days $(INCREMENTAL_DAYS) --log $(DEMO_LOG) \

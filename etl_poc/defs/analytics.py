@@ -1,5 +1,5 @@
-"""Analytics: the .sql files of etl_poc/analytics run in DuckDB over both engines' Iceberg
-tables, each answer attached as a markdown table, and a check that both engines' tables give
+"""Analytics: the .sql files of etl_poc/analytics run in DuckDB over every engine's Iceberg
+tables, each answer attached as a markdown table, and a check that every engine's tables give
 the same answers."""
 
 import dagster as dg

@@ -150,5 +150,5 @@ declarative_automation = dg.AutomationConditionSensorDefinition(
     default_status=AUTOMATION_STATUS,
     minimum_interval_seconds=30,
     description="Materializes the assets whose AutomationCondition asks for it: the analytics "
-    "once both engines' tables are new and their blocking checks passed.",
+    "once every engine's tables are new and their blocking checks passed.",
 )

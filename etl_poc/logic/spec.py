@@ -55,7 +55,7 @@ DEFAULT_START_DATE: Final = date(2024, 1, 1)
 
 # --- Cleansing -----------------------------------------------------------------------------
 
-# Text is trimmed of these (ASCII whitespace, as both engines' regex and trim agree on them);
+# Text is trimmed of these (ASCII whitespace, as every engine's regex and trim agree on them);
 # text that is empty after trimming is null.
 WHITESPACE: Final = " \t\n\r\f\v"
 
@@ -225,7 +225,7 @@ class IpStatus:
 
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-# Dotted quad, no leading zeros (as Python's ipaddress): both engines match this pattern.
+# Dotted quad, no leading zeros (as Python's ipaddress): every engine matches this pattern.
 IPV4_PATTERN: Final = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
 # Characters an IPv6 address (without an embedded IPv4 part or a zone) may hold; the group
 # structure is checked after splitting on '::' and ':'.

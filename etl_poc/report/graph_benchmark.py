@@ -2,7 +2,7 @@
 materialization recorded (defs/metadata.py), aggregated per layer and in total.
 
 Input: one Measurement per (run, engine, layer), as the `benchmark` asset reads them from the
-Dagster instance. The comparison uses one window, the latest that every layer of both engines
+Dagster instance. The comparison uses one window, the latest that every layer of every engine
 was materialized for (every engine of `spec.ENGINES`), and takes medians over the runs of that window (min and max shown), so
 that a figure is never a single lucky or unlucky run and never mixes windows. Runs of one
 engine alone (`polars_etl`, `spark_etl`, `duckdb_etl`) are preferred to runs of all in one

@@ -36,7 +36,7 @@ def build_report(
     prices = load_prices(prices_path)
     # Growth, cost and thresholds from the default runs; variants and clusters apart.
     defaults = [m for m in everything if m.is_default] or everything
-    lines = ["# Polars vs Spark: the report", ""]
+    lines = ["# Polars vs Spark (and DuckDB): the report", ""]
     lines += [
         f"Built by `make report` from the harness's JSON files in `{measurements_dir}`; every "
         "table names the file it comes from. Figures are medians [min-max] of fresh-process "

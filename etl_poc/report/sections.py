@@ -25,6 +25,14 @@ from etl_poc.report.models import (
     value,
     workers_to_beat,
 )
+from etl_poc.report.pipeline_runs import (
+    FLOOR_TARGET,
+    FUSED_FLOOR_TARGET,
+    GENERATOR_TARGET,
+    OVERHEAD_TARGET,
+    POLARS_PEAK_TARGET,
+    STARTUP_TARGET,
+)
 from etl_poc.report.units import gib, ratio, seconds
 
 PROJECTED_WORKERS = (1, 2, 4, 8, 16)
@@ -104,14 +112,6 @@ def _memory_limit(engine: str, rss: list, exponent: float, host_bytes: float) ->
         f"Projected from that fit, it would reach this host's {host_bytes / 2**30:.0f} GiB at "
         f"about {limit:,.0f} events (a projection).{capped}"
     )
-
-
-POLARS_PEAK_TARGET = 6e9  # bytes: the Polars lineage's peak on `large`, under 6 GB
-FLOOR_TARGET = 5.0  # Polars through Dagster, at most this many times the I/O floor
-FUSED_FLOOR_TARGET = 3.0  # the Polars chain in one plan, at most this many times the floor
-OVERHEAD_TARGET = 0.10  # what Dagster adds to the Polars run, under this share
-STARTUP_TARGET = 1.0  # seconds of start-up per Polars step, under this
-GENERATOR_TARGET = 1e6  # events per second at medium, at least this
 
 
 def _verdict(met: bool) -> str:
