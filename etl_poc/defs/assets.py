@@ -12,6 +12,7 @@ from etl_poc.lakehouse.iceberg import EVENTS_SCHEMA
 from etl_poc.lakehouse.runner import rejects_summary, runner_module
 from etl_poc.logic.spec import ENGINES, LAYERS
 from etl_poc.measure.layer_io import layer_io, rows_by_day
+from etl_poc.measure.spark_stages import stage_mark, stage_summary, stages_since
 from etl_poc.measure.usage import TreeSampler, engine_versions
 
 from .landing import LANDING_CLICKSTREAM
@@ -125,11 +126,14 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
             if layer == "enriched":
                 runner.ip_ranges  # noqa: B018 (loaded here, so that it counts as start-up)
             startup = time.perf_counter() - began
+            spark = getattr(runner, "spark", None)
+            mark = stage_mark(spark) if spark is not None else None
             if layer == "events":
                 result = runner.events(start, end, context.run.run_id, catalog)
             else:
                 result = getattr(runner, layer)(start, end)
             io = layer_io(data_dir.paths, engine, layer, start, end, result)
+        stages = stage_summary(stages_since(spark, mark)) if spark is not None else None
         cost = LayerCost(
             engine=engine,
             window=(start, end),
@@ -137,7 +141,8 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
             startup_seconds=startup,
             spark_session_seconds=engine_resource.take_startup_seconds(),
             io=io,
-            versions=engine_versions(engine, getattr(runner, "spark", None)),
+            versions=engine_versions(engine, spark),
+            spark_stages=stages,
         )
         required = EVENTS_REQUIRED if layer == "events" else frozenset()
         metadata = layer_metadata(result, cost, required)

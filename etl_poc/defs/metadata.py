@@ -81,6 +81,7 @@ class LayerCost:
     spark_session_seconds: float | None  # the Spark session's start, on the run's first step
     io: dict[str, int]  # rows_in, bytes_read, bytes_written
     versions: dict[str, str]
+    spark_stages: dict | None = None  # Spark's own stage times (measure.spark_stages)
 
 
 def cost_figures(result: LayerResult, measured: LayerCost) -> dict:
@@ -153,6 +154,9 @@ def layer_metadata(
         metadata["high_water_gib"] = round(usage.high_water_bytes / GIB, 3)
     if measured.spark_session_seconds is not None:
         metadata["spark_session_seconds"] = round(measured.spark_session_seconds, 3)
+    if measured.spark_stages is not None:
+        metadata["spark_stages"] = dg.MetadataValue.json(measured.spark_stages)
+        metadata["spark_stage_seconds"] = measured.spark_stages["stage_seconds"]
     if not result.preview.is_empty():
         metadata["dagster/column_schema"] = table_schema(result.preview.schema, required)
     for name, value in result.details.items():

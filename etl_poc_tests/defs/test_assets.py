@@ -92,11 +92,10 @@ def test_every_lineage_materializes_and_agrees(compared):
         assert compare_frames(polars_rows, _iceberg_rows(data, engine)).equal, engine
     assert polars_rows["event_date"].max() < date(2024, 1, 4)
     materialized = result.get_asset_materialization_events()
-    assert {e.asset_key for e in materialized} == {
-        asset_key(engine, layer)
-        for engine in ENGINES
-        for layer in ("raw", "cleansed", "enriched", "sessionized", "events")
-    } | {dg.AssetKey("ip_country_ranges")}  # the reference table recorded with each run
+    expected = {asset_key(e, layer) for e in ENGINES for layer in (
+        "raw", "cleansed", "enriched", "sessionized", "events")}  # fmt: skip
+    expected.add(dg.AssetKey("ip_country_ranges"))  # the reference table, recorded each run
+    assert {e.asset_key for e in materialized} == expected
     # A range run records each day's own row count on its partition, the window's total as
     # window_rows_out.
     sessionized = [
@@ -173,6 +172,15 @@ def test_every_materialization_carries_what_it_cost(compared):
     # The Spark session's start is reported once per run, on its first Spark step.
     with_session = [k for k, m in by_asset.items() if "spark_session_seconds" in m]
     assert with_session == [asset_key("spark", "raw")]
+    # Spark's own stage times on every Spark step (and on no other engine's), from its driver.
+    for key, metadata in by_asset.items():
+        stages = metadata.get("spark_stages")
+        assert (stages is not None) == (key.path[0] == "spark"), key
+        if stages is not None:
+            assert stages.value["stages"] > 0, key
+            assert stages.value["tasks"] > 0, key
+            assert stages.value["stage_seconds"] > 0, key
+            assert 1 <= len(stages.value["slowest"]) <= 3, key
 
 
 @pytest.mark.spark
