@@ -105,6 +105,11 @@ class EngineResource(dg.ConfigurableResource):
         self._held.enter_context(lock)
         self._windows.add((engine, start, end))
 
+    def take_startup_seconds(self) -> float | None:
+        """The engine's own start-up, once, to the first asset of the run that used it; None
+        for an engine that runs in the run's process with nothing to start (Polars, DuckDB)."""
+        return None
+
     def teardown_after_execution(self, context) -> None:
         if self._held is not None:
             self._held.close()
@@ -126,10 +131,6 @@ class PolarsResource(EngineResource):
 
         return PolarsRuntime(self.chunk_rows, self.engine)
 
-    def take_startup_seconds(self) -> None:
-        """Nothing to start: Polars runs in the run's process."""
-        return None
-
 
 class DuckDBEngineResource(EngineResource):
     """How the DuckDB lineage's database works: ETL_POC_DUCKDB_THREADS (0: one per core) and
@@ -145,10 +146,6 @@ class DuckDBEngineResource(EngineResource):
         from etl_poc.lakehouse.duckdb_runner import DuckDBRuntime
 
         return DuckDBRuntime(self.threads, self.memory_limit)
-
-    def take_startup_seconds(self) -> None:
-        """Nothing to start: DuckDB runs in the run's process."""
-        return None
 
 
 class SparkResource(EngineResource):
