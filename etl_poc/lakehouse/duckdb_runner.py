@@ -25,10 +25,10 @@ from etl_poc.lakehouse.runner import (
     ICEBERG_LAYERS,
     PREVIEW_ROWS,
     LayerResult,
+    RunnerBase,
     earlier_event_id_files,
     empty_window,
     iceberg_result,
-    ip_table,
     landing_files,
     no_raw_rows,
     nothing_for,
@@ -68,7 +68,7 @@ def _one(relation, aggregate: str):
     return relation.aggregate(aggregate).fetchall()[0][0]
 
 
-class Runner:
+class Runner(RunnerBase):
     engine = ENGINE
 
     def __init__(
@@ -79,14 +79,8 @@ class Runner:
         runtime: DuckDBRuntime | None = None,
         ip_ranges: IpRangeTable | Callable[[], IpRangeTable] | None = None,
     ):
-        self.paths, self.start_date, self.processed_at = paths, start_date, processed_at
+        super().__init__(paths, start_date, processed_at, ip_ranges)
         self.runtime = runtime or DuckDBRuntime()
-        self._ip_source = ip_ranges
-        self._when = {"start_date": start_date, "processed_at": processed_at}
-
-    @cached_property
-    def ip_ranges(self) -> IpRangeTable:
-        return ip_table(self._ip_source)
 
     @cached_property
     def connection(self) -> duckdb.DuckDBPyConnection:

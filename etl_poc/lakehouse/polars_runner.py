@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cached_property
 from pathlib import Path
 
 import polars as pl
@@ -26,10 +25,10 @@ from etl_poc.lakehouse.paths import Paths
 from etl_poc.lakehouse.runner import (
     ICEBERG_LAYERS,
     LayerResult,
+    RunnerBase,
     earlier_event_id_files,
     empty_window,
     iceberg_result,
-    ip_table,
     landing_files,
     no_raw_rows,
     nothing_for,
@@ -89,7 +88,7 @@ def _combined(results: list[LayerResult], details: dict | None = None) -> LayerR
     )
 
 
-class Runner:
+class Runner(RunnerBase):
     engine = ENGINE
 
     def __init__(
@@ -100,14 +99,8 @@ class Runner:
         runtime: PolarsRuntime | None = None,
         ip_ranges: IpRangeTable | Callable[[], IpRangeTable] | None = None,
     ):
-        self.paths, self.start_date, self.processed_at = paths, start_date, processed_at
+        super().__init__(paths, start_date, processed_at, ip_ranges)
         self.runtime = runtime or PolarsRuntime()
-        self._ip_source = ip_ranges
-        self._when = {"start_date": start_date, "processed_at": processed_at}
-
-    @cached_property
-    def ip_ranges(self) -> IpRangeTable:
-        return ip_table(self._ip_source)
 
     def _collect(self, frame: pl.LazyFrame) -> pl.DataFrame:
         return frame.collect(engine=self.runtime.collect_engine)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import importlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from functools import cached_property
 
 import polars as pl
 
@@ -46,15 +48,33 @@ class LayerResult:
     details: dict = field(default_factory=dict)
 
 
-def ip_table(source) -> IpRangeTable:
-    """The IP-to-country table a runner was given: a table, a function that loads one (loaded
-    only by the layer that needs it: the enriched layer, 0.9 s), or None for the packaged
-    GeoLite2 table."""
-    if source is None:
-        from etl_poc.reference.ip_ranges import load_packaged_ranges
+class RunnerBase:
+    """What every engine's Runner is given and holds: the data directory, the start date and
+    processing time the rules judge by, and the IP-to-country table as a table, a function
+    that loads one (loaded only by the layer that needs it: the enriched layer, 0.9 s), or
+    None for the packaged GeoLite2 table. Each engine's Runner adds its runtime."""
 
-        return load_packaged_ranges()
-    return source() if callable(source) else source
+    engine: str
+
+    def __init__(
+        self,
+        paths: Paths,
+        start_date: date,
+        processed_at: datetime,
+        ip_ranges: IpRangeTable | Callable[[], IpRangeTable] | None = None,
+    ):
+        self.paths, self.start_date, self.processed_at = paths, start_date, processed_at
+        self._ip_source = ip_ranges
+        self._when = {"start_date": start_date, "processed_at": processed_at}
+
+    @cached_property
+    def ip_ranges(self) -> IpRangeTable:
+        source = self._ip_source
+        if source is None:
+            from etl_poc.reference.ip_ranges import load_packaged_ranges
+
+            return load_packaged_ranges()
+        return source() if callable(source) else source
 
 
 def runner_module(engine: str):

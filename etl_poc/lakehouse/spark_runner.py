@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from functools import cached_property
 
 import polars as pl
 from pyspark.sql import functions as F
@@ -18,10 +17,10 @@ from etl_poc.lakehouse.runner import (
     ICEBERG_LAYERS,
     PREVIEW_ROWS,
     LayerResult,
+    RunnerBase,
     earlier_event_id_files,
     empty_window,
     iceberg_result,
-    ip_table,
     landing_files,
     no_raw_rows,
     nothing_for,
@@ -61,7 +60,7 @@ def stop_runtime(runtime) -> None:
         runtime.stop()
 
 
-class Runner:
+class Runner(RunnerBase):
     engine = ENGINE
 
     def __init__(
@@ -75,14 +74,8 @@ class Runner:
         """`runtime`: the Spark session to run on (start_runtime makes one)."""
         if runtime is None:
             raise ValueError("the Spark runner needs a Spark session (spark_runner.start_runtime)")
-        self.paths, self.start_date, self.processed_at = paths, start_date, processed_at
+        super().__init__(paths, start_date, processed_at, ip_ranges)
         self.spark = runtime
-        self._ip_source = ip_ranges
-        self._when = {"start_date": start_date, "processed_at": processed_at}
-
-    @cached_property
-    def ip_ranges(self) -> IpRangeTable:
-        return ip_table(self._ip_source)
 
     def _stored(self, stored: str, start: date, end: date):
         """A window Spark wrote, or None."""
