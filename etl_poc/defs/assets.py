@@ -4,12 +4,13 @@ its partition window into arguments, calls one method of its engine's runner
 
 import time
 import warnings
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
 from etl_poc.lakehouse.iceberg import EVENTS_SCHEMA
-from etl_poc.lakehouse.runner import rejects_summary, runner_module
+from etl_poc.lakehouse.runner import in_chain_order, rejects_summary, runner_module
 from etl_poc.logic.spec import ENGINES, LAYERS
 from etl_poc.measure.layer_io import layer_io, rows_by_day
 from etl_poc.measure.spark_stages import stage_mark, stage_summary, stages_since
@@ -67,7 +68,7 @@ def _lineage(derived: dict, upstream: dg.AssetKey | None) -> dict:
     }
 
 
-def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
+def _layer_spec(engine: str, index: int) -> dg.AssetSpec:
     layer = LAYERS[index].name
     upstream = asset_key(engine, LAYERS[index - 1].name) if index else None
     deps = [upstream] if upstream else [LANDING_CLICKSTREAM]
@@ -80,30 +81,48 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
             start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
         )
         deps.append(dg.AssetDep(asset_key(engine, layer), partition_mapping=previous_day))
-
-    @dg.asset(
+    return dg.AssetSpec(
         key=asset_key(engine, layer),
         deps=deps,
         partitions_def=daily,
-        backfill_policy=SINGLE_RUN,
         group_name=engine,
         kinds={engine, "iceberg" if layer == "events" else "parquet"},
         description=LAYERS[index].description,
         owners=OWNERS,
         tags={"etl_poc/engine": engine, "etl_poc/layer": layer},
         freshness_policy=EVENTS_FRESHNESS if layer == "events" else None,
+        skippable=True,  # a run may select any of an engine's layers (can_subset)
+    )
+
+
+def _processed_at(context) -> datetime:
+    """One processing time per run, so every layer of a run judges 'in the future' alike."""
+    processed_at = context.run.tags.get(PROCESSED_AT_TAG) or datetime.now(UTC)
+    return datetime.fromisoformat(processed_at) if isinstance(processed_at, str) else processed_at
+
+
+def build_engine_assets(engine: str) -> dg.AssetsDefinition:
+    """One engine's lineage: raw -> cleansed -> enriched -> sessionized -> Iceberg, as one
+    multi-asset that can run any subset of its layers. A run of several layers hands them to
+    the runner's `run` together, which may compute the chain once (Polars does) rather than
+    reading back each layer it just wrote; a layer run alone reads its stored input."""
+    keys = {asset_key(engine, item.name): item.name for item in LAYERS}
+
+    @dg.multi_asset(
+        name=f"{engine}_lineage",
+        specs=[_layer_spec(engine, index) for index in range(len(LAYERS))],
+        can_subset=True,
+        partitions_def=daily,
+        backfill_policy=SINGLE_RUN,
         # Its engine's resource only: a Polars asset never needs a Spark session.
         required_resource_keys={"data_dir", "lakehouse", "ip_ranges", engine},
     )
-    def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def _lineage_op(context: dg.AssetExecutionContext):
         data_dir: DataDirectory = context.resources.data_dir
         lakehouse: IcebergCatalog = context.resources.lakehouse
         ip_ranges: IpRangesSource = context.resources.ip_ranges
+        selected = in_chain_order(keys[key] for key in context.selected_asset_keys)
         start, end = partition_window(context)
-        # One processing time per run, so every layer of a run judges 'in the future' alike.
-        processed_at = context.run.tags.get(PROCESSED_AT_TAG) or datetime.now(UTC)
-        if isinstance(processed_at, str):
-            processed_at = datetime.fromisoformat(processed_at)
         engine_resource = getattr(context.resources, engine)
         # Before anything is read or written: the catalog answers (a run that cannot commit
         # its window must not rewrite the layers), and no other run of this engine's days
@@ -112,60 +131,78 @@ def _layer_asset(engine: str, index: int) -> dg.AssetsDefinition:
         engine_resource.hold_window(
             engine, data_dir.paths, start, end, context.run.run_id, lakehouse.uri
         )
-        context.log.info(f"{engine} {layer}: [{start}, {end}) started")
-        # Everything the layer costs is measured: start-up (the engine's logic imported, the
-        # IP table loaded by the layer that needs it, a Spark session once per run), the work
-        # including Spark's actions (every layer ends by writing), and its I/O. A JVM is
-        # charged to Spark's steps only.
-        with TreeSampler(exclude=() if engine == "spark" else ("java",)) as sampler:
-            began = time.perf_counter()
-            runner = runner_module(engine).Runner(
-                data_dir.paths, START_DATE, processed_at, engine_resource.runtime(),
-                ip_ranges.table,
-            )  # fmt: skip
-            if layer == "enriched":
-                runner.ip_ranges  # noqa: B018 (loaded here, so that it counts as start-up)
-            startup = time.perf_counter() - began
-            spark = getattr(runner, "spark", None)
+        context.log.info(f"{engine} {', '.join(selected)}: [{start}, {end}) started")
+        # Everything a layer costs is measured, each layer as a phase of one sampler (a fused
+        # chain works its layers by turns): start-up (the engine's logic imported, a Spark
+        # session once per run: the first layer's; the IP table: the enriched layer's), the
+        # work including Spark's actions (every layer ends by writing), and its I/O. A JVM
+        # is charged to Spark's steps only.
+        stages: dict[str, list] = {}
+        spark = None
+
+        @contextmanager
+        def phase(layer: str):
             mark = stage_mark(spark) if spark is not None else None
-            if layer == "events":
-                result = runner.events(start, end, context.run.run_id, catalog)
-            else:
-                result = getattr(runner, layer)(start, end)
-            io = layer_io(data_dir.paths, engine, layer, start, end, result)
-        stages = stage_summary(stages_since(spark, mark)) if spark is not None else None
-        cost = LayerCost(
-            engine=engine,
-            window=(start, end),
-            usage=sampler.usage,
-            startup_seconds=startup,
-            spark_session_seconds=engine_resource.take_startup_seconds(),
-            io=io,
-            versions=engine_versions(engine, spark),
-            spark_stages=stages,
-        )
-        required = EVENTS_REQUIRED if layer == "events" else frozenset()
-        metadata = layer_metadata(result, cost, required)
-        metadata.update(_lineage(LAYERS[index].derived, upstream))
-        if "rejects" in LAYERS[index].outputs:
-            metadata.update(rejects_metadata(*rejects_summary(data_dir.paths, engine, start, end)))
-        days = rows_by_day(data_dir.paths, engine, layer, start, end)
-        for key, figures in day_metadata(days).items():
-            context.add_asset_metadata(figures, partition_key=key)
-        context.log.info(
-            f"{engine} {layer}: [{start}, {end}) wrote {result.rows:,} rows in "
-            f"{sampler.usage.wall_seconds:.1f} s"
-        )
-        return dg.MaterializeResult(metadata=metadata)
+            with sampler.phase(layer):
+                yield
+            if spark is not None:
+                stages.setdefault(layer, []).extend(stages_since(spark, mark))
 
-    return _asset
+        with TreeSampler(exclude=() if engine == "spark" else ("java",)) as sampler:
+            startup = dict.fromkeys(selected, 0.0)
+            with sampler.phase(selected[0]):
+                began = time.perf_counter()
+                runner = runner_module(engine).Runner(
+                    data_dir.paths, START_DATE, _processed_at(context),
+                    engine_resource.runtime(), ip_ranges.table,
+                )  # fmt: skip
+                startup[selected[0]] = time.perf_counter() - began
+            spark = getattr(runner, "spark", None)
+            session_seconds = engine_resource.take_startup_seconds()
+            if "enriched" in selected:
+                with sampler.phase("enriched"):
+                    began = time.perf_counter()
+                    runner.ip_ranges  # noqa: B018 (loaded here, so that it counts as start-up)
+                    startup["enriched"] += time.perf_counter() - began
+            done = runner.run(selected, start, end, context.run.run_id, catalog, phase)
+            for layer, result in done:
+                cost = LayerCost(
+                    engine=engine,
+                    window=(start, end),
+                    usage=sampler.phase_usage(layer),
+                    startup_seconds=startup[layer],
+                    spark_session_seconds=session_seconds if layer == selected[0] else None,
+                    io=layer_io(data_dir.paths, engine, layer, start, end, result),
+                    versions=engine_versions(engine, spark),
+                    spark_stages=(
+                        stage_summary(stages.get(layer, [])) if spark is not None else None
+                    ),
+                )
+                yield _materialized(context, engine, layer, start, end, result, cost, selected)
+
+    return _lineage_op
 
 
-def build_engine_assets(engine: str) -> list[dg.AssetsDefinition]:
-    """One engine's lineage: raw -> cleansed -> enriched -> sessionized -> Iceberg."""
-    with warnings.catch_warnings():  # the backfill_policy parameter is beta in Dagster 1.13
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        return [_layer_asset(engine, index) for index in range(len(LAYERS))]
+def _materialized(context, engine, layer, start, end, result, cost, selected):
+    data_dir: DataDirectory = context.resources.data_dir
+    index = next(i for i, item in enumerate(LAYERS) if item.name == layer)
+    upstream = asset_key(engine, LAYERS[index - 1].name) if index else None
+    required = EVENTS_REQUIRED if layer == "events" else frozenset()
+    metadata = layer_metadata(result, cost, required)
+    metadata.update(_lineage(LAYERS[index].derived, upstream))
+    metadata["run_layers"] = ", ".join(selected)
+    metadata["inputs_in_memory"] = ", ".join(sorted(result.in_memory)) or "none"
+    if "rejects" in LAYERS[index].outputs:
+        metadata.update(rejects_metadata(*rejects_summary(data_dir.paths, engine, start, end)))
+    key = asset_key(engine, layer)
+    days = rows_by_day(data_dir.paths, engine, layer, start, end)
+    for day, figures in day_metadata(days).items():
+        context.add_asset_metadata(figures, asset_key=key, partition_key=day)
+    context.log.info(
+        f"{engine} {layer}: [{start}, {end}) wrote {result.rows:,} rows in "
+        f"{cost.usage.wall_seconds:.1f} s" + (" (input in memory)" if result.in_memory else "")
+    )
+    return dg.MaterializeResult(asset_key=key, metadata=metadata)
 
 
 with warnings.catch_warnings():  # the backfill_policy parameter is beta in Dagster 1.13
@@ -198,4 +235,6 @@ with warnings.catch_warnings():  # the backfill_policy parameter is beta in Dags
         )
 
 
-ENGINE_ASSETS = [a for engine in ENGINES for a in build_engine_assets(engine)]
+with warnings.catch_warnings():  # the backfill_policy parameter is beta in Dagster 1.13
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    ENGINE_ASSETS = [build_engine_assets(engine) for engine in ENGINES]

@@ -465,42 +465,59 @@ def _data_directory(table: Table, writer: str) -> Path:
     return local_path(f"{table.location().rstrip('/')}/data/{writer}-{uuid.uuid4().hex}")
 
 
+class DataFileWriter:
+    """Polars frames (a window's pieces; DuckDB hands its results over as Polars frames too,
+    zero-copy) written as Parquet data files for `table`, by Polars' own writer with the
+    table's Arrow schema: the layout's columns in its order and types, required columns
+    written as required (PyIceberg's add_files accepts no optional column for a required
+    field), zstd as PyIceberg writes, one file per day and piece, under a directory of the
+    writer's own. PyIceberg then only commits them (add_files) instead of encoding every row
+    a second time with its own writer. A null in a required column is an error naming the
+    columns, never a dropped row; `discard` removes what was written (on any error)."""
+
+    def __init__(self, table: Table, layout: TableLayout, writer: str):
+        # Without the field ids: add_files maps columns to fields by name, and refuses files
+        # that carry ids of their own.
+        self.target = pa.schema([field.remove_metadata() for field in layout.schema.as_arrow()])
+        self.required = [f.name for f in layout.schema.fields if f.required]
+        self.partition = layout.spec.fields[0].name
+        self.table, self.layout = table, layout
+        self.local = _data_directory(table, writer)
+        self.files: list[str] = []
+        self.rows = 0
+        self._part = 0
+
+    def add(self, piece) -> None:
+        nulls = {c: piece[c].null_count() for c in self.required if piece[c].null_count()}
+        if nulls:
+            raise ValueError(f"{self.table.name()}: nulls in required columns: {nulls}")
+        data = piece.select(self.target.names)
+        for (day,), rows_of_day in data.partition_by(
+            self.layout.window_column, as_dict=True, maintain_order=False
+        ).items():
+            path = self.local / f"{self.partition}={day}" / f"part-{self._part}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            rows_of_day.write_parquet(path, compression="zstd", arrow_schema=self.target)
+            self.files.append(f"file://{path.resolve()}")
+            self.rows += rows_of_day.height
+        self._part += 1
+
+    def discard(self) -> None:
+        shutil.rmtree(self.local, ignore_errors=True)
+
+
 def data_files(
     pieces: Iterable, table: Table, layout: TableLayout, writer: str
 ) -> tuple[list[str], int]:
-    """Write Polars frames (a window's pieces; DuckDB hands its results over as Polars frames
-    too, zero-copy) as Parquet data files for `table`, by Polars' own writer with the table's
-    Arrow schema: the layout's columns in its order and types, required columns written as
-    required (PyIceberg's add_files accepts no optional column for a required field), zstd
-    as PyIceberg writes, one file per day and piece, under a directory of the writer's own.
-    PyIceberg then only commits them (add_files) instead of encoding every row a second time
-    with its own writer. A null in a required column is an error naming the columns, never a
-    dropped row; on any error the directory is removed. Returns the files' URIs and their row
-    count."""
-    # Without the field ids: add_files maps columns to fields by name, and refuses files
-    # that carry ids of their own.
-    target = pa.schema([field.remove_metadata() for field in layout.schema.as_arrow()])
-    required = [f.name for f in layout.schema.fields if f.required]
-    partition = layout.spec.fields[0].name
-    local = _data_directory(table, writer)
-    files, rows = [], 0
+    """Every piece written by one DataFileWriter: the files' URIs and their row count (on any
+    error, nothing is left behind)."""
+    files = DataFileWriter(table, layout, writer)
     try:
-        for part, piece in enumerate(pieces):
-            nulls = {c: piece[c].null_count() for c in required if piece[c].null_count()}
-            if nulls:
-                raise ValueError(f"{table.name()}: nulls in required columns: {nulls}")
-            data = piece.select(target.names)
-            for (day,), rows_of_day in data.partition_by(
-                layout.window_column, as_dict=True, maintain_order=False
-            ).items():
-                path = local / f"{partition}={day}" / f"part-{part}.parquet"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                rows_of_day.write_parquet(path, compression="zstd", arrow_schema=target)
-                files.append(f"file://{path.resolve()}")
-                rows += rows_of_day.height
-        return files, rows
+        for piece in pieces:
+            files.add(piece)
+        return files.files, files.rows
     except BaseException:
-        shutil.rmtree(local, ignore_errors=True)
+        files.discard()
         raise
 
 

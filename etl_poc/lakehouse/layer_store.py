@@ -179,6 +179,13 @@ def polars_read(
     return pl.scan_parquet(files, hive_partitioning=True, hive_schema={day_key(stored): pl.Date})
 
 
+def as_stored(frame: pl.DataFrame, stored: str) -> pl.DataFrame:
+    """A frame of a layer with its columns as polars_read gives them back (the day key
+    last): what a layer handed over in memory looks like to the next, as if read."""
+    key = day_key(stored)
+    return frame.select([c for c in frame.columns if c != key] + [key])
+
+
 def read_layer(root: Path, engine: str, stored: str, start: date, end: date) -> pl.DataFrame:
     """A layer's window as any engine wrote it, as a Polars frame (empty when there is none):
     what the checks compare and judge."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -25,17 +26,22 @@ from etl_poc.lakehouse.paths import Paths
 from etl_poc.lakehouse.runner import (
     ICEBERG_LAYERS,
     LayerResult,
+    Phase,
     RunnerBase,
+    contiguous,
     earlier_event_id_files,
     empty_window,
     iceberg_result,
+    in_chain_order,
     landing_files,
+    no_phase,
     no_raw_rows,
     nothing_for,
     preview,
     snapshot_properties,
 )
 from etl_poc.logic import polars_engine as rules
+from etl_poc.logic.spec import layer as layer_named
 from etl_poc.reference.ip_ranges import IpRangeTable
 from etl_poc.settings import DEFAULT_POLARS_CHUNK_ROWS, POLARS_ENGINES, Settings
 
@@ -90,6 +96,7 @@ def _combined(results: list[LayerResult], details: dict | None = None) -> LayerR
 
 class Runner(RunnerBase):
     engine = ENGINE
+    fuses_chain = True
 
     def __init__(
         self,
@@ -121,11 +128,17 @@ class Runner(RunnerBase):
         )
 
     def raw(self, start: date, end: date) -> LayerResult:
+        return self._raw(start, end)[0]
+
+    def _raw(self, start: date, end: date, hold: bool = False):
+        """The raw layer, and (`hold`) the window's rows as written when they were one piece
+        (None otherwise): what a fused chain hands to the cleansed layer."""
         files, read, details = landing_files(self.paths, start, end, self.start_date)
         if not files:
-            return no_raw_rows(self.paths, ENGINE, start, end, read, details)
+            return no_raw_rows(self.paths, ENGINE, start, end, read, details), None
         layer_store.clear_window(self.paths.layers, ENGINE, "raw", start, end)
         rows, shown, pieces = 0, pl.DataFrame(), self._landing_pieces(files)
+        held = None
         for part, (group, slice_, days_of_files) in enumerate(pieces):
             landing = polars_read_landing(group, self.paths.landing)
             if slice_ is not None:
@@ -137,7 +150,9 @@ class Runner(RunnerBase):
             rows += window.height
             log.info(f"polars raw: piece {part + 1}/{len(pieces)}: {window.height:,} rows")
             shown = shown if shown.height else preview(window)
-        return LayerResult(rows, shown, {**read, "pieces": len(pieces)}, details)
+            if hold and len(pieces) == 1 and window.height:
+                held = layer_store.as_stored(window, "raw")
+        return LayerResult(rows, shown, {**read, "pieces": len(pieces)}, details), held
 
     def _landing_pieces(self, files: list[Path]) -> list[tuple]:
         """The landing files in pieces of at most chunk_rows rows: (files, None, None) for
@@ -162,29 +177,88 @@ class Runner(RunnerBase):
             pieces += [([file], (offset, size), days) for offset in range(0, count, size)]
         return pieces
 
+    # --- One layer at a time, each from its stored input ---------------------------------
+
     def cleansed(self, start: date, end: date) -> LayerResult:
         zero = {"raw_rows": 0, "rejected_rows": 0, "duplicates_removed": 0}
         if empty := empty_window(self.paths, ENGINE, "cleansed", start, end, zero):
             return empty
         pieces = self._chunks("raw", start, end)
-        # The ids with a copy on a day before the window (the landing index), and, for a
-        # later piece, those an earlier piece kept. Only ids seen more than once in the window
-        # can have been kept by an earlier piece: found first from the ids' hashes alone, and
-        # only those kept are remembered.
-        before = self._earlier_copies(start)
-        repeated = self._repeated_hashes(start, end) if len(pieces) > 1 else None
-        kept = pl.DataFrame(schema={"event_id": pl.String})
+        cleanse = self._cleanser(start, end, pieces)
         results = []
         for first, stop in pieces:
-            raw_rows = self._collect(self._read("raw", first, stop)).lazy()
-            earlier = [f for f in (before, kept.lazy() if kept.height else None) if f is not None]
+            *_, result = cleanse(self._read("raw", first, stop), first, stop)
+            results.append(result)
+        return _combined(results)
+
+    def enriched(self, start: date, end: date) -> LayerResult:
+        if empty := empty_window(self.paths, ENGINE, "enriched", start, end, {}):
+            return empty
+        prepared = self._prepared_ranges()
+        results = [
+            self._enrich(self._read("cleansed", first, stop), prepared, first, stop)[1]
+            for first, stop in self._chunks("cleansed", start, end)
+        ]
+        if not results:
+            raise nothing_for(ENGINE, "cleansed", start, end)
+        return _combined(results, {"ip_ranges": self.ip_ranges.info.as_dict()})
+
+    def sessionized(self, start: date, end: date) -> LayerResult:
+        """Each piece continues the sessions of the day before it (written by the piece
+        before, or by an earlier run). A session running across pieces is counted once."""
+        if empty := empty_window(self.paths, ENGINE, "sessionized", start, end, {"sessions": 0}):
+            return empty
+        sessions = _Sessions(start)
+        for first, stop in self._chunks("enriched", start, end):
+            previous = self._stored_day_before(first)
+            sessions.add(self._sessionize(self._read("enriched", first, stop), previous, first, stop),
+                         first, previous is not None)  # fmt: skip
+        if not sessions.results:
+            raise nothing_for(ENGINE, "enriched", start, end)
+        return sessions.result()
+
+    def events(self, start: date, end: date, run_id: str, catalog) -> LayerResult:
+        """The sessionized and rejects windows into <engine>.clickstream_*: the rows, a piece
+        at a time, written as the tables' data files by Polars (iceberg.DataFileWriter) and
+        committed by PyIceberg, each window replaced in one transaction."""
+        writers = self._data_file_writers(catalog)
+        try:
+            for stored, layout in ICEBERG_LAYERS:
+                for a, b in self._chunks(stored, start, end):
+                    frame = layer_store.polars_read(self.paths.layers, ENGINE, stored, a, b)
+                    if frame is not None:
+                        writers[layout.name].add(self._collect(frame))
+            return self._commit(writers, start, end, run_id, catalog)
+        except BaseException:
+            for writer in writers.values():
+                writer.discard()
+            raise
+
+    # --- Each layer's work on one piece -------------------------------------------------
+
+    def _cleanser(self, start: date, end: date, pieces: list[tuple[date, date]]):
+        """What cleanses the window's pieces, in order: (clean, rejects, result) of a piece's
+        raw rows, both written. A duplicate is looked for in the ids with a copy on a day
+        before the window (the landing index), and, for a later piece, in those an earlier
+        piece kept. Only ids seen more than once in the window can have been kept by an
+        earlier piece: found first from the ids' hashes alone, and only those kept are
+        remembered."""
+        before = self._earlier_copies(start)
+        repeated = self._repeated_hashes(start, end) if len(pieces) > 1 else None
+        kept = [pl.DataFrame(schema={"event_id": pl.String})]
+
+        def cleanse(raw_rows: pl.LazyFrame, first: date, stop: date):
+            raw_rows = self._collect(raw_rows).lazy()
+            earlier = [
+                f for f in (before, kept[0].lazy() if kept[0].height else None) if f is not None
+            ]
             clean, rejects = pl.collect_all(
                 rules.cleansed(raw_rows, pl.concat(earlier) if earlier else None),
                 engine=self.runtime.collect_engine,
-            )
+            )  # fmt: skip
             if repeated is not None:
                 candidates = clean.filter(pl.col("event_id").hash().is_in(repeated))
-                kept = pl.concat([kept, candidates.select("event_id")])
+                kept[0] = pl.concat([kept[0], candidates.select("event_id")])
             self._write(rejects, "rejects", first, stop)
             self._write(clean, "cleansed", first, stop)
             raw_count = raw_rows.select(pl.len()).collect().item()
@@ -193,10 +267,11 @@ class Runner(RunnerBase):
                 "rejected_rows": rejects.height,
                 "duplicates_removed": raw_count - rejects.height - clean.height,
             }
-            results.append(LayerResult(clean.height, preview(clean), counts))
             log.info(f"polars cleansed: [{first}, {stop}) {clean.height:,} rows kept, "
                      f"{rejects.height:,} rejected")  # fmt: skip
-        return _combined(results)
+            return clean, rejects, LayerResult(clean.height, preview(clean), counts)
+
+        return cleanse
 
     def _earlier_copies(self, start: date) -> pl.LazyFrame | None:
         """The event_ids with a usable copy on a day before the window (spec: the earliest
@@ -214,66 +289,170 @@ class Runner(RunnerBase):
         ordered = hashes.to_series().sort()
         return ordered.filter(ordered == ordered.shift()).unique().implode()
 
-    def enriched(self, start: date, end: date) -> LayerResult:
-        if empty := empty_window(self.paths, ENGINE, "enriched", start, end, {}):
-            return empty
+    def _prepared_ranges(self) -> dict[str, pl.LazyFrame]:
         ranges = self.ip_ranges
         prepared = rules.prepare_ranges(ranges.ipv4.lazy(), ranges.ipv6.lazy())
-        prepared = {name: frame.collect().lazy() for name, frame in prepared.items()}  # once
-        results = []
-        for first, stop in self._chunks("cleansed", start, end):
-            enriched = self._collect(rules.enriched(self._read("cleansed", first, stop), prepared))
-            self._write(enriched, "enriched", first, stop)
-            status = dict(enriched["ip_status"].value_counts().iter_rows())
-            counts = {f"ip_{name}": int(count) for name, count in status.items()}
-            results.append(LayerResult(enriched.height, preview(enriched), counts))
-        if not results:
-            raise nothing_for(ENGINE, "cleansed", start, end)
-        return _combined(results, {"ip_ranges": ranges.info.as_dict()})
+        return {name: frame.collect().lazy() for name, frame in prepared.items()}  # once
 
-    def sessionized(self, start: date, end: date) -> LayerResult:
-        if empty := empty_window(self.paths, ENGINE, "sessionized", start, end, {"sessions": 0}):
-            return empty
-        """Each piece continues the sessions of the day before it (written by the piece
-        before, or by an earlier run). A session running across pieces is counted once."""
-        results, continued, context_day = [], 0, None
-        for first, stop in self._chunks("enriched", start, end):
-            before = first - timedelta(days=1)
-            previous = layer_store.polars_read(
-                self.paths.layers, ENGINE, "sessionized", before, first
+    def _enrich(self, frame: pl.LazyFrame, prepared, first: date, stop: date):
+        enriched = self._collect(rules.enriched(frame, prepared))
+        self._write(enriched, "enriched", first, stop)
+        status = dict(enriched["ip_status"].value_counts().iter_rows())
+        counts = {f"ip_{name}": int(count) for name, count in status.items()}
+        return enriched, LayerResult(enriched.height, preview(enriched), counts)
+
+    def _stored_day_before(self, first: date) -> pl.LazyFrame | None:
+        before = first - timedelta(days=1)
+        return layer_store.polars_read(self.paths.layers, ENGINE, "sessionized", before, first)
+
+    def _sessionize(self, frame: pl.LazyFrame, previous, first: date, stop: date) -> pl.DataFrame:
+        sessionized = self._collect(rules.sessionized(frame, previous))
+        self._write(sessionized, "sessionized", first, stop)
+        return sessionized
+
+    def _data_file_writers(self, catalog) -> dict[str, iceberg.DataFileWriter]:
+        return {
+            layout.name: iceberg.DataFileWriter(
+                iceberg.table_for(catalog, ENGINE, layout), layout, ENGINE
             )
-            events = self._read("enriched", first, stop)
-            sessionized = self._collect(rules.sessionized(events, previous))
-            self._write(sessionized, "sessionized", first, stop)
-            if first > start:  # started in an earlier piece of this window: counted there
-                started_before = pl.col("session_start") < datetime.combine(first, time(), UTC)
-                continued += sessionized.filter(started_before)["session_id"].n_unique()
-            elif previous is not None:
-                context_day = before.isoformat()
-            sessions = {"sessions": sessionized["session_id"].n_unique()}
-            results.append(LayerResult(sessionized.height, preview(sessionized), sessions))
-        if not results:
-            raise nothing_for(ENGINE, "enriched", start, end)
-        combined = _combined(results, {"context_day": context_day})
-        combined.counts["sessions"] -= continued
-        return combined
+            for _, layout in ICEBERG_LAYERS
+        }
 
-    def events(self, start: date, end: date, run_id: str, catalog) -> LayerResult:
-        """The sessionized and rejects windows into <engine>.clickstream_*: the rows, a piece
-        at a time, written as the tables' data files by Polars (iceberg.data_files) and committed
-        by PyIceberg, each window replaced in one transaction."""
+    def _commit(self, writers, start: date, end: date, run_id: str, catalog) -> LayerResult:
         commits = {}
-        for stored, layout in ICEBERG_LAYERS:
-            table = iceberg.table_for(catalog, ENGINE, layout)
-            pieces = (
-                self._collect(frame)
-                for a, b in self._chunks(stored, start, end)
-                if (frame := layer_store.polars_read(self.paths.layers, ENGINE, stored, a, b))
-                is not None
-            )
-            files, rows = iceberg.data_files(pieces, table, layout, ENGINE)
+        for _, layout in ICEBERG_LAYERS:
+            writer = writers[layout.name]
             commit = iceberg.replace_window_with_files(
-                catalog, ENGINE, layout, files, start, end, snapshot_properties(ENGINE, run_id)
-            )
-            commits[layout.name] = (rows, commit)
+                catalog, ENGINE, layout, writer.files, start, end,
+                snapshot_properties(ENGINE, run_id),
+            )  # fmt: skip
+            commits[layout.name] = (writer.rows, commit)
         return iceberg_result(catalog, ENGINE, start, end, commits)
+
+    # --- The chain computed once ------------------------------------------------------------
+
+    def run(self, layers, start, end, run_id, catalog, phase: Phase = no_phase):
+        """Several layers of the window in one go. When they follow one another, the chain
+        is computed once: each layer is written as it passes and handed to the next in
+        memory, never read back (a window of more than one piece: from the cleansed layer on,
+        a piece of whole days at a time; the raw layer is written in pieces of landing files,
+        which the cleansed layer then reads back by day). Anything else: one layer after
+        another (RunnerBase.run)."""
+        names = in_chain_order(layers)
+        if len(names) < 2 or not contiguous(names):
+            yield from super().run(names, start, end, run_id, catalog, phase)
+            return
+        yield from self._chain(names, start, end, run_id, catalog, phase)
+
+    def _chain(self, names, start, end, run_id, catalog, phase):
+        held = None
+        if names[0] == "raw":
+            with phase("raw"):
+                result, held = self._raw(start, end, hold=True)
+            yield "raw", result
+            names = names[1:]
+        source = layer_named(names[0]).inputs[0]
+        if (
+            held is None
+            and not layer_store.window_size(self.paths.layers, ENGINE, source, start, end)[0]
+        ):  # nothing to chain: each layer empties its window (or says what is missing)
+            yield from super().run(names, start, end, run_id, catalog, phase)
+            return
+        from_memory = held is not None
+        pieces = [(start, end)] if from_memory else self._chunks(source, start, end)
+        with phase("cleansed") if "cleansed" in names else nullcontext():
+            cleanse = self._cleanser(start, end, pieces) if "cleansed" in names else None
+        with phase("enriched") if "enriched" in names else nullcontext():
+            prepared = self._prepared_ranges() if "enriched" in names else None
+        results: dict[str, list[LayerResult]] = {name: [] for name in names}
+        sessions = _Sessions(start)
+        writers = self._data_file_writers(catalog) if "events" in names else {}
+        previous, committed = None, False
+        try:
+            for index, (first, stop) in enumerate(pieces):
+                if held is not None:  # handed over, and let go of as the chain goes on
+                    frame, held = held.lazy(), None
+                else:
+                    frame = self._read(source, first, stop)
+                rejects = None
+                if cleanse is not None:
+                    with phase("cleansed"):
+                        frame, rejects, result = cleanse(frame, first, stop)
+                    results["cleansed"].append(result)
+                    frame = layer_store.as_stored(frame, "cleansed").lazy()
+                if prepared is not None:
+                    with phase("enriched"):
+                        frame, result = self._enrich(frame, prepared, first, stop)
+                    results["enriched"].append(result)
+                    frame = layer_store.as_stored(frame, "enriched").lazy()
+                if "sessionized" in names:
+                    with phase("sessionized"):
+                        if index == 0:  # later pieces continue the piece before, in memory
+                            previous = self._stored_day_before(first)
+                        sessionized = self._sessionize(frame, previous, first, stop)
+                        sessions.add(sessionized, first, previous is not None)
+                        previous = _last_day(sessionized, stop)
+                    frame = layer_store.as_stored(sessionized, "sessionized").lazy()
+                    del sessionized
+                if writers:
+                    with phase("events"):
+                        writers[iceberg.EVENTS_TABLE].add(self._collect(frame))
+                        if rejects is None:
+                            stored = layer_store.polars_read(
+                                self.paths.layers, ENGINE, "rejects", first, stop
+                            )
+                            rejects = None if stored is None else self._collect(stored)
+                        if rejects is not None:
+                            writers[iceberg.REJECTS_TABLE].add(rejects)
+                del frame, rejects
+            done = {}
+            for name in names:
+                if name == "events":
+                    with phase("events"):
+                        done[name] = self._commit(writers, start, end, run_id, catalog)
+                    committed = True
+                elif name == "sessionized":
+                    done[name] = sessions.result()
+                else:
+                    ranges = {"ip_ranges": self.ip_ranges.info.as_dict()}
+                    done[name] = _combined(results[name], ranges if name == "enriched" else {})
+                inputs = set(layer_named(name).inputs)
+                if name == names[0] and not from_memory:
+                    inputs = set()
+                elif name == "events" and "cleansed" not in names:
+                    inputs -= {"rejects"}  # read from the stored layer, a piece at a time
+                done[name].in_memory = frozenset(inputs)
+        except BaseException:
+            if not committed:
+                for writer in writers.values():
+                    writer.discard()
+            raise
+        yield from done.items()
+
+
+def _last_day(sessionized: pl.DataFrame, stop: date) -> pl.LazyFrame | None:
+    """A piece's last day of sessions, which the next piece continues (None: no rows)."""
+    last = sessionized.filter(pl.col("event_date") == stop - timedelta(days=1))
+    return layer_store.as_stored(last, "sessionized").lazy() if last.height else None
+
+
+class _Sessions:
+    """The sessionized layer's result over a window's pieces: each piece continues the
+    sessions of the day before it, and a session running across pieces is counted once."""
+
+    def __init__(self, start: date):
+        self.start, self.results, self.continued, self.context_day = start, [], 0, None
+
+    def add(self, sessionized: pl.DataFrame, first: date, continues: bool) -> None:
+        if first > self.start:  # started in an earlier piece of this window: counted there
+            started_before = pl.col("session_start") < datetime.combine(first, time(), UTC)
+            self.continued += sessionized.filter(started_before)["session_id"].n_unique()
+        elif continues:
+            self.context_day = (first - timedelta(days=1)).isoformat()
+        sessions = {"sessions": sessionized["session_id"].n_unique()}
+        self.results.append(LayerResult(sessionized.height, preview(sessionized), sessions))
+
+    def result(self) -> LayerResult:
+        combined = _combined(self.results, {"context_day": self.context_day})
+        combined.counts["sessions"] -= self.continued
+        return combined

@@ -4,9 +4,11 @@ reads, the Iceberg step's result, and how to find an engine's runner.
 A runner (lakehouse/<engine>_runner.py, class Runner) has the same constructor and the same
 methods in every engine, one per layer of spec.LAYERS: raw, cleansed, enriched, sessionized
 (start, end), and events (start, end, run_id, catalog). Each reads the window, makes one call
-of its engine's logic module and writes, counting with its own engine. The Dagster assets
-(defs/) and the run without Dagster (bench/plain.py) only turn a window into arguments and
-call these.
+of its engine's logic module and writes, counting with its own engine. `run` materializes
+several layers of a window in one go: by default one layer method after the other; an engine
+may instead compute the chain once, writing each layer as it passes and never reading back
+what it just wrote (Polars does: polars_runner.Runner.run). The Dagster assets (defs/) and
+the run without Dagster (bench/plain.py) only turn a window into arguments and call `run`.
 
 Layers, each per day under <data>/layers/<engine>/ (lakehouse.layer_store):
   raw          landing files -> standardized rows (typed, reject reason), by partition_date
@@ -20,7 +22,8 @@ from __future__ import annotations
 
 import importlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cached_property
@@ -30,7 +33,7 @@ import polars as pl
 from etl_poc.lakehouse import iceberg, layer_store
 from etl_poc.lakehouse.landing_zone import landing_rows, other_files, scan_landing_zone
 from etl_poc.lakehouse.paths import Paths
-from etl_poc.logic.spec import ENGINES
+from etl_poc.logic.spec import ENGINES, LAYERS
 from etl_poc.logic.spec import layer as layer_named
 from etl_poc.reference.ip_ranges import IpRangeTable
 
@@ -46,6 +49,34 @@ class LayerResult:
     preview: pl.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
     details: dict = field(default_factory=dict)
+    # The stored inputs handed over in memory by the layers before it in the same run (a
+    # fused chain): nothing of them was read back.
+    in_memory: frozenset[str] = frozenset()
+
+
+# How a runner's caller tells the parts of a run apart (measure.usage.TreeSampler.phase): a
+# context manager per layer name, entered around each stretch of that layer's work.
+Phase = Callable[[str], AbstractContextManager]
+LAYER_NAMES = tuple(item.name for item in LAYERS)
+
+
+def no_phase(layer: str) -> AbstractContextManager:
+    return nullcontext()
+
+
+def in_chain_order(layers) -> list[str]:
+    """Layer names in the chain's order (raw first); an unknown name is an error."""
+    layers = set(layers)
+    unknown = layers - set(LAYER_NAMES)
+    if unknown:
+        raise ValueError(f"unknown layers {sorted(unknown)}: choose from {LAYER_NAMES}")
+    return [name for name in LAYER_NAMES if name in layers]
+
+
+def contiguous(layers: list[str]) -> bool:
+    """The layers (in chain order) follow one another with none left out between them."""
+    positions = [LAYER_NAMES.index(name) for name in layers]
+    return positions == list(range(positions[0], positions[0] + len(positions)))
 
 
 class RunnerBase:
@@ -55,6 +86,7 @@ class RunnerBase:
     None for the packaged GeoLite2 table. Each engine's Runner adds its runtime."""
 
     engine: str
+    fuses_chain = False  # whether `run` computes several layers as one chain
 
     def __init__(
         self,
@@ -66,6 +98,19 @@ class RunnerBase:
         self.paths, self.start_date, self.processed_at = paths, start_date, processed_at
         self._ip_source = ip_ranges
         self._when = {"start_date": start_date, "processed_at": processed_at}
+
+    def run(
+        self, layers, start: date, end: date, run_id: str, catalog, phase: Phase = no_phase
+    ) -> Iterator[tuple[str, LayerResult]]:
+        """The layers of the window, in the chain's order, each (name, result) as it is done:
+        one layer method after the other, each reading its stored input."""
+        for name in in_chain_order(layers):
+            with phase(name):
+                if name == "events":
+                    result = self.events(start, end, run_id, catalog)
+                else:
+                    result = getattr(self, name)(start, end)
+            yield name, result
 
     @cached_property
     def ip_ranges(self) -> IpRangeTable:

@@ -25,12 +25,14 @@ LAYER_FIGURES = (
 def layer_io(
     paths: Paths, engine: str, layer: str, start: date, end: date, result: LayerResult
 ) -> dict[str, int]:
-    """Rows in, and bytes read and written, by a layer's run over a window."""
+    """Rows in, and bytes read and written, by a layer's run over a window (an input handed
+    over in memory by the layer before, in a fused chain, was not read: no bytes)."""
     described = layer_named(layer)
     rows_in = bytes_read = bytes_written = 0
     for stored in described.inputs:
         rows, size = layer_store.window_size(paths.layers, engine, stored, start, end)
-        rows_in, bytes_read = rows_in + rows, bytes_read + size
+        rows_in += rows
+        bytes_read += 0 if stored in result.in_memory else size
     for stored in described.outputs:
         bytes_written += layer_store.window_size(paths.layers, engine, stored, start, end)[1]
     if not described.inputs:  # the landing files

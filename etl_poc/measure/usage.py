@@ -15,6 +15,8 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,8 +40,21 @@ class Usage:
         return {**asdict(self), "cpu_utilisation": round(self.cpu_utilisation, 3)}
 
 
+@dataclass
+class _Phase:
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    peak_rss_bytes: int = 0
+    samples: int = 0
+    high_water_bytes: int | None = None
+
+
 class TreeSampler:
-    """Samples a process tree until stopped; use as a context manager around the work."""
+    """Samples a process tree until stopped; use as a context manager around the work.
+
+    Work done in parts that take turns (a fused chain computing several layers a piece at a
+    time) is told apart with `phase(name)`: each phase's wall and CPU time are summed over
+    its turns, and its peak is the highest sample taken during them; `phase_usage(name)`."""
 
     def __init__(
         self, pid: int | None = None, interval: float = 0.05, exclude: tuple[str, ...] = ()
@@ -56,7 +71,10 @@ class TreeSampler:
         self._high_water: dict[int, int] = {}  # last VmHWM seen per process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="usage-sampler", daemon=True)
+        self._lock = threading.Lock()  # the sampling thread and a phase's edges both sample
         self._started = 0.0
+        self._phases: dict[str, _Phase] = {}
+        self._current: _Phase | None = None
         self.usage: Usage | None = None
 
     def _tree(self) -> list[psutil.Process]:
@@ -69,6 +87,10 @@ class TreeSampler:
         return [self.root, *children]
 
     def sample(self) -> None:
+        with self._lock:
+            self._sample()
+
+    def _sample(self) -> None:
         rss = 0
         for process in self._tree():
             try:
@@ -83,6 +105,45 @@ class TreeSampler:
                 continue  # ended between listing and reading: its last CPU time is kept
         self.peak_rss = max(self.peak_rss, rss)
         self.samples += 1
+        if self._current is not None:
+            self._current.peak_rss_bytes = max(self._current.peak_rss_bytes, rss)
+            self._current.samples += 1
+
+    def _cpu_total(self) -> float:
+        return sum(t - self._cpu_before.get(pid, 0.0) for pid, t in self._cpu.items())
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Count the work inside towards phase `name` (phases do not nest)."""
+        with self._lock:
+            if self._current is not None:
+                raise RuntimeError(f"phase {name!r} inside another phase")
+            self._current = self._phases.setdefault(name, _Phase())
+            self._sample()
+            began, cpu = time.perf_counter(), self._cpu_total()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._sample()
+                self._current.wall_seconds += time.perf_counter() - began
+                self._current.cpu_seconds += self._cpu_total() - cpu
+                # The kernel keeps one high-water mark per process, not per phase: the
+                # tree's, as of the phase's end (an upper bound of the phase's own).
+                if self._high_water:
+                    self._current.high_water_bytes = sum(self._high_water.values())
+                self._current = None
+
+    def phase_usage(self, name: str) -> Usage:
+        """What phase `name` took over all its turns (zeros if it never ran)."""
+        measured = self._phases.get(name, _Phase())
+        return Usage(
+            wall_seconds=measured.wall_seconds,
+            cpu_seconds=measured.cpu_seconds,
+            peak_rss_bytes=measured.peak_rss_bytes,
+            samples=measured.samples,
+            high_water_bytes=measured.high_water_bytes,
+        )
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -102,7 +163,7 @@ class TreeSampler:
         self.sample()
         self.usage = Usage(
             wall_seconds=time.perf_counter() - self._started,
-            cpu_seconds=sum(t - self._cpu_before.get(pid, 0.0) for pid, t in self._cpu.items()),
+            cpu_seconds=self._cpu_total(),
             peak_rss_bytes=self.peak_rss,
             samples=self.samples,
             high_water_bytes=sum(self._high_water.values()) if self._high_water else None,

@@ -32,6 +32,10 @@ def test_medians_and_the_derived_figures():
         "spark_over_polars": 5.0,
         "duckdb_over_polars": 1.5,
     }
+    # The plain run's chain computed once: the fused chain's ratio to the floor too.
+    fused = {**_run("plain", "polars", 6.0), "result": {"fused_chain": True}}
+    derived = summarize([*runs, fused])["derived"]
+    assert derived["polars_fused_over_io_floor"] == pytest.approx((6.0 + 10.0) / 2 / 3.0)
 
 
 def test_a_failed_run_is_recorded_apart_not_averaged_in():
@@ -56,8 +60,10 @@ def test_the_harness_runs_end_to_end_on_tiny_data(tmp_path):
     saved = json.loads((reports / "benchmark-2000.json").read_text())
     assert saved["summary"]["derived"].keys() == {
         "polars_over_io_floor", "dagster_overhead_polars", "spark_over_polars",
-        "duckdb_over_polars",
+        "duckdb_over_polars", "polars_fused_over_io_floor",
     }  # fmt: skip
+    plain = next(r for r in result["runs"] if r["kind"] == "plain")
+    assert plain["result"]["fused_chain"] is True  # Polars' chain, computed once
     # The per-layer comparison, from the assets' own metadata of the same runs.
     assert saved["graph"]["sources"] == {e: f"bench_{e}" for e in ("polars", "spark", "duckdb")}
     assert saved["graph"]["window"] == "[2024-01-01, 2024-02-04)"

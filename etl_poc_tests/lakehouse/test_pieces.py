@@ -4,6 +4,7 @@ Polars' engines; and the pieces bound the rows held at once."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -122,6 +123,101 @@ def test_spark_works_the_window_whole_and_needs_no_pieces_rule(whole, landing, t
     for name, frame in expected.items():
         comparison = compare_frames(frame, tables[name])
         assert comparison.equal, f"{name}: {comparison.summary()}"
+
+
+def _run_chain(landing, data, chunk_rows, monkeypatch, prepare=(), chain=None) -> tuple:
+    """`prepare` run one layer at a time, then `chain` (default: every layer) in one
+    Runner.run; the stored layers that run read back, and its results."""
+    data.mkdir()
+    shutil.copytree(landing, data / "landing")
+    runtime = polars_runner.PolarsRuntime(chunk_rows=chunk_rows)
+    runner = polars_runner.Runner(Paths(data), START, PROCESSED_AT, runtime)
+    catalog = iceberg.open_catalog(data / "warehouse")
+    for layer in prepare:
+        dict(runner.run([layer], START, END, "test", catalog))
+    read_back = []
+    real_read = layer_store.polars_read
+
+    def counting_read(root, engine, stored, start, end):
+        read_back.append((stored, start, end))
+        return real_read(root, engine, stored, start, end)
+
+    monkeypatch.setattr(layer_store, "polars_read", counting_read)
+    names = chain or ("raw", "cleansed", "enriched", "sessionized", "events")
+    phases: list[str] = []
+
+    def phase(name):
+        phases.append(name)
+        return contextlib.nullcontext()
+
+    results = dict(runner.run(names, START, END, "test", catalog, phase))
+    monkeypatch.setattr(layer_store, "polars_read", real_read)
+    return results, read_back, phases
+
+
+@pytest.mark.parametrize("chunk_rows", [0, 3000])
+def test_a_fused_chain_gives_the_rows_of_layer_by_layer_and_reads_nothing_back(
+    whole, landing, tmp_path, chunk_rows, monkeypatch
+):
+    """All five layers in one Runner.run: the same rows in every layer and table, the same
+    counts, and no layer read back but the raw layer when it was written in pieces (and the
+    day before the window, which an earlier run wrote)."""
+    expected_results, expected = whole
+    results, read_back, phases = _run_chain(landing, tmp_path / "data", chunk_rows, monkeypatch)
+    assert list(results) == ["raw", "cleansed", "enriched", "sessionized", "events"]
+    tables = _tables(tmp_path / "data")
+    for name, frame in expected.items():
+        comparison = compare_frames(frame, tables[name])
+        assert comparison.equal, f"{name}: {comparison.summary()}"
+    for layer in ("cleansed", "enriched", "sessionized", "events"):
+        mine = {k: v for k, v in results[layer].counts.items() if k != "pieces"}
+        theirs = {k: v for k, v in expected_results[layer].counts.items() if k != "pieces"}
+        assert mine == theirs, layer
+        assert results[layer].rows == expected_results[layer].rows
+    before = (date(2023, 12, 31), START)
+    if chunk_rows:  # the raw layer's pieces are landing files: read back by day
+        assert {stored for stored, *_ in read_back} == {"raw", "sessionized"}
+        assert [w for s, *w in read_back if s == "sessionized"] == [list(before)]
+        assert results["cleansed"].in_memory == frozenset()
+        assert results["cleansed"].counts["pieces"] > 3
+    else:  # one piece: the raw rows handed over too
+        assert read_back == [("sessionized", *before)]
+        assert results["cleansed"].in_memory == {"raw"}
+    assert results["enriched"].in_memory == {"cleansed"}
+    assert results["events"].in_memory == {"sessionized", "rejects"}
+    # The layers take turns, a piece at a time: every stretch is told to its layer.
+    assert set(phases) == {"raw", "cleansed", "enriched", "sessionized", "events"}
+    assert phases.count("cleansed") >= results["cleansed"].counts["pieces"]
+
+
+@pytest.mark.parametrize(
+    ("prepare", "chain"),
+    [
+        (("raw", "cleansed"), ("enriched", "sessionized", "events")),  # a chain's tail
+        (("raw", "cleansed", "enriched"), ("sessionized", "events")),  # rejects read stored
+        (("raw", "cleansed", "enriched", "sessionized"), ("events",)),  # one layer alone
+        (("raw", "enriched"), ("cleansed", "sessionized", "events")),  # not contiguous
+    ],
+)
+def test_any_subset_of_layers_gives_the_same_rows(
+    whole, landing, tmp_path, monkeypatch, prepare, chain
+):
+    _, expected = whole
+    if prepare == ("raw", "enriched"):  # enriched needs cleansed: build it, then redo it
+        prepare = ("raw", "cleansed", "enriched")
+    results, read_back, _ = _run_chain(
+        landing, tmp_path / "data", 3000, monkeypatch, prepare, chain
+    )
+    assert list(results) == list(chain)
+    tables = _tables(tmp_path / "data")
+    for name, frame in expected.items():
+        comparison = compare_frames(frame, tables[name])
+        assert comparison.equal, f"{name}: {comparison.summary()}"
+    if chain == ("sessionized", "events"):
+        assert results["events"].in_memory == {"sessionized"}
+        assert "rejects" in {stored for stored, *_ in read_back}
+    if chain == ("cleansed", "sessionized", "events"):  # one after another, each read back
+        assert all(not result.in_memory for result in results.values())
 
 
 def test_a_piece_holds_at_most_its_rows(landing, tmp_path):
