@@ -9,7 +9,6 @@ window, in arrival order, and the files together hold every row exactly once.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing
 import os
@@ -17,7 +16,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -101,14 +100,9 @@ class _FormatWriters:
     """Open writers for one landing file, in every format; files appear only when complete.
 
     Rows are buffered into row groups of `row_group_rows`: a Parquet row group repeats the
-    page-URL dictionary, so small ones cost time and space. Each row group is encoded by a
-    thread of its own while this process goes on merging the next periods (Arrow's Parquet
-    writer and Polars' CSV writer release the GIL), one row group at a time and in order, so
-    the bytes are those of encoding them here."""
+    page-URL dictionary, so small ones cost time and space."""
 
     def __init__(self, out_dir: Path, landing: LandingFile, row_group_rows: int):
-        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-encoder")
-        self._encoding: Future | None = None
         self.row_group_rows = row_group_rows
         self.buffered: list[pa.Table] = []
         self.buffered_rows = 0
@@ -146,19 +140,8 @@ class _FormatWriters:
             self.buffered, self.buffered_rows = [rest], rest.num_rows
 
     def _write(self, table: pa.Table) -> None:
-        """Hand a row group to the encoder, once the one before is written (at most one in
-        flight: memory stays bounded; an encoding error surfaces here or at close)."""
         if table.num_rows == 0:
             return
-        self._wait()
-        self._encoding = self._encoder.submit(self._encode, table)
-
-    def _wait(self) -> None:
-        if self._encoding is not None:
-            encoding, self._encoding = self._encoding, None
-            encoding.result()
-
-    def _encode(self, table: pa.Table) -> None:
         if self.csv is not None:
             pl.from_arrow(table).write_csv(self.csv, include_header=not self.wrote_header)
             self.wrote_header = True
@@ -168,8 +151,6 @@ class _FormatWriters:
     def close(self) -> None:
         if self.buffered_rows:
             self._write(pa.concat_tables(self.buffered))
-        self._wait()
-        self._encoder.shutdown()
         if self.csv is not None:
             if not self.wrote_header:
                 pl.DataFrame(schema=dict.fromkeys(LANDING_COLUMNS, pl.String)).write_csv(self.csv)
@@ -180,10 +161,6 @@ class _FormatWriters:
             temp.replace(self.targets[fmt])
 
     def abort(self) -> None:
-        # The failure being aborted for is the one to report, not the encoder's.
-        with contextlib.suppress(Exception):
-            self._wait()
-        self._encoder.shutdown()
         if self.csv is not None:
             self.csv.close()
         if self.parquet is not None:

@@ -140,49 +140,6 @@ def test_worker_processes_write_the_same_bytes(tmp_path):
     assert _digests(one) == _digests(two)
 
 
-def test_row_groups_encoded_by_a_thread_are_the_bytes_encoded_inline(tmp_path, monkeypatch):
-    """The encoder thread changes when a row group is encoded, not its bytes: the files equal
-    those written with every row group encoded in the writing thread (CSV and Parquet, several
-    row groups per file)."""
-    from concurrent.futures import Future
-
-    from etl_poc.generate import landing
-
-    config = {"events": 20_000, "label": "t", "workers": 1, "chunk_events": 3000,
-              "formats": ("csv", "parquet")}  # fmt: skip
-    generate(GeneratorConfig(**config, out_dir=tmp_path / "thread"))
-
-    class Inline:  # runs each task at once, where it is submitted
-        def __init__(self, **_):
-            pass
-
-        def submit(self, task, *args):
-            done = Future()
-            done.set_result(task(*args))
-            return done
-
-        def shutdown(self):
-            pass
-
-    monkeypatch.setattr(landing, "ThreadPoolExecutor", Inline)
-    generate(GeneratorConfig(**config, out_dir=tmp_path / "inline"))
-    assert _digests(tmp_path / "thread") == _digests(tmp_path / "inline")
-    bulk = next((tmp_path / "thread").glob("bulk/*.parquet"))
-    assert pq.ParquetFile(bulk).num_row_groups > 2
-
-
-def test_an_encoding_error_leaves_no_partial_file(tmp_path, monkeypatch):
-    from etl_poc.generate import landing
-
-    def failing(self, table):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(landing._FormatWriters, "_encode", failing)
-    with pytest.raises(OSError, match="disk full"):
-        generate(GeneratorConfig(events=5000, label="e", out_dir=tmp_path / "out", workers=1))
-    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and "partial" in p.name]
-
-
 # --- the manifest matches the data ------------------------------------------------------------
 
 
