@@ -278,7 +278,19 @@ def read_window(
     table = catalog.load_table(identifier)
     window = AlwaysTrue() if start is None or end is None else window_filter(layout, start, end)
     scan = table.scan(row_filter=window, limit=limit, selected_fields=columns)
-    return pl.from_arrow(scan.to_arrow())
+    if limit is None:
+        return pl.from_arrow(scan.to_arrow())
+    # A few rows (a preview) batch by batch: `to_arrow` reads several whole files at once
+    # before it applies the limit, gigabytes on a window of 100M rows.
+    reader = scan.to_arrow_batch_reader()
+    batches = []
+    for batch in reader:
+        batches.append(batch)
+        if sum(b.num_rows for b in batches) >= limit:
+            break
+    reader.close()
+    shown = pa.Table.from_batches(batches, schema=reader.schema).slice(0, limit)
+    return pl.from_arrow(shown)
 
 
 def replace_window(
