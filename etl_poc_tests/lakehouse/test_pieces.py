@@ -72,6 +72,21 @@ def _tables_of(data: Path, engine: str) -> dict[str, pl.DataFrame]:
     return frames
 
 
+def _assert_same(whole, data: Path, results: dict) -> None:
+    """Every layer and table of `data` holds the rows of the whole window at once, and each
+    layer's result counts what that one counted (but its pieces)."""
+    expected_results, expected = whole
+    tables = _tables(data)
+    for name, frame in expected.items():
+        comparison = compare_frames(frame, tables[name])
+        assert comparison.equal, f"{name}: {comparison.summary()}"
+    for layer in ("cleansed", "enriched", "sessionized", "events"):
+        mine = {k: v for k, v in results[layer].counts.items() if k != "pieces"}
+        theirs = {k: v for k, v in expected_results[layer].counts.items() if k != "pieces"}
+        assert mine == theirs, layer
+        assert results[layer].rows == expected_results[layer].rows
+
+
 @pytest.fixture(scope="module")
 def whole(landing, tmp_path_factory):
     data = tmp_path_factory.mktemp("whole") / "data"
@@ -84,16 +99,8 @@ def test_pieces_give_the_rows_of_the_whole_window(whole, landing, tmp_path, engi
     results = _run(landing, tmp_path / "data", 3000, engine)
     assert results["raw"].counts["pieces"] > 5  # the bulk file was read in parts
     assert results["cleansed"].counts["pieces"] > 3
-    tables = _tables(tmp_path / "data")
-    for name, frame in expected.items():
-        assert frame.height > 0, name
-        comparison = compare_frames(frame, tables[name])
-        assert comparison.equal, f"{name}: {comparison.summary()}"
-    for layer in ("cleansed", "enriched", "sessionized", "events"):
-        mine = {k: v for k, v in results[layer].counts.items() if k != "pieces"}
-        theirs = {k: v for k, v in expected_results[layer].counts.items() if k != "pieces"}
-        assert mine == theirs, layer
-        assert results[layer].rows == expected_results[layer].rows
+    assert all(frame.height > 0 for frame in expected.values())
+    _assert_same(whole, tmp_path / "data", results)
     # Each replay lands on another day than its first copy, and only the earlier copy stays.
     cleansed = expected["cleansed"]
     assert cleansed["event_id"].n_unique() == cleansed.height
@@ -162,18 +169,9 @@ def test_a_fused_chain_gives_the_rows_of_layer_by_layer_and_reads_nothing_back(
     """All five layers in one Runner.run: the same rows in every layer and table, the same
     counts, and no layer read back but the raw layer when it was written in pieces (and the
     day before the window, which an earlier run wrote)."""
-    expected_results, expected = whole
     results, read_back, phases = _run_chain(landing, tmp_path / "data", chunk_rows, monkeypatch)
     assert list(results) == ["raw", "cleansed", "enriched", "sessionized", "events"]
-    tables = _tables(tmp_path / "data")
-    for name, frame in expected.items():
-        comparison = compare_frames(frame, tables[name])
-        assert comparison.equal, f"{name}: {comparison.summary()}"
-    for layer in ("cleansed", "enriched", "sessionized", "events"):
-        mine = {k: v for k, v in results[layer].counts.items() if k != "pieces"}
-        theirs = {k: v for k, v in expected_results[layer].counts.items() if k != "pieces"}
-        assert mine == theirs, layer
-        assert results[layer].rows == expected_results[layer].rows
+    _assert_same(whole, tmp_path / "data", results)
     before = (date(2023, 12, 31), START)
     if chunk_rows:  # the raw layer's pieces are landing files: read back by day
         assert {stored for stored, *_ in read_back} == {"raw", "sessionized"}
