@@ -419,9 +419,11 @@ class Runner(RunnerBase):
                     committed = True
                 elif name == "sessionized":
                     done[name] = sessions.result()
-                else:
+                elif name == "enriched":
                     ranges = {"ip_ranges": self.ip_ranges.info.as_dict()}
-                    done[name] = _combined(results[name], ranges if name == "enriched" else {})
+                    done[name] = _combined(results[name], ranges)
+                else:  # cleansed: the IP table is not loaded for a chain that does not enrich
+                    done[name] = _combined(results[name])
                 inputs = set(layer_named(name).inputs)
                 if name == names[0] and not from_memory:
                     inputs = set()

@@ -263,3 +263,18 @@ def test_a_piece_s_preview_does_not_keep_the_piece_in_memory():
     grown = process.memory_info().rss - before
     assert previews[0].height == 5
     assert grown < 800 * 2**20, f"RSS grew {grown / 2**20:.0f} MiB"
+
+
+def test_a_chain_that_does_not_enrich_never_loads_the_ip_table(landing, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copytree(landing, data / "landing")
+
+    def no_table():
+        raise AssertionError("the IP table was loaded")
+
+    runner = polars_runner.Runner(Paths(data), START, PROCESSED_AT, None, no_table)
+    catalog = iceberg.open_catalog(data / "warehouse")
+    results = dict(runner.run(["raw", "cleansed"], START, END, "test", catalog))
+    assert results["cleansed"].rows > 0
+    assert results["cleansed"].in_memory == {"raw"}
