@@ -19,7 +19,7 @@ def test_defaults_and_overrides():
     defaults = Settings.from_environment({})
     assert defaults == Settings()
     assert defaults.start_date == date(2024, 1, 1)
-    assert defaults.polars_chunk_rows == 3_000_000
+    assert defaults.polars_chunk_rows == 1_000_000
     custom = Settings.from_environment(
         {"ETL_POC_START_DATE": "2025-02-03", "ETL_POC_POLARS_CHUNK_ROWS": "0",
          "ETL_POC_DATA_DIR": "/tmp/x", "ETL_POC_SPARK_MASTER": ""}  # empty: the default

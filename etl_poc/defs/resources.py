@@ -118,7 +118,7 @@ class EngineResource(dg.ConfigurableResource):
 
 class PolarsResource(EngineResource):
     """How the Polars lineage works a window: ETL_POC_POLARS_CHUNK_ROWS, the rows it holds in
-    memory at once (whole days, or landing files, at a time; default 3,000,000, about 4-5 GiB at
+    memory at once (whole days, or landing files, at a time; default 1,000,000, about 2 GB at
     the peak; 0: the whole window at once), and ETL_POC_POLARS_ENGINE, Polars' `in-memory`
     (default) or `streaming` engine."""
 

@@ -30,6 +30,7 @@ from etl_poc.lakehouse.runner import (
     Phase,
     RunnerBase,
     contiguous,
+    detached,
     earlier_event_id_files,
     empty_window,
     iceberg_result,
@@ -153,6 +154,7 @@ class Runner(RunnerBase):
             shown = shown if shown.height else preview(window)
             if hold and len(pieces) == 1 and window.height:
                 held = layer_store.as_stored(window, "raw")
+            del window  # not alive while the next piece is computed
         return LayerResult(rows, shown, {**read, "pieces": len(pieces)}, details), held
 
     def _landing_pieces(self, files: list[Path]) -> list[tuple]:
@@ -259,7 +261,7 @@ class Runner(RunnerBase):
             )  # fmt: skip
             if repeated is not None:
                 candidates = clean.filter(pl.col("event_id").hash().is_in(repeated))
-                kept[0] = pl.concat([kept[0], candidates.select("event_id")])
+                kept[0] = pl.concat([kept[0], detached(candidates.select("event_id"))])
             self._write(rejects, "rejects", first, stop)
             self._write(clean, "cleansed", first, stop)
             raw_count = raw_rows.select(pl.len()).collect().item()
@@ -440,7 +442,7 @@ class Runner(RunnerBase):
 
 def _last_day(sessionized: pl.DataFrame, stop: date) -> pl.LazyFrame | None:
     """A piece's last day of sessions, which the next piece continues (None: no rows)."""
-    last = sessionized.filter(pl.col("event_date") == stop - timedelta(days=1))
+    last = detached(sessionized.filter(pl.col("event_date") == stop - timedelta(days=1)))
     return layer_store.as_stored(last, "sessionized").lazy() if last.height else None
 
 

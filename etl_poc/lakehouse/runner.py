@@ -192,13 +192,21 @@ def nothing_for(engine: str, stored: str, start: date, end: date) -> FileNotFoun
     return FileNotFoundError(f"{engine} {stored}: nothing for [{start}, {end})")
 
 
-def preview(frame: pl.DataFrame) -> pl.DataFrame:
-    """The first rows as a frame of their own: `head` is a view that keeps the whole frame's
-    buffers alive, which would keep every piece of a window in memory."""
+def detached(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame's rows in buffers of their own. A head or a filter of a String column is a
+    view into the whole column's data buffers and keeps them alive (`clone`, `rechunk` and
+    `shrink_to_fit` keep them too): what a window worked in pieces keeps from one piece must
+    be detached, or every piece stays in memory (measured: 3 filters of 3,000 ids out of
+    3M-row frames held 350 MB; detached, 1 MB)."""
     buffer = io.BytesIO()
-    frame.head(PREVIEW_ROWS).write_ipc(buffer)
+    frame.write_ipc(buffer)
     buffer.seek(0)
     return pl.read_ipc(buffer)
+
+
+def preview(frame: pl.DataFrame) -> pl.DataFrame:
+    """The first rows, detached from the frame."""
+    return detached(frame.head(PREVIEW_ROWS))
 
 
 REJECTS_SAMPLE_ROWS = 10
