@@ -55,6 +55,33 @@ def test_a_write_replaces_exactly_its_window(tmp_path):
     assert _rows(tmp_path).height == 10
 
 
+def test_a_preview_reads_the_first_days_only(tmp_path, monkeypatch):
+    """A preview of a window reads day after day until it has its rows: PyIceberg reads every
+    file of a scan whole, at once, before applying the limit (6 GB at 100M rows)."""
+    catalog = iceberg.open_catalog(tmp_path)
+    days = [date(2024, 1, 1) + timedelta(days=i) for i in range(6)]
+    rows = pl.concat([_events(d, 3, f"d{i}") for i, d in enumerate(days) if i != 1])
+    iceberg.replace_window(catalog, "polars", iceberg.EVENTS, rows.to_arrow(), days[0],
+                           days[-1] + timedelta(days=1), {})  # fmt: skip
+    from pyiceberg.table import Table
+
+    scanned = []
+    scan = Table.scan
+    monkeypatch.setattr(
+        Table, "scan", lambda self, *a, **k: scanned.append(k) or scan(self, *a, **k)
+    )
+    end = days[-1] + timedelta(days=1)
+    shown = iceberg.read_window(catalog, "polars", iceberg.EVENTS, days[0], end, limit=5)
+    assert shown.height == 5
+    assert set(shown["event_date"]) == {days[0], days[2]}  # the second day has no rows
+    assert len(scanned) == 3  # days 1, 2 and 3: none after
+    empty = iceberg.read_window(catalog, "polars", iceberg.EVENTS, days[1], days[2], limit=5)
+    assert empty.height == 0
+    assert empty.columns == list(iceberg.EVENT_COLUMNS)
+    whole = iceberg.read_window(catalog, "polars", iceberg.EVENTS, days[0], end)
+    assert whole.height == 15
+
+
 def _writer(warehouse: str, day: str, rounds: int) -> None:
     catalog = iceberg.open_catalog(Path(warehouse))
     start = date.fromisoformat(day)
