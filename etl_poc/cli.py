@@ -56,6 +56,8 @@ def _add_generate(sub) -> None:
     p.add_argument("--label", help="name used in file names (default: the size, or N events)")
     p.add_argument("--formats", type=_formats, default=FORMATS, help="csv,parquet (default both)")
     p.add_argument("--out", type=Path, default=Path("data/landing"), help="default data/landing")
+    p.add_argument("--oltp-out", type=Path,
+                   help="where oltp/ (the operational tables) goes (default: beside --out)")  # fmt: skip
     p.add_argument("--start-date", type=date.fromisoformat, default=settings().start_date)
     p.add_argument("--days", type=_positive, default=30, help="days of bulk history (30)")
     p.add_argument("--incremental-days", type=int, default=3, help="one file per day after (3)")
@@ -94,6 +96,7 @@ def _run_generate(args) -> int:
         defects=defects,
         workers=args.workers,
         progress=False if args.no_progress else None,
+        oltp_dir=args.oltp_out,
     )
     result = generate(config)
     manifest = result.manifest
@@ -107,6 +110,13 @@ def _run_generate(args) -> int:
     defects_found = {k: v for k, v in manifest["defects"].items() if v}
     print(f"  defects: {sum(defects_found.values()):,} rows: " + ", ".join(
         f"{k} {v:,}" for k, v in defects_found.items()))  # fmt: skip
+    oltp = manifest["operational"]
+    print(
+        f"  operational tables: {config.oltp_root / oltp['directory']}/ ({oltp['orders']:,} "
+        f"orders, {oltp['order_items']:,} items, ${oltp['revenue']:,.2f}; changes: "
+        + ", ".join(f"{t} {sum(c.values()):,}" for t, c in oltp["changes"].items())
+        + ")"
+    )
     print(f"  manifest: {result.manifest_path}")
     others = foreign_files(config)
     if others:

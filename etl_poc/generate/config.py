@@ -17,15 +17,34 @@ SIZES: Final[dict[str, int]] = {
 }
 FORMATS: Final[tuple[str, ...]] = ("csv", "parquet")
 
-# The e-commerce mix of event types, in the order of spec.EVENT_TYPES.
+# The e-commerce mix of event types drawn per event, in the order of spec.EVENT_TYPES. No
+# PURCHASE is drawn: purchases end the visits that convert (commerce.py), which also turns
+# their last events into a checkout (and a cart where there was none).
 EVENT_TYPE_MIX: Final[dict[str, float]] = dict(
-    zip(EVENT_TYPES, (0.35, 0.25, 0.15, 0.10, 0.05, 0.04, 0.03, 0.02, 0.01), strict=True)
+    zip(EVENT_TYPES, (0.35, 0.30, 0.15, 0.10, 0.0, 0.04, 0.03, 0.02, 0.01), strict=True)
 )
 # Share of users per tier, and how much more active a user of that tier is than bronze.
 USER_TIER_MIX: Final[dict[str, float]] = dict(
     zip(USER_TIERS, (0.60, 0.25, 0.12, 0.03), strict=True)
 )
 TIER_ACTIVITY: Final[dict[str, float]] = dict(zip(USER_TIERS, (1.0, 1.3, 1.6, 1.9), strict=True))
+
+# Commerce. A visit of at least MIN_BUYING_VISIT events ends in a purchase with its user's
+# tier's probability (times WEEKEND_TRANSACTIONS on Saturdays and Sundays); a purchase comes
+# after a checkout and a cart. Higher tiers discount more often (within spec's policy).
+CONVERSION_BY_TIER: Final[dict[str, float]] = dict(
+    zip(USER_TIERS, (0.05, 0.07, 0.10, 0.14), strict=True)
+)
+WEEKEND_TRANSACTIONS: Final = 1.3
+MIN_BUYING_VISIT: Final = 4
+DISCOUNT_SHARE_BY_TIER: Final[dict[str, float]] = dict(
+    zip(USER_TIERS, (0.05, 0.12, 0.35, 0.50), strict=True)
+)
+VIEWED_ADD_SHARE: Final = 0.85  # an add to cart is of the product last viewed in the visit
+MAX_QUANTITY: Final = 4
+PRODUCTS: Final = 5000
+PRICE_CHANGE_SHARE: Final = 0.10  # products whose price changes once in the window
+UPGRADE_SHARE: Final = 0.02  # users (below platinum) upgraded one tier during the window
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,9 @@ class DefectRates:
     padded_ip: float = 0.0005
     out_of_order: float = 0.0020
     duplicate: float = 0.0020
+    # Of all events, on product events and purchases only (events.TYPED_DEFECTS).
+    missing_product_id: float = 0.0005
+    malformed_amount: float = 0.0001
 
     def scaled(self, factor: float) -> DefectRates:
         return DefectRates(**{k: v * factor for k, v in self.as_dict().items()})
@@ -98,6 +120,8 @@ class GeneratorConfig:
     # Processes rendering periods ahead of the writer; 1 renders in this process. None: one
     # per core from 5M events on (below that, starting the processes costs more than it saves).
     workers: int | None = None
+    # Where the operational database's tables go (oltp/ under it); None: beside out_dir.
+    oltp_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.events < 1:
@@ -112,6 +136,10 @@ class GeneratorConfig:
         if self.chunk_events < 1_000:
             raise ValueError("chunk_events must be at least 1000")
         self.defects.validate()
+
+    @property
+    def oltp_root(self) -> Path:
+        return self.oltp_dir if self.oltp_dir is not None else self.out_dir.parent
 
     @property
     def total_days(self) -> int:

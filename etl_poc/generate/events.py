@@ -14,8 +14,9 @@ from enum import IntEnum
 
 import numpy as np
 
+from etl_poc.generate.commerce import ADD, CHECKOUT, NONE, PURCHASE, REMOVE, VIEW, Orders, shop
 from etl_poc.generate.config import EVENT_TYPE_MIX, DefectRates
-from etl_poc.generate.vocab import PageVocabulary, Population
+from etl_poc.generate.vocab import Catalog, PageVocabulary, Population
 from etl_poc.logic.spec import SESSION_GAP, USER_TIERS
 
 MINUTE_MS = 60_000
@@ -58,13 +59,23 @@ class Defect(IntEnum):
     PADDED_IP = 11
     OUT_OF_ORDER = 12
     DUPLICATE = 13
+    # On the events whose type has the field (schemas/events): drawn among those rows.
+    MISSING_PRODUCT_ID = 14
+    MALFORMED_AMOUNT = 15
 
     @property
     def key(self) -> str:
         return self.name.lower()
 
 
-ROW_DEFECTS = tuple(d for d in Defect if d not in (Defect.CLEAN, Defect.DUPLICATE))
+# Drawn on any row; the commerce defects only on rows of the event types they concern.
+TYPED_DEFECTS = {
+    Defect.MISSING_PRODUCT_ID: (VIEW, ADD, REMOVE),
+    Defect.MALFORMED_AMOUNT: (PURCHASE,),
+}
+ROW_DEFECTS = tuple(
+    d for d in Defect if d not in (Defect.CLEAN, Defect.DUPLICATE) and d not in TYPED_DEFECTS
+)
 RETURN_GAP_KINDS = ("under_30m", "exactly_30m", "over_30m", "long")
 
 
@@ -84,6 +95,10 @@ class Rows:
     id_lo: np.ndarray
     defect: np.ndarray  # int8 Defect
     variant: np.ndarray  # uint32: picks among the ways a defect shows
+    tier: np.ndarray  # int8 index into spec.USER_TIERS: the user's tier at the event
+    product: np.ndarray  # int64 index into Catalog; commerce.NONE where the event has none
+    term: np.ndarray  # int64 index into PageVocabulary.search_terms, or NONE
+    order: np.ndarray  # int64 index into the period's Orders (a PURCHASE), or NONE
 
     def __len__(self) -> int:
         return len(self.ts_ms)
@@ -110,6 +125,8 @@ class PeriodStats:
     ipv6_events: int = 0
     return_gaps: np.ndarray | None = None  # counts per RETURN_GAP_KINDS
     events_by_tier: np.ndarray | None = None
+    orders: int = 0
+    buying_visits_by_tier: np.ndarray | None = None
 
 
 def allocate(total: int, weights: np.ndarray) -> np.ndarray:
@@ -164,8 +181,11 @@ def plan_period(
     pages: PageVocabulary,
     defects: DefectRates,
     rng: np.random.Generator,
-) -> tuple[Rows, PeriodStats]:
-    """Events of the visits that start in `hours` of the day beginning at `start_ms`.
+    catalog: Catalog,
+    day_index: int = 0,
+) -> tuple[Rows, PeriodStats, Orders]:
+    """Events of the visits that start in `hours` of the day beginning at `start_ms` (the
+    window's day `day_index`), and the orders of those that end in a purchase.
 
     `budget` rows are returned exactly: original events plus duplicate replays.
     """
@@ -220,10 +240,32 @@ def plan_period(
     url = pages.offsets[event_type] + (
         rng.random(n_events) ** 2.5 * pages.sizes[event_type]
     ).astype(np.int64)
+    # What the visits buy (commerce.py), from a generator of its own: the visits are as before.
+    event_day = day_index + (ts - start_ms) // DAY_MS
+    tier = population.tier_on(user[visit_of_event], event_day).astype(np.int8)
+    visit_tier = population.tier_on(user, np.full(n_visits, day_index))
+    weekend = (start_ms // DAY_MS + 3) % 7 >= 5  # 1970-01-01 was a Thursday
+    event_type, product, term, order, orders = shop(
+        event_type, ts, visit_of_event, first_event, sizes, visit_tier, user, tier, weekend,
+        day_index, catalog, pages, np.random.default_rng(rng.integers(0, 1 << 62)),
+    )  # fmt: skip
+    event_type = event_type.astype(np.int8)
+    named = product != NONE
+    url[named] = pages.offsets[event_type[named]] + product[named]
+    searched = term != NONE
+    url[searched] = pages.offsets[event_type[searched]] + term[searched]
+    fixed = np.isin(event_type, (PURCHASE, CHECKOUT)) & ~named  # the funnel's pages
+    url[fixed] = pages.offsets[event_type[fixed]] + (
+        rng.random(int(fixed.sum())) * pages.sizes[event_type[fixed]]
+    ).astype(np.int64)
 
     row_rates = np.array([getattr(defects, d.key) for d in ROW_DEFECTS])
     pick = np.searchsorted(np.cumsum(row_rates), rng.random(n_events), side="right")
     defect = np.where(pick < len(ROW_DEFECTS), pick + 1, Defect.CLEAN).astype(np.int8)
+    for kind, types in TYPED_DEFECTS.items():  # at their rate of all events, on their types
+        eligible = np.flatnonzero((defect == Defect.CLEAN) & np.isin(event_type, types))
+        count = min(int(rng.binomial(n_events, getattr(defects, kind.key))), len(eligible))
+        defect[rng.choice(eligible, size=count, replace=False)] = kind
     dirty = np.flatnonzero(defect != Defect.CLEAN)
     shortfall = n_duplicates - (n_events - len(dirty))
     if shortfall > 0:  # only with extreme rates on a tiny period: keep enough clean originals
@@ -244,6 +286,10 @@ def plan_period(
         id_lo=_random_u64(n_events, rng),
         defect=defect,
         variant=rng.integers(0, 1 << 31, size=n_events).astype(np.uint32),
+        tier=tier,
+        product=product,
+        term=term,
+        order=order,
     )
     # Exact replays of clean rows, arriving right after the original.
     if n_duplicates:
@@ -260,11 +306,11 @@ def plan_period(
         ),
         ipv6_events=int(population.ip_is_v6[rows.ip[:n_events]].sum()),
         return_gaps=np.bincount(gap_kind, minlength=len(RETURN_GAP_KINDS)),
-        events_by_tier=np.bincount(
-            population.tier[rows.user[:n_events]], minlength=len(USER_TIERS)
-        ),
+        events_by_tier=np.bincount(rows.tier[:n_events], minlength=len(USER_TIERS)),
+        orders=len(orders),
+        buying_visits_by_tier=np.bincount(orders.tier, minlength=len(USER_TIERS)),
     )
-    return rows, stats
+    return rows, stats, orders
 
 
 def _random_u64(n: int, rng: np.random.Generator) -> np.ndarray:

@@ -37,9 +37,10 @@ from etl_poc.generate.events import (
     Defect,
     allocate,
 )
-from etl_poc.generate.population import build_pages, build_population
+from etl_poc.generate.operational import write_operational
+from etl_poc.generate.population import build_catalog, build_pages, build_population
 from etl_poc.generate.render import RENDERED_SCHEMA
-from etl_poc.generate.vocab import PageVocabulary, Population
+from etl_poc.generate.vocab import Catalog, PageVocabulary, Population
 from etl_poc.generate.worker import Period, RenderedPeriod
 from etl_poc.logic.spec import LANDING_COLUMNS, USER_TIERS
 from etl_poc.reference.ip_ranges import load_packaged_ranges
@@ -227,14 +228,18 @@ def _split(rendered: RenderedPeriod, boundary_ms: int) -> tuple[RenderedPeriod, 
 
 
 def _rendered_periods(
-    config: GeneratorConfig, periods: list[Period], population: Population, pages: PageVocabulary
+    config: GeneratorConfig,
+    periods: list[Period],
+    population: Population,
+    pages: PageVocabulary,
+    catalog: Catalog,
 ) -> Iterator[RenderedPeriod]:
     """Periods in order, rendered ahead by worker processes when there is more than one core.
 
     The users and pages are built once, by the caller, and handed to the workers: a worker
     then only imports NumPy and Arrow before it renders."""
     if config.worker_count <= 1:
-        worker.start(config, population, pages)
+        worker.start(config, population, pages, catalog)
         for period in periods:
             yield worker.render_period(period, None)
         return
@@ -245,7 +250,7 @@ def _rendered_periods(
             max_workers=config.worker_count,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=worker.start,
-            initargs=(config, population, pages),
+            initargs=(config, population, pages, catalog),
         ) as pool,
     ):
         ahead = config.worker_count + 1  # bounds memory: so many periods rendered but not written
@@ -262,8 +267,12 @@ def generate(config: GeneratorConfig) -> GenerationResult:
     whatever the number of workers."""
     started = time.perf_counter()
     population_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(0,)))
-    population = build_population(config.n_users, load_packaged_ranges(), population_rng)
-    pages = build_pages(config.seed)
+    population = build_population(
+        config.n_users, load_packaged_ranges(), population_rng, config.total_days
+    )
+    catalog = build_catalog(config.seed, config.total_days)
+    pages = build_pages(catalog, config.seed)
+    orders: list = []
     files = landing_paths(config)
     day_file = [0] * config.days + list(range(1, config.incremental_days + 1))
     periods = list(_periods(config))
@@ -283,9 +292,10 @@ def generate(config: GeneratorConfig) -> GenerationResult:
         desc=f"generate {config.label}",
     )  # fmt: skip
     try:
-        rendered_periods = _rendered_periods(config, periods, population, pages)
+        rendered_periods = _rendered_periods(config, periods, population, pages, catalog)
         for index, rendered in enumerate(rendered_periods):
             stats = rendered.stats
+            orders.append(rendered.orders)
             for key in ("visits", "bounce_visits", "visits_crossing_midnight", "ipv6_events"):
                 totals[key] += getattr(stats, key)
             totals["return_gaps"] += stats.return_gaps
@@ -317,8 +327,14 @@ def generate(config: GeneratorConfig) -> GenerationResult:
         if writers is not None:  # failed half-way: leave no partial file behind
             writers.abort()
 
+    window_start = int(np.datetime64(config.start_date, "ms").view("int64"))
+    operational = write_operational(
+        config.oltp_root, population, catalog, orders, window_start,
+        window_start + config.total_days * 86_400_000, config.seed,
+    )  # fmt: skip
     users_by_tier = np.bincount(population.tier, minlength=len(USER_TIERS)).tolist()
     manifest = _manifest(config, files, totals, users_by_tier)
+    manifest["operational"] = operational
     path = manifest_path(config)
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return GenerationResult(manifest, path, time.perf_counter() - started)
@@ -338,6 +354,8 @@ def _manifest(config, files, totals, users_by_tier: list[int]) -> dict:
             Defect.NULL_USER_ID,
             Defect.EMPTY_USER_ID,
             Defect.UNPARSEABLE_TIMESTAMP,
+            Defect.MISSING_PRODUCT_ID,  # INVALID_EVENT_FIELDS: the files have those columns
+            Defect.MALFORMED_AMOUNT,
         )
     )
     window_end = config.start_date + timedelta(days=config.total_days)

@@ -13,8 +13,14 @@ import polars as pl
 import pyarrow as pa
 from faker import Faker
 
-from etl_poc.generate.config import TIER_ACTIVITY, USER_TIER_MIX
-from etl_poc.generate.vocab import PageVocabulary, Population
+from etl_poc.generate.config import (
+    PRICE_CHANGE_SHARE,
+    PRODUCTS,
+    TIER_ACTIVITY,
+    UPGRADE_SHARE,
+    USER_TIER_MIX,
+)
+from etl_poc.generate.vocab import Catalog, PageVocabulary, Population
 from etl_poc.logic.spec import DEVICES, EVENT_TYPES, USER_TIERS
 from etl_poc.reference.ip_ranges import IpRangeTable
 
@@ -33,41 +39,82 @@ DEVICE_MIX = (0.46, 0.44, 0.08, 0.02)  # desktop, mobile, tablet, other
 DECLARED_COUNTRY_MATCH = 0.9  # how often the naive country column agrees with the IP
 
 
-def build_pages(seed: int) -> PageVocabulary:
+def _words(seed: int) -> list[str]:
     fake = Faker("en_US")
     fake.seed_instance(seed)
-    words = sorted({w.lower() for w in fake.words(nb=3000)})
-    categories = sorted({w for w in words if len(w) > 4})[:60]
-    product_ids = np.arange(100_000, 100_000 + 5000)
-    # Product names from the word list: a slug per product without 5000 Faker calls.
-    name_words = np.random.default_rng(seed).integers(0, len(words), size=(len(product_ids), 2))
-    products = [
-        f"{words[a]}-{words[b]}-{pid}" for (a, b), pid in zip(name_words, product_ids, strict=True)
-    ]
+    return sorted({w.lower() for w in fake.words(nb=3000)})
+
+
+def build_catalog(seed: int, days: int, products: int = PRODUCTS) -> Catalog:
+    """The products: 60 categories, each with its own price level (log-normal prices around
+    it), Zipf-like popularity (a few products draw most views), and a price change for
+    PRICE_CHANGE_SHARE of them on a day of the window (up or down by 5-30 %)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,)))
+    words = _words(seed)
+    categories = tuple(sorted({w for w in words if len(w) > 4})[:60])
+    category = rng.integers(0, len(categories), size=products)
+    level = rng.lognormal(np.log(35.0), 0.8, size=len(categories))  # dollars
+    price = np.round(level[category] * rng.lognormal(0.0, 0.35, size=products), 2)
+    base_cents = np.maximum(99, np.round(price * 100)).astype(np.int64)
+    popularity = 1.0 / np.arange(1, products + 1) ** 1.1
+    popularity = popularity[rng.permutation(products)]
+    changes = rng.random(products) < PRICE_CHANGE_SHARE
+    change_day = np.where(changes, rng.integers(1, max(2, days), size=products), 1 << 30)
+    factor = 1 + rng.choice([-1, 1], size=products) * rng.uniform(0.05, 0.30, size=products)
+    changed_cents = np.maximum(99, np.round(base_cents * factor)).astype(np.int64)
+    name_words = np.random.default_rng(seed).integers(0, len(words), size=(products, 2))
+    product_ids = np.arange(100_000, 100_000 + products, dtype=np.int64)
+    names = [f"{words[a]}-{words[b]}-{pid}" for (a, b), pid in
+             zip(name_words, product_ids, strict=True)]  # fmt: skip
+    return Catalog(
+        product_ids=product_ids,
+        sku_text=pa.array([str(p) for p in product_ids.tolist()], type=pa.string()),
+        category=category,
+        categories=categories,
+        names=pa.array(names, type=pa.string()),
+        base_price_cents=base_cents,
+        popularity_cdf=np.cumsum(popularity) / popularity.sum(),
+        price_change_day=change_day.astype(np.int32),
+        changed_price_cents=changed_cents,
+    )
+
+
+def build_pages(catalog: Catalog, seed: int) -> PageVocabulary:
+    fake = Faker("en_US")
+    fake.seed_instance(seed)
+    words = _words(seed)
+    fake.words(nb=3000)  # the same Faker state as before the catalog: the same blog slugs
+    skus = catalog.product_ids.tolist()
+    names = catalog.names.to_pylist()
     by_type: dict[str, list[str]] = {
         "PAGE_VIEW": [f"{SHOP}/"]
-        + [f"{SHOP}/c/{c}" for c in categories]
+        + [f"{SHOP}/c/{c}" for c in catalog.categories]
         + [f"{SHOP}/blog/{fake.slug()}" for _ in range(300)]
         + [f"{SHOP}/help/{p}" for p in ("shipping", "returns", "contact", "faq", "privacy")],
-        "PRODUCT_VIEW": [f"{SHOP}/p/{p}" for p in products],
+        "PRODUCT_VIEW": [f"{SHOP}/p/{p}" for p in names],
         "SEARCH": [f"{SHOP}/search?q={w}" for w in words],
-        "ADD_TO_CART": [f"{SHOP}/cart/add?sku={pid}" for pid in product_ids],
+        "ADD_TO_CART": [f"{SHOP}/cart/add?sku={pid}" for pid in skus],
         "PURCHASE": [f"{SHOP}/checkout/confirmation"],
-        "REMOVE_FROM_CART": [f"{SHOP}/cart/remove?sku={pid}" for pid in product_ids],
+        "REMOVE_FROM_CART": [f"{SHOP}/cart/remove?sku={pid}" for pid in skus],
         "CHECKOUT_START": [f"{SHOP}/checkout", f"{SHOP}/checkout/shipping"],
         "LOGIN": [f"{SHOP}/account/login"],
         "LOGOUT": [f"{SHOP}/account/logout"],
     }
     # Distinct URLs: they become a Parquet dictionary, and repeated values there are re-encoded
-    # in an order that varies from run to run.
+    # in an order that varies from run to run. (Product and search URLs are distinct by
+    # construction: an event's URL is found from its product or term by position.)
     seen: set[str] = set()
     for event_type in EVENT_TYPES:
         by_type[event_type] = [u for u in dict.fromkeys(by_type[event_type]) if u not in seen]
         seen.update(by_type[event_type])
+    for event_type, count in (("PRODUCT_VIEW", catalog.size), ("SEARCH", len(words))):
+        assert len(by_type[event_type]) == count, f"{event_type} URLs are not one per item"
     sizes = np.array([len(by_type[t]) for t in EVENT_TYPES], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     urls = pa.array([u for t in EVENT_TYPES for u in by_type[t]], type=pa.string())
-    return PageVocabulary(urls=urls, offsets=offsets, sizes=sizes)
+    return PageVocabulary(
+        urls=urls, offsets=offsets, sizes=sizes, search_terms=pa.array(words, type=pa.string())
+    )
 
 
 def _format_ipv4(addresses: np.ndarray) -> pl.Series:
@@ -129,7 +176,9 @@ def _text(series: pl.Series) -> pa.Array:
     return series.to_arrow().cast(pa.string())
 
 
-def build_population(n_users: int, ranges: IpRangeTable, rng: np.random.Generator) -> Population:
+def build_population(
+    n_users: int, ranges: IpRangeTable, rng: np.random.Generator, days: int = 33
+) -> Population:
     tier = rng.choice(len(USER_TIERS), size=n_users, p=list(USER_TIER_MIX.values()))
     tier_activity = np.array(list(TIER_ACTIVITY.values()))[tier]
     # Log-normal activity: most users visit a few times, a few users very often.
@@ -171,4 +220,17 @@ def build_population(n_users: int, ranges: IpRangeTable, rng: np.random.Generato
         ip_addresses=_text(ip_strings),
         ip_is_v6=is_v6,
         declared_country=_text(declared),
+        **_upgrades(tier, days, np.random.default_rng(rng.integers(0, 1 << 62))),
     )
+
+
+def _upgrades(tier: np.ndarray, days: int, rng: np.random.Generator) -> dict:
+    """UPGRADE_SHARE of the users below the top tier move up one tier on a day of the window
+    (drawn from a generator of its own: the rest of the population is as before)."""
+    n = len(tier)
+    upgraded = (rng.random(n) < UPGRADE_SHARE) & (tier < len(USER_TIERS) - 1)
+    day = np.where(upgraded, rng.integers(1, max(2, days), size=n), 1 << 30)
+    return {
+        "upgrade_day": day.astype(np.int32),
+        "upgraded_tier": np.where(upgraded, tier + 1, tier),
+    }

@@ -14,8 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from etl_poc.generate.commerce import NONE, Orders
 from etl_poc.generate.events import Defect, Rows
-from etl_poc.generate.vocab import PageVocabulary, Population
+from etl_poc.generate.vocab import Catalog, PageVocabulary, Population
 from etl_poc.logic.spec import DEVICES, EVENT_TYPES, LANDING_COLUMNS, USER_TIERS
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -52,6 +53,7 @@ MALFORMED_IPS = (
     "1.2.3.04a",
 )
 EMPTY_TEXTS = ("", " ", "   ")
+MALFORMED_AMOUNTS = ("12.3", "$19.99", "19,99", "-5.00", "NaN", "1e3", "10.000", "free")
 
 
 def _hex_digits(values: np.ndarray) -> np.ndarray:
@@ -164,6 +166,8 @@ _USER_TIER_DICTIONARY = pa.array(USER_TIERS, type=pa.string())
 
 _DICTIONARY_COLUMNS = {
     "page_url": pa.dictionary(pa.int32(), pa.string()),
+    "product_id": pa.dictionary(pa.int32(), pa.string()),
+    "search_query": pa.dictionary(pa.int32(), pa.string()),
     "device": pa.dictionary(pa.int32(), pa.string()),
     "event_type": pa.dictionary(pa.int8(), pa.string()),
     "user_tier": pa.dictionary(pa.int8(), pa.string()),
@@ -223,7 +227,33 @@ def _replace(array: pa.Array, edits: list[tuple[np.ndarray, list]]) -> pa.Array:
     )
 
 
-def render(rows: Rows, population: Population, pages: PageVocabulary) -> pa.Table:
+def _indexed(index: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
+    """A dictionary array over `dictionary`, null where `index` is NONE."""
+    missing = index == NONE
+    indices = pa.array(np.where(missing, 0, index).astype(np.int32), mask=missing)
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
+
+
+def money_text(cents: np.ndarray) -> pa.Array:
+    """Cents as dollars with two decimals ('123.05')."""
+    dollars = pc.cast(pa.array(cents // 100), pa.string())
+    rest = pc.utf8_lpad(pc.cast(pa.array(cents % 100), pa.string()), 2, "0")
+    return pc.binary_join_element_wise(dollars, rest, ".")
+
+
+def _order_columns(rows: Rows, orders: Orders) -> tuple[pa.Array, pa.Array]:
+    """transaction_id and amount: a PURCHASE's order's id and total, null elsewhere."""
+    at = pa.array(np.where(rows.order == NONE, 0, rows.order), mask=rows.order == NONE)
+    if not len(orders):
+        nulls = pa.nulls(len(rows), pa.string())
+        return nulls, nulls
+    ids = _uuid_strings(orders.id_hi, orders.id_lo)
+    return pc.take(ids, at), pc.take(money_text(orders.total_cents), at)
+
+
+def render(
+    rows: Rows, population: Population, pages: PageVocabulary, catalog: Catalog, orders: Orders
+) -> pa.Table:
     """The landing table (LANDING_SCHEMA, text in every column) for `rows`, in their order.
 
     Low-cardinality columns are dictionary arrays over a fixed vocabulary: no copy of their
@@ -295,8 +325,18 @@ def render(rows: Rows, population: Population, pages: PageVocabulary) -> pa.Tabl
         "device": pa.DictionaryArray.from_arrays(device_index, _DEVICE_DICTIONARY),
         "ip_address": ip_address,
         "event_type": pa.DictionaryArray.from_arrays(rows.event_type, _EVENT_TYPE_DICTIONARY),
-        "user_tier": pa.DictionaryArray.from_arrays(
-            population.tier[rows.user].astype(np.int8), _USER_TIER_DICTIONARY
+        "user_tier": pa.DictionaryArray.from_arrays(rows.tier, _USER_TIER_DICTIONARY),
+        "product_id": _indexed(
+            np.where(rows.defect == Defect.MISSING_PRODUCT_ID, NONE, rows.product),
+            catalog.sku_text,
         ),
+        "search_query": _indexed(rows.term, pages.search_terms),
     }
+    columns["transaction_id"], amount = _order_columns(rows, orders)
+    at_amount, texts = choose(Defect.MALFORMED_AMOUNT, MALFORMED_AMOUNTS)
+    if len(at_amount):  # a few, on a column mostly null: _replace keeps no null of its own
+        mask = np.zeros(len(rows), dtype=bool)
+        mask[at_amount] = True
+        amount = pc.replace_with_mask(amount, pa.array(mask), pa.array(texts, pa.string()))
+    columns["amount"] = amount
     return pa.table([columns[name] for name in LANDING_COLUMNS], schema=RENDERED_SCHEMA)

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from etl_poc.generate.commerce import Orders
 from etl_poc.generate.config import GeneratorConfig
 from etl_poc.generate.events import PeriodStats, plan_period
 from etl_poc.generate.render import render
-from etl_poc.generate.vocab import PageVocabulary, Population
+from etl_poc.generate.vocab import Catalog, PageVocabulary, Population
 
 _STATE: dict = {}
 
@@ -29,9 +30,11 @@ class Period:
     budget: int
 
 
-def start(config: GeneratorConfig, population: Population, pages: PageVocabulary) -> None:
+def start(
+    config: GeneratorConfig, population: Population, pages: PageVocabulary, catalog: Catalog
+) -> None:
     """Keep what every period needs (a process pool's initializer)."""
-    _STATE.update(config=config, population=population, pages=pages)
+    _STATE.update(config=config, population=population, pages=pages, catalog=catalog)
 
 
 @dataclass
@@ -44,6 +47,7 @@ class RenderedPeriod:
     stats: PeriodStats
     table: pa.Table | None = None
     spill: str | None = None
+    orders: Orders | None = None  # the period's orders (operational.py writes them)
 
     def load(self) -> pa.Table:
         if self.table is None:
@@ -55,16 +59,17 @@ class RenderedPeriod:
 
 def render_period(period: Period, spill_dir: str | None) -> RenderedPeriod:
     config: GeneratorConfig = _STATE["config"]
-    population, pages = _STATE["population"], _STATE["pages"]
+    population, pages, catalog = _STATE["population"], _STATE["pages"], _STATE["catalog"]
     rng = np.random.default_rng(
         np.random.SeedSequence(config.seed, spawn_key=(1, period.day_index, period.hours.start))
     )
-    rows, stats = plan_period(
-        period.start_ms, period.hours, period.budget, population, pages, config.defects, rng
-    )
+    rows, stats, orders = plan_period(
+        period.start_ms, period.hours, period.budget, population, pages, config.defects, rng,
+        catalog, period.day_index,
+    )  # fmt: skip
     rows = rows.take(np.argsort(rows.arrival_ms, kind="stable"))
-    table = render(rows, population, pages)
-    rendered = RenderedPeriod(rows.arrival_ms, rows.defect, stats)
+    table = render(rows, population, pages, catalog, orders)
+    rendered = RenderedPeriod(rows.arrival_ms, rows.defect, stats, orders=orders)
     if spill_dir is None:
         rendered.table = table
         return rendered

@@ -34,6 +34,7 @@ from pyiceberg.table import Table, Transaction
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import (
     DateType,
+    DecimalType,
     LongType,
     NestedField,
     StringType,
@@ -42,7 +43,7 @@ from pyiceberg.types import (
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from etl_poc.logic.spec import REJECT_COLUMNS
+from etl_poc.logic.spec import AMOUNT_PRECISION, AMOUNT_SCALE, COMMERCE_COLUMNS, REJECT_COLUMNS
 
 # Progress lines (a commit each); Dagster shows them in a run's log (dagster.yaml's
 # managed_python_loggers).
@@ -75,6 +76,12 @@ _EVENT_FIELDS = [
     ("session_start", TimestamptzType(), True),
     ("event_seq", LongType(), True),
     ("source_file", StringType(), True),
+    # Added with the commerce columns (issue 18): last, so a table created before them gets
+    # the same fields, in the same order, when it is evolved (table_for).
+    ("product_id", StringType(), False),
+    ("search_query", StringType(), False),
+    ("transaction_id", StringType(), False),
+    ("amount", DecimalType(AMOUNT_PRECISION, AMOUNT_SCALE), False),
 ]
 EVENT_COLUMNS = tuple(name for name, _, _ in _EVENT_FIELDS)
 
@@ -89,10 +96,16 @@ def _schema(fields) -> Schema:
 
 
 EVENTS_SCHEMA = _schema(_EVENT_FIELDS)
+_LATER_REJECT_COLUMNS = tuple(f"raw_{c}" for c in COMMERCE_COLUMNS)  # added last, as above
 REJECT_FIELDS = [
-    *((name, StringType(), False) for name in REJECT_COLUMNS if name != "event_date"),
+    *(
+        (name, StringType(), False)
+        for name in REJECT_COLUMNS
+        if name != "event_date" and name not in _LATER_REJECT_COLUMNS
+    ),
     ("event_date", DateType(), False),
     ("partition_date", DateType(), True),
+    *((name, StringType(), False) for name in _LATER_REJECT_COLUMNS),
 ]
 REJECTS_SCHEMA = _schema(REJECT_FIELDS)
 
@@ -226,6 +239,27 @@ def table_for(catalog: SqlCatalog, namespace: str, layout: TableLayout) -> Table
             "the warehouse and the catalog together)"
         ) from error
     _refuse_another_warehouse(catalog, table, name)
+    return _evolved(catalog, table, layout, name)
+
+
+def _evolved(catalog: SqlCatalog, table: Table, layout: TableLayout, name: str) -> Table:
+    """A table created before some of the layout's fields existed, with them added (optional,
+    at the end: the fields a new table has, in its order). Writers that evolve it at once:
+    the one whose commit loses reloads and finds it done."""
+    for attempt in range(CREATE_ATTEMPTS):
+        present = {field.name for field in table.schema().fields}
+        if all(field.name in present for field in layout.schema.fields):
+            return table
+        try:
+            with table.update_schema() as update:
+                update.union_by_name(layout.schema)
+            log.info(
+                f"{name}: schema evolved: added {[f.name for f in layout.schema.fields if f.name not in present]}"
+            )
+        except CommitFailedException:
+            if attempt == CREATE_ATTEMPTS - 1:
+                raise
+        table = catalog.load_table(name)
     return table
 
 
@@ -547,6 +581,7 @@ def data_files(
 
 _SPARK_TYPES = {
     StringType(): "string",
+    DecimalType(AMOUNT_PRECISION, AMOUNT_SCALE): f"decimal({AMOUNT_PRECISION},{AMOUNT_SCALE})",
     DateType(): "date",
     LongType(): "bigint",
     TimestamptzType(): "timestamp",  # Spark's TIMESTAMP is UTC-adjusted, as timestamptz

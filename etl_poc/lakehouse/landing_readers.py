@@ -1,8 +1,9 @@
 """Landing files -> the raw contract, for each engine: the one place where both read them.
 
 The raw contract: the text columns of spec.TEXT_COLUMNS, `source_file` (the path under the
-landing directory) and `malformed` (a CSV record whose number of fields differs from the
-header's). A file lacking a column of spec.REQUIRED_COLUMNS is refused, naming the file, the
+landing directory), `malformed` (a CSV record whose number of fields differs from the
+header's) and `commerce` (the file has the commerce columns; a file without them reads them
+as null). A file lacking a column of spec.REQUIRED_COLUMNS is refused, naming the file, the
 line and the columns (the landing index quarantines it). CSV is read as RFC 4180 says (quoted
 fields may hold commas, doubled quotes and line breaks; CRLF or LF line ends; a UTF-8
 byte-order mark and spaces around header names are ignored; blank lines hold no record);
@@ -19,7 +20,13 @@ from pathlib import Path
 import polars as pl
 
 from etl_poc.lakehouse.landing_zone import landing_format, open_text_file
-from etl_poc.logic.spec import REQUIRED_COLUMNS, SOURCE_FILE, TEXT_COLUMNS
+from etl_poc.logic.spec import (
+    COMMERCE,
+    COMMERCE_COLUMNS,
+    REQUIRED_COLUMNS,
+    SOURCE_FILE,
+    TEXT_COLUMNS,
+)
 
 # A quoted CSV field, with "" as an escaped quote: removed before counting separators.
 _QUOTED_FIELD = r'"(?:[^"]|"")*"'
@@ -33,12 +40,20 @@ def _relative(path: Path, landing_dir: Path) -> str:
     return path.relative_to(landing_dir).as_posix()
 
 
-def _require_columns(path: Path, present, where: str = "line 1") -> None:
+def _require_columns(path: Path, present, where: str = "line 1") -> bool:
     """Refuse a file lacking a column of the contract, naming the file, where (the header
-    line, or a Parquet file's schema) and the columns."""
+    line, or a Parquet file's schema) and the columns; whether it has the commerce columns
+    (all of them, or none: a file written before they existed)."""
     missing = [c for c in REQUIRED_COLUMNS if c not in present]
     if missing:
         raise ValueError(f"{path}: {where}: lacks required column(s) {', '.join(missing)}")
+    lacking = [c for c in COMMERCE_COLUMNS if c not in present]
+    if lacking and len(lacking) < len(COMMERCE_COLUMNS):
+        raise ValueError(
+            f"{path}: {where}: has some commerce columns but lacks {', '.join(lacking)} "
+            f"(a file has all of {', '.join(COMMERCE_COLUMNS)} or none)"
+        )
+    return not lacking
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -59,7 +74,7 @@ def _csv_header(path: Path) -> list[str]:
 
 def polars_read_csv(path: Path, landing_dir: Path) -> pl.LazyFrame:
     header = _csv_header(path)
-    _require_columns(path, header)
+    commerce = _require_columns(path, header)
     common = {"has_header": False, "skip_lines": 1, "encoding": "utf8-lossy"}
     rows = pl.scan_csv(
         path,
@@ -96,7 +111,11 @@ def polars_read_csv(path: Path, landing_dir: Path) -> pl.LazyFrame:
     )
     # A line break inside a quoted field reads as LF on both engines (Spark's reader turns a
     # CRLF there into LF).
-    text = {c: pl.col(c).str.replace_all("\r\n", "\n", literal=True) for c in TEXT_COLUMNS}
+    text = {
+        c: pl.col(c).str.replace_all("\r\n", "\n", literal=True) if c in header
+        else pl.lit(None, pl.String)
+        for c in TEXT_COLUMNS
+    }  # fmt: skip
     columns = [pl.when(text[c] == "").then(None).otherwise(text[c]).alias(c) for c in TEXT_COLUMNS]
     return (
         pl.concat([rows, records], how="horizontal")
@@ -105,6 +124,7 @@ def polars_read_csv(path: Path, landing_dir: Path) -> pl.LazyFrame:
             *columns,
             pl.lit(_relative(path, landing_dir)).alias(SOURCE_FILE),
             (pl.col("_fields") != len(header)).alias("malformed"),
+            pl.lit(commerce).alias(COMMERCE),
         )
     )
 
@@ -112,7 +132,7 @@ def polars_read_csv(path: Path, landing_dir: Path) -> pl.LazyFrame:
 def polars_read_parquet(path: Path, landing_dir: Path) -> pl.LazyFrame:
     frame = pl.scan_parquet(path)
     schema = frame.collect_schema()
-    _require_columns(path, schema, "schema")
+    commerce = _require_columns(path, schema, "schema")
     columns = []
     for name in TEXT_COLUMNS:
         dtype = schema.get(name)
@@ -127,6 +147,7 @@ def polars_read_parquet(path: Path, landing_dir: Path) -> pl.LazyFrame:
         *columns,
         pl.lit(_relative(path, landing_dir)).alias(SOURCE_FILE),
         pl.lit(False).alias("malformed"),
+        pl.lit(commerce).alias(COMMERCE),
     )
 
 
@@ -136,7 +157,7 @@ def polars_read_landing(paths: list[Path], landing_dir: Path) -> pl.LazyFrame:
     frames = [readers[landing_format(p)](p, landing_dir) for p in paths]
     if not frames:
         schema = {**dict.fromkeys(TEXT_COLUMNS, pl.String), SOURCE_FILE: pl.String}
-        return pl.LazyFrame(schema={**schema, "malformed": pl.Boolean})
+        return pl.LazyFrame(schema={**schema, "malformed": pl.Boolean, COMMERCE: pl.Boolean})
     return pl.concat(frames, how="vertical")
 
 
@@ -152,7 +173,7 @@ def duckdb_read_parquet(connection, path: Path, landing_dir: Path):
     source = f"read_parquet({_sql_text(path.as_posix())})"
     described = connection.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
     schema = {row[0]: row[1] for row in described}
-    _require_columns(path, schema, "schema")
+    commerce = _require_columns(path, schema, "schema")
     columns = []
     for name in TEXT_COLUMNS:
         dtype = schema.get(name)
@@ -165,7 +186,7 @@ def duckdb_read_parquet(connection, path: Path, landing_dir: Path):
             columns.append(f"CAST({name} AS VARCHAR) AS {name}")
     return connection.sql(
         f"SELECT {', '.join(columns)}, {_sql_text(_relative(path, landing_dir))} AS {SOURCE_FILE},"
-        f" FALSE AS malformed FROM {source}"
+        f" FALSE AS malformed, {str(commerce).upper()} AS {COMMERCE} FROM {source}"
     )
 
 
@@ -180,7 +201,12 @@ def duckdb_read_landing(connection, paths: list[Path], landing_dir: Path):
     text = [p for p in paths if landing_format(p) != "parquet"]
     relations = [duckdb_read_parquet(connection, p, landing_dir) for p in parquet]
     if text:
-        contract = [*TEXT_COLUMNS, SOURCE_FILE, "malformed"]  # in duckdb_read_parquet's order
+        contract = [
+            *TEXT_COLUMNS,
+            SOURCE_FILE,
+            "malformed",
+            COMMERCE,
+        ]  # duckdb_read_parquet's order
         rows = polars_read_landing(text, landing_dir).select(contract).collect().to_arrow()
         relations.append(connection.from_arrow(rows))
     combined = relations[0]
@@ -198,7 +224,7 @@ def spark_read_csv(spark, path: Path, landing_dir: Path):
     from pyspark.sql import functions as F
 
     header = _csv_header(path)
-    _require_columns(path, header)
+    commerce = _require_columns(path, header)
     schema = ", ".join(f"_c{i} STRING" for i in range(len(header))) + ", _corrupt STRING"
     frame = spark.read.csv(
         str(path),
@@ -214,6 +240,8 @@ def spark_read_csv(spark, path: Path, landing_dir: Path):
     last = len(header) - 1
 
     def column(name: str):
+        if name not in header:  # a file from before the commerce columns
+            return F.lit(None).cast("string").alias(name)
         index = header.index(name)
         value = F.col(f"_c{index}")
         if index == last:  # a CRLF line end: Spark's multi-line reader keeps the CR
@@ -224,6 +252,7 @@ def spark_read_csv(spark, path: Path, landing_dir: Path):
         *(column(c) for c in TEXT_COLUMNS),
         F.lit(_relative(path, landing_dir)).alias(SOURCE_FILE),
         F.col("_corrupt").isNotNull().alias("malformed"),
+        F.lit(commerce).alias(COMMERCE),
     )
 
 
@@ -233,7 +262,7 @@ def spark_read_parquet(spark, path: Path, landing_dir: Path):
 
     frame = spark.read.parquet(str(path))
     types = {f.name: f.dataType for f in frame.schema.fields}
-    _require_columns(path, types, "schema")
+    commerce = _require_columns(path, types, "schema")
     columns = []
     for name in TEXT_COLUMNS:
         dtype = types.get(name)
@@ -248,6 +277,7 @@ def spark_read_parquet(spark, path: Path, landing_dir: Path):
         *columns,
         F.lit(_relative(path, landing_dir)).alias(SOURCE_FILE),
         F.lit(False).alias("malformed"),
+        F.lit(commerce).alias(COMMERCE),
     )
 
 

@@ -19,7 +19,11 @@ from datetime import date, datetime
 import duckdb
 
 from etl_poc.logic.spec import (
+    AMOUNT_PRECISION,
+    AMOUNT_SCALE,
     CLEANSED_COLUMNS,
+    COMMERCE,
+    COMMERCE_PATTERNS,
     DEVICES,
     EVENT_TYPES,
     FUTURE_TOLERANCE,
@@ -29,6 +33,7 @@ from etl_poc.logic.spec import (
     OTHER_DEVICE,
     PARTITION_DATE,
     REJECT_COLUMNS,
+    REQUIRED_FIELDS,
     SESSION_CONTEXT_COLUMNS,
     SESSION_GAP,
     SESSION_ID_SEPARATOR,
@@ -140,11 +145,32 @@ def standardize(raw: Relation, *, start_date: date, processed_at: datetime) -> R
                 {_literal(RejectReason.BEFORE_START)}
             WHEN event_ts > TIMESTAMP '{latest.isoformat(sep=" ")}' THEN
                 {_literal(RejectReason.IN_FUTURE)}
+            WHEN {_invalid_event_fields()} THEN {_literal(RejectReason.INVALID_EVENT_FIELDS)}
         END AS reject_reason
         FROM input
         """,
     )
-    return _query(judged, f"SELECT * REPLACE ({on_rejects_only}) FROM input")
+    amount = f"CASE WHEN reject_reason IS NULL THEN CAST(amount AS {AMOUNT}) END AS amount"
+    return _query(judged, f"SELECT * REPLACE ({on_rejects_only}, {amount}) FROM input")
+
+
+AMOUNT = f"DECIMAL({AMOUNT_PRECISION}, {AMOUNT_SCALE})"
+
+
+def _invalid_event_fields() -> str:
+    """spec.RejectReason.INVALID_EVENT_FIELDS, on trimmed text and the event_type as landed
+    (upper-cased here, as standardize normalises it)."""
+    malformed = [
+        f"({name} IS NOT NULL AND NOT regexp_matches({name}, {_literal(pattern)}))"
+        for name, pattern in COMMERCE_PATTERNS.items()
+        if pattern is not None
+    ]
+    missing = [
+        f"(upper(event_type) = {_literal(t)} AND ({' OR '.join(f'{f} IS NULL' for f in fields)}))"
+        for t, fields in REQUIRED_FIELDS.items()
+        if fields
+    ]
+    return f"({' OR '.join(malformed)} OR ({COMMERCE} AND coalesce({' OR '.join(missing)}, false)))"
 
 
 def rejected(standardized: Relation) -> Relation:

@@ -14,7 +14,11 @@ from datetime import date, datetime
 import polars as pl
 
 from etl_poc.logic.spec import (
+    AMOUNT_PRECISION,
+    AMOUNT_SCALE,
     CLEANSED_COLUMNS,
+    COMMERCE,
+    COMMERCE_PATTERNS,
     DEVICES,
     EVENT_TYPES,
     FUTURE_TOLERANCE,
@@ -24,6 +28,7 @@ from etl_poc.logic.spec import (
     OTHER_DEVICE,
     PARTITION_DATE,
     REJECT_COLUMNS,
+    REQUIRED_FIELDS,
     SESSION_CONTEXT_COLUMNS,
     SESSION_GAP,
     SESSION_ID_SEPARATOR,
@@ -133,6 +138,8 @@ def standardize(raw: pl.LazyFrame, *, start_date: date, processed_at: datetime) 
         .then(pl.lit(RejectReason.BEFORE_START))
         .when(event_ts > pl.lit(latest).dt.replace_time_zone("UTC"))
         .then(pl.lit(RejectReason.IN_FUTURE))
+        .when(_invalid_event_fields())
+        .then(pl.lit(RejectReason.INVALID_EVENT_FIELDS))
     )
     device = _clean_text("device").str.to_lowercase()
     event_type = _clean_text("event_type").str.to_uppercase()
@@ -152,8 +159,33 @@ def standardize(raw: pl.LazyFrame, *, start_date: date, processed_at: datetime) 
             .otherwise(pl.lit(UNKNOWN_USER_TIER)),
             reject_reason=reason,
         )
-        .with_columns(_on_rejects_only(f"raw_{c}") for c in TEXT_COLUMNS)
+        .with_columns(
+            *(_on_rejects_only(f"raw_{c}") for c in TEXT_COLUMNS),
+            amount=pl.when(pl.col("reject_reason").is_null()).then(
+                pl.col("amount").cast(AMOUNT, strict=False)
+            ),
+        )
     )
+
+
+AMOUNT = pl.Decimal(AMOUNT_PRECISION, AMOUNT_SCALE)
+
+
+def _invalid_event_fields() -> pl.Expr:
+    """spec.RejectReason.INVALID_EVENT_FIELDS, on trimmed text and the normalised event_type
+    (evaluated after both, in standardize's last step)."""
+    malformed = [
+        pl.col(name).is_not_null() & ~pl.col(name).str.contains(pattern)
+        for name, pattern in COMMERCE_PATTERNS.items()
+        if pattern is not None
+    ]
+    event_type = pl.col("event_type").str.to_uppercase()
+    missing = [
+        (event_type == t) & pl.any_horizontal(pl.col(f).is_null() for f in fields)
+        for t, fields in REQUIRED_FIELDS.items()
+        if fields
+    ]
+    return pl.any_horizontal(*malformed) | (pl.col(COMMERCE) & pl.any_horizontal(*missing))
 
 
 def _on_rejects_only(name: str) -> pl.Expr:

@@ -14,7 +14,11 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from etl_poc.logic.spec import (
+    AMOUNT_PRECISION,
+    AMOUNT_SCALE,
     CLEANSED_COLUMNS,
+    COMMERCE,
+    COMMERCE_PATTERNS,
     DEVICES,
     EVENT_TYPES,
     FUTURE_TOLERANCE,
@@ -24,6 +28,7 @@ from etl_poc.logic.spec import (
     OTHER_DEVICE,
     PARTITION_DATE,
     REJECT_COLUMNS,
+    REQUIRED_FIELDS,
     SESSION_CONTEXT_COLUMNS,
     SESSION_GAP,
     SESSION_ID_SEPARATOR,
@@ -125,6 +130,7 @@ def standardize(raw: DataFrame, *, start_date: date, processed_at: datetime) -> 
         .when(event_ts.isNull(), F.lit(RejectReason.INVALID_TIMESTAMP))
         .when(event_ts < F.lit(start), F.lit(RejectReason.BEFORE_START))
         .when(event_ts > F.lit(latest), F.lit(RejectReason.IN_FUTURE))
+        .when(_invalid_event_fields(), F.lit(RejectReason.INVALID_EVENT_FIELDS))
     )
     device = F.lower(F.col("device"))
     event_type = F.upper(F.col("event_type"))
@@ -146,8 +152,34 @@ def standardize(raw: DataFrame, *, start_date: date, processed_at: datetime) -> 
                 "reject_reason": reason,
             }
         )
-        .withColumns({f"raw_{c}": _on_rejects_only(f"raw_{c}") for c in TEXT_COLUMNS})
+        .withColumns(
+            {
+                **{f"raw_{c}": _on_rejects_only(f"raw_{c}") for c in TEXT_COLUMNS},
+                "amount": F.when(F.col("reject_reason").isNull(), F.col("amount").cast(AMOUNT)),
+            }
+        )
     )
+
+
+AMOUNT = f"decimal({AMOUNT_PRECISION},{AMOUNT_SCALE})"
+
+
+def _invalid_event_fields() -> Column:
+    """spec.RejectReason.INVALID_EVENT_FIELDS, on trimmed text and the event_type as landed
+    (upper-cased here, as standardize normalises it)."""
+    malformed = [
+        F.col(name).isNotNull() & ~F.col(name).rlike(pattern)
+        for name, pattern in COMMERCE_PATTERNS.items()
+        if pattern is not None
+    ]
+    event_type = F.upper(F.col("event_type"))
+    missing = [
+        (event_type == t) & reduce(lambda a, b: a | b, (F.col(f).isNull() for f in fields))
+        for t, fields in REQUIRED_FIELDS.items()
+        if fields
+    ]
+    required = F.col(COMMERCE) & F.coalesce(reduce(lambda a, b: a | b, missing), F.lit(False))
+    return reduce(lambda a, b: a | b, malformed) | required
 
 
 def _on_rejects_only(name: str) -> Column:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Final
 
+from etl_poc.schemas import commerce_patterns, required_fields
+
 # Landing files (CSV with a header, or Parquet) carry these columns, in this order.
 # session_id and country are naive values from the source system that the pipeline replaces.
 LANDING_COLUMNS: Final[tuple[str, ...]] = (
@@ -24,6 +26,17 @@ LANDING_COLUMNS: Final[tuple[str, ...]] = (
     "ip_address",
     "event_type",
     "user_tier",
+    "product_id",
+    "search_query",
+    "transaction_id",
+    "amount",
+)
+# The commerce columns (issue 18): landing files written before them lack them, and still load.
+COMMERCE_COLUMNS: Final[tuple[str, ...]] = (
+    "product_id",
+    "search_query",
+    "transaction_id",
+    "amount",
 )
 
 # The nine known event types, in funnel-ish order; anything else is cleansed to UNKNOWN.
@@ -38,6 +51,7 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "LOGIN",
     "LOGOUT",
 )
+REQUIRED_FIELDS: Final[Mapping[str, tuple[str, ...]]] = required_fields(EVENT_TYPES)
 UNKNOWN_EVENT_TYPE: Final = "UNKNOWN"
 
 USER_TIERS: Final[tuple[str, ...]] = ("bronze", "silver", "gold", "platinum")
@@ -45,6 +59,25 @@ UNKNOWN_USER_TIER: Final = "unknown"
 
 DEVICES: Final[tuple[str, ...]] = ("desktop", "mobile", "tablet", "other")
 OTHER_DEVICE: Final = "other"
+
+# --- Commerce (the operational database's rules, which the events agree with) ------------
+
+# An order's total = sum of its items (quantity * unit price) - discount + tax, in cents; tax
+# is TAX_RATE_PERCENT of (items - discount), rounded half up to the cent.
+TAX_RATE_PERCENT: Final = 8
+# A tier's discount policy: an order's discount is at most this share of its items.
+MAX_DISCOUNT_PERCENT: Final[Mapping[str, int]] = {
+    "bronze": 5, "silver": 10, "gold": 15, "platinum": 20,
+}  # fmt: skip
+ORDER_STATUSES: Final[tuple[str, ...]] = ("placed", "shipped", "delivered", "cancelled")
+# The commerce fields of an event (schemas/events): where present, each has its form
+# (COMMERCE_PATTERNS: a regular expression both engines match; None: any non-empty text), and
+# each event type requires some (REQUIRED_FIELDS: a product event its product_id, a SEARCH its
+# search_query, a PURCHASE its transaction_id, the order's id, and its amount, the order's
+# total). Read from the JSON Schemas, which the generator's tests validate its output against.
+COMMERCE_PATTERNS: Final[Mapping[str, str | None]] = commerce_patterns()
+# A usable row's amount: a decimal of this precision and scale (the text's dollars, exactly).
+AMOUNT_PRECISION, AMOUNT_SCALE = 12, 2
 
 # A session ends when a user's next event is strictly more than this after the previous one;
 # a gap of exactly SESSION_GAP continues the session (the rule of Spark's session_window).
@@ -74,6 +107,10 @@ class RejectReason:
     INVALID_TIMESTAMP = "INVALID_TIMESTAMP"
     BEFORE_START = "BEFORE_START"  # before the pipeline's start date
     IN_FUTURE = "IN_FUTURE"  # more than FUTURE_TOLERANCE after the processing time
+    # A commerce field not of its form (COMMERCE_PATTERNS), or, in a landing file that has
+    # the commerce columns, a field the event type requires missing (REQUIRED_FIELDS). Files
+    # written before those columns existed lack them, and their events are not held to them.
+    INVALID_EVENT_FIELDS = "INVALID_EVENT_FIELDS"
 
     ORDER: Final = (
         MALFORMED_LINE,
@@ -84,6 +121,7 @@ class RejectReason:
         INVALID_TIMESTAMP,
         BEFORE_START,
         IN_FUTURE,
+        INVALID_EVENT_FIELDS,
     )
 
 
@@ -104,14 +142,18 @@ TEXT_COLUMNS: Final = (
     "ip_address",
     "event_type",
     "user_tier",
+    *COMMERCE_COLUMNS,
 )
 
 # The landing file contract: a file lacking any of these columns is quarantined, naming them
 # (a reader never fills a missing column with defaults). Header names are matched after
 # stripping a UTF-8 byte-order mark and the spaces around each name. CSV follows RFC 4180: a
 # quoted field may hold commas, doubled quotes and line breaks; a blank line holds no record
-# and is skipped; lines may end in CRLF.
-REQUIRED_COLUMNS: Final = TEXT_COLUMNS
+# and is skipped; lines may end in CRLF. The commerce columns are the exception: a file may
+# lack all of them (written before they existed: they read as null, and the raw contract's
+# `commerce` is false for its rows), not some.
+REQUIRED_COLUMNS: Final = tuple(c for c in TEXT_COLUMNS if c not in COMMERCE_COLUMNS)
+COMMERCE: Final = "commerce"  # the raw contract's flag: the row's file has the commerce columns
 
 CLEANSED_COLUMNS: Final = (
     "event_id",
@@ -123,6 +165,7 @@ CLEANSED_COLUMNS: Final = (
     "event_type",
     "user_tier",
     "ip_address",
+    *COMMERCE_COLUMNS,
     SOURCE_FILE,
 )
 REJECT_COLUMNS: Final = (
@@ -157,9 +200,15 @@ COLUMN_DESCRIPTIONS: Final[Mapping[str, str]] = {
     "null for a usable row",
     "partition_date": "the day the row is attributed to (spec.PARTITION_DATE)",
     "malformed": "the CSV record had the wrong number of fields (rejected as MALFORMED_LINE)",
+    "commerce": "the row's landing file has the commerce columns (product_id, search_query, "
+    "transaction_id, amount): its events are held to their type's required fields",
     "range_start": "the first IPv4 address of the range, as a number",
     "range_end": "the last IPv4 address of the range, as a number",
     "reserved": "a special-purpose network (private, loopback, ...): ip_status private",
+    "product_id": "the product (sku) a PRODUCT_VIEW, ADD_TO_CART or REMOVE_FROM_CART is about",
+    "search_query": "what a SEARCH searched for",
+    "transaction_id": "a PURCHASE's order id (order_id in the operational database)",
+    "amount": "a PURCHASE's order total, in dollars with two decimals",
 }
 
 
@@ -184,6 +233,10 @@ TIE_BREAK: Final = (
     "ip_address",
     "event_type",
     "user_tier",
+    "product_id",
+    "search_query",
+    "transaction_id",
+    "amount",
     SOURCE_FILE,
 )
 

@@ -16,7 +16,7 @@ from etl_poc.generate.events import (
     allocate,
     plan_period,
 )
-from etl_poc.generate.population import build_pages, build_population
+from etl_poc.generate.population import build_catalog, build_pages, build_population
 from etl_poc.reference.ip_ranges import load_packaged_ranges
 
 
@@ -51,15 +51,16 @@ def test_return_gaps_straddle_the_session_gap():
 @pytest.fixture(scope="module")
 def shop():
     population = build_population(2000, load_packaged_ranges(), np.random.default_rng(3))
-    return population, build_pages(3)
+    catalog = build_catalog(3, 33)
+    return population, build_pages(catalog, 3), catalog
 
 
 @pytest.mark.parametrize("budget", [0, 1, 3, 999, 50_000])
 def test_a_period_holds_exactly_its_budget(shop, budget):
-    population, pages = shop
-    rows, stats = plan_period(
+    population, pages, catalog = shop
+    rows, stats, _ = plan_period(
         1_704_067_200_000, range(24), budget, population, pages, DefectRates(),
-        np.random.default_rng(budget),
+        np.random.default_rng(budget), catalog,
     )  # fmt: skip
     assert len(rows) == budget
     assert (rows.ts_ms >= 1_704_067_200_000).all()
@@ -68,11 +69,12 @@ def test_a_period_holds_exactly_its_budget(shop, budget):
 
 
 def test_defects_are_drawn_at_their_rates(shop):
-    population, pages = shop
+    population, pages, catalog = shop
     rates = DefectRates().scaled(20)  # about a third of the rows, to measure each kind well
-    rows, _ = plan_period(
-        1_704_067_200_000, range(24), 200_000, population, pages, rates, np.random.default_rng(5)
-    )
+    rows, *_ = plan_period(
+        1_704_067_200_000, range(24), 200_000, population, pages, rates,
+        np.random.default_rng(5), catalog,
+    )  # fmt: skip
     counts = np.bincount(rows.defect, minlength=len(Defect))
     for kind in Defect:
         if kind in (Defect.CLEAN, Defect.DUPLICATE):
@@ -83,11 +85,12 @@ def test_defects_are_drawn_at_their_rates(shop):
 
 
 def test_extreme_rates_still_give_exact_counts(shop):
-    population, pages = shop
+    population, pages, catalog = shop
     rates = DefectRates().with_overrides({"duplicate": 0.9, "null_user_id": 0.4})
-    rows, _ = plan_period(
-        1_704_067_200_000, range(24), 40, population, pages, rates, np.random.default_rng(2)
-    )
+    rows, *_ = plan_period(
+        1_704_067_200_000, range(24), 40, population, pages, rates, np.random.default_rng(2),
+        catalog,
+    )  # fmt: skip
     assert len(rows) == 40
 
 

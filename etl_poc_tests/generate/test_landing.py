@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import re
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from etl_poc.generate import SIZES, DefectRates, GeneratorConfig, generate
-from etl_poc.generate.config import EVENT_TYPE_MIX, TIER_ACTIVITY, USER_TIER_MIX
+from etl_poc.generate.config import EVENT_TYPE_MIX, TIER_ACTIVITY, UPGRADE_SHARE, USER_TIER_MIX
 from etl_poc.logic.spec import DEVICES, LANDING_COLUMNS, SESSION_GAP
 from etl_poc_tests.conftest import SMALL_EVENTS, landing_file
 
@@ -121,9 +122,12 @@ def test_csv_and_parquet_hold_the_same_events(small_landing, events):
 
 
 def test_the_same_seed_gives_byte_identical_files(tmp_path):
+    """The landing files and the operational tables beside them (<data>/oltp)."""
     first, second, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    for out, seed in ((first, 7), (second, 7), (other, 8)):
-        generate(GeneratorConfig(events=20_000, label="r", out_dir=out, seed=seed, workers=1))
+    for data, seed in ((first, 7), (second, 7), (other, 8)):
+        generate(GeneratorConfig(events=20_000, label="r", out_dir=data / "landing", seed=seed,
+                                 workers=1))  # fmt: skip
+    assert any(k.startswith("oltp/changes/") for k in _digests(first))
     assert _digests(first) == _digests(second)
     differing = {k for k, v in _digests(other).items() if _digests(first)[k] != v}
     assert {k for k in differing if not k.endswith(".json")} == {
@@ -135,8 +139,9 @@ def test_the_same_seed_gives_byte_identical_files(tmp_path):
 def test_worker_processes_write_the_same_bytes(tmp_path):
     """Periods rendered in two worker processes give the files one process gives."""
     one, two = tmp_path / "one", tmp_path / "two"
-    generate(GeneratorConfig(events=60_000, label="w", out_dir=one, workers=1, chunk_events=5000))
-    generate(GeneratorConfig(events=60_000, label="w", out_dir=two, workers=2, chunk_events=5000))
+    for data, workers in ((one, 1), (two, 2)):
+        generate(GeneratorConfig(events=60_000, label="w", out_dir=data / "landing",
+                                 workers=workers, chunk_events=5000))  # fmt: skip
     assert _digests(one) == _digests(two)
 
 
@@ -175,6 +180,11 @@ def test_manifest_counts_every_defect_found_in_the_data(small_landing, events):
         kind = _ip_kind(row["ip_address"])
         if kind != "public":
             found[kind] += 1
+        product_event = row["event_type"] in ("PRODUCT_VIEW", "ADD_TO_CART", "REMOVE_FROM_CART")
+        if product_event and row["product_id"] is None:
+            found["missing_product_id"] += 1
+        if row["event_type"] == "PURCHASE" and not re.fullmatch(r"[0-9]+\.[0-9]{2}", row["amount"]):
+            found["malformed_amount"] += 1
     ids = [r["event_id"] for r in rows if r["event_id"] and r["event_id"].strip()]
     found["duplicate"] = len(ids) - len(set(ids))
     # Out of order: a row whose time is before a time already seen, in file order.
@@ -201,6 +211,8 @@ def test_manifest_counts_every_defect_found_in_the_data(small_landing, events):
             "null_user_id",
             "empty_user_id",
             "unparseable_timestamp",
+            "missing_product_id",
+            "malformed_amount",
         )
     )
     assert expected["must_reject"] == must_reject
@@ -252,9 +264,12 @@ def test_tier_mix_and_activity(small_landing, events):
     bronze = per_user["bronze"] / users["bronze"]
     for tier, factor in TIER_ACTIVITY.items():
         assert per_user[tier] / users[tier] / bronze == pytest.approx(factor, rel=0.35), tier
-    # Each user has one tier in the data.
+    # Each user has one tier in the data, or two for the few upgraded during the window (the
+    # tier of each day: test_commerce).
     clean = events.filter(pl.col("user_id").str.strip_chars() != "")
-    assert clean.group_by("user_id").agg(pl.col("user_tier").n_unique())["user_tier"].max() == 1
+    tiers = clean.group_by("user_id").agg(pl.col("user_tier").n_unique())["user_tier"]
+    assert tiers.max() == 2
+    assert (tiers == 2).sum() < 2 * UPGRADE_SHARE * total_users
 
 
 def _clean_events(events: pl.DataFrame) -> pl.DataFrame:

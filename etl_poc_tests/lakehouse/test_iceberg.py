@@ -12,6 +12,7 @@ import pytest
 
 from etl_poc.lakehouse import iceberg
 from etl_poc.logic.compare import compare_frames
+from etl_poc.logic.spec import COMMERCE_COLUMNS
 
 
 def _events(day: date, n: int, tag: str) -> pl.DataFrame:
@@ -23,6 +24,7 @@ def _events(day: date, n: int, tag: str) -> pl.DataFrame:
             "session_start": [ts] * n,
             "event_date": [day] * n,
             "event_seq": list(range(1, n + 1)),
+            "amount": pl.Series([None] * n, dtype=pl.Decimal(12, 2)),
         }
     ).select(iceberg.EVENT_COLUMNS)
 
@@ -80,6 +82,31 @@ def test_a_preview_reads_the_first_days_only(tmp_path, monkeypatch):
     assert empty.columns == list(iceberg.EVENT_COLUMNS)
     whole = iceberg.read_window(catalog, "polars", iceberg.EVENTS, days[0], end)
     assert whole.height == 15
+
+
+def test_a_table_from_before_the_commerce_columns_is_evolved_to_the_new_fields(tmp_path):
+    """A lakehouse built before issue 18: its tables gain the new fields (optional, at the end,
+    as a new table has them) when a writer opens them, and keep their rows."""
+    from pyiceberg.schema import Schema
+
+    catalog = iceberg.open_catalog(tmp_path)
+    old_fields = [f for f in iceberg.EVENTS_SCHEMA.fields if f.name not in COMMERCE_COLUMNS]
+    old = iceberg.TableLayout(
+        iceberg.EVENTS_TABLE, Schema(*old_fields), iceberg.EVENTS.spec, "event_date"
+    )
+    day = date(2024, 1, 1)
+    rows = _events(day, 3, "old").drop(*COMMERCE_COLUMNS)
+    table = iceberg.table_for(catalog, "polars", old)
+    assert "amount" not in {f.name for f in table.schema().fields}
+    table.append(iceberg.arrow_for(rows.to_arrow(), old))
+    evolved = iceberg.table_for(catalog, "polars", iceberg.EVENTS)
+    assert [f.name for f in evolved.schema().fields] == list(iceberg.EVENT_COLUMNS)
+    assert [f.field_id for f in evolved.schema().fields] == [
+        f.field_id for f in iceberg.EVENTS_SCHEMA.fields
+    ]
+    kept = pl.from_arrow(evolved.scan().to_arrow())
+    assert kept.height == 3
+    assert kept["amount"].null_count() == 3
 
 
 def _writer(warehouse: str, day: str, rounds: int) -> None:

@@ -17,9 +17,17 @@ from etl_poc.lakehouse.landing_readers import (
     polars_read_landing,
     spark_read_landing,
 )
-from etl_poc.logic.spec import SOURCE_FILE, TEXT_COLUMNS, RejectReason
+from etl_poc.logic.spec import (
+    COMMERCE,
+    COMMERCE_COLUMNS,
+    REQUIRED_COLUMNS,
+    SOURCE_FILE,
+    TEXT_COLUMNS,
+    RejectReason,
+)
 
-HEADER = ",".join(TEXT_COLUMNS)  # event_id,user_id,timestamp,page_url,device,ip_address,...
+# A file from before the commerce columns: event_id,user_id,timestamp,page_url,device,...
+HEADER = ",".join(REQUIRED_COLUMNS)
 
 
 def _read(engine: str, files: list[Path], landing: Path, spark=None) -> pl.DataFrame:
@@ -63,8 +71,10 @@ def test_csv_and_parquet_give_the_raw_contract(read, tmp_path):
     row.update(event_id=["p1"], timestamp=[datetime(2024, 1, 1, 12, 30, tzinfo=UTC)])
     pl.DataFrame(row).write_parquet(parquet)
     frame = read([csv, parquet], tmp_path)
-    assert frame.columns == [*TEXT_COLUMNS, SOURCE_FILE, "malformed"]
+    assert frame.columns == [*TEXT_COLUMNS, SOURCE_FILE, "malformed", COMMERCE]
     rows = {row["event_id"]: row for row in frame.to_dicts()}
+    assert [rows[k][COMMERCE] for k in ("c1", "p1")] == [False, True]
+    assert all(rows["c1"][c] is None for c in COMMERCE_COLUMNS)  # not in the file: null
     assert rows["c2"]["user_id"] is None
     assert rows["c1"][SOURCE_FILE] == "day/a.csv"
     assert [rows[k]["malformed"] for k in ("c1", "c2", "c3", "c4", "p1")] == [
@@ -77,7 +87,7 @@ def test_csv_and_parquet_give_the_raw_contract(read, tmp_path):
 @pytest.mark.parametrize("missing", [("device",), ("page_url", "ip_address"), ("user_id",)])
 def test_a_file_lacking_a_column_of_the_contract_is_refused_naming_them(read, tmp_path, missing):
     """A file without device, ip_address or page_url used to load with defaults."""
-    columns = [c for c in TEXT_COLUMNS if c not in missing]
+    columns = [c for c in REQUIRED_COLUMNS if c not in missing]
     bad = tmp_path / "bad.csv"
     bad.write_text(",".join(columns) + "\n" + ",".join("v" for _ in columns) + "\n")
     with pytest.raises(
@@ -90,11 +100,37 @@ def test_a_file_lacking_a_column_of_the_contract_is_refused_naming_them(read, tm
         read([parquet], tmp_path)
 
 
+def test_the_commerce_columns_come_all_or_none(read, tmp_path):
+    """A file with the commerce columns gives them (its rows `commerce`); one with some of
+    them but not all is refused, naming what it lacks (CSV and Parquet alike)."""
+    header = ",".join([*REQUIRED_COLUMNS, *COMMERCE_COLUMNS])
+    good = tmp_path / "good.csv"
+    order = "0ce10ca5-7365-431a-a3f0-711ef8a1b2c3"
+    good.write_text(
+        f"{header}\ne1,u1,2024-01-01 10:00:00,/p,mobile,1.2.3.4,PURCHASE,gold,,,{order},12.30\n"
+    )
+    row = read([good], tmp_path).row(0, named=True)
+    assert (row["transaction_id"], row["amount"], row["product_id"]) == (order, "12.30", None)
+    assert row[COMMERCE] is True
+    partial = [*REQUIRED_COLUMNS, "product_id", "amount"]
+    bad = tmp_path / "some.csv"
+    bad.write_text(",".join(partial) + "\n" + ",".join("1" for _ in partial) + "\n")
+    lacking = r"lacks search_query, transaction_id \(a file has all of"
+    with pytest.raises(
+        ValueError, match=rf"some\.csv: line 1: has some commerce columns but {lacking}"
+    ):
+        read([bad], tmp_path)
+    parquet = tmp_path / "some.parquet"
+    pl.DataFrame({c: ["1"] for c in partial}).write_parquet(parquet)
+    with pytest.raises(ValueError, match=r"some\.parquet: schema: has some commerce columns"):
+        read([parquet], tmp_path)
+
+
 def test_rfc_4180_records_bom_spaced_header_crlf_and_blank_lines(read, tmp_path):
     """A line break inside quotes is one record (Polars crashed with ShapeError, Spark made
     two MALFORMED_LINE rejects of it); a BOM and spaces around names are not part of them;
     a blank line holds no record on either engine."""
-    shuffled = ["user_id", "event_id", *TEXT_COLUMNS[2:]]
+    shuffled = ["user_id", "event_id", *REQUIRED_COLUMNS[2:]]
     header = "\ufeff" + ", ".join(f" {name} " for name in shuffled)
     text = (
         f"{header}\r\n"

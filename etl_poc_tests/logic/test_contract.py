@@ -7,6 +7,7 @@ sessionize); the cases below are the contract, and every test runs once per engi
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from functools import partial
 
 import duckdb
@@ -119,13 +120,25 @@ def _raw(rows: list[dict]) -> pl.DataFrame:
         "ip_address": "8.8.8.8",
         "event_type": "PAGE_VIEW",
         "user_tier": "gold",
+        "product_id": None,
+        "search_query": None,
+        "transaction_id": None,
+        "amount": None,
         "source_file": "bulk/test.csv",
         "malformed": False,
+        "commerce": True,
     }
     return pl.DataFrame(
         [{**defaults, **row} for row in rows],
-        schema={**dict.fromkeys(list(defaults)[:-1], pl.String), "malformed": pl.Boolean},
+        schema={
+            **dict.fromkeys(list(defaults)[:-2], pl.String),
+            "malformed": pl.Boolean,
+            "commerce": pl.Boolean,
+        },
     )
+
+
+ORDER_ID = "0ce10ca5-7365-431a-a3f0-711ef8a1b2c3"
 
 
 # (case, input row overrides, expected: a reject reason, or a dict of cleansed values)
@@ -205,7 +218,7 @@ CASES = [
     ("null device", {"event_id": "e20", "device": None}, {"device": "other"}),
     (
         "lower event type",
-        {"event_id": "e21", "event_type": "add_to_cart"},
+        {"event_id": "e21", "event_type": "add_to_cart", "product_id": "100001"},
         {"event_type": "ADD_TO_CART"},
     ),
     ("unknown event type", {"event_id": "e22", "event_type": "CLICK"}, {"event_type": "UNKNOWN"}),
@@ -254,6 +267,77 @@ CASES = [
     ),
     ("ipv6 loopback", {"event_id": "e34", "ip_address": "::1"}, {"ip_status": "private"}),
     ("ipv6 two ::", {"event_id": "e35", "ip_address": "1::2::3"}, {"ip_status": "invalid"}),
+    # The commerce fields (schemas/events): their forms where present, and what a type needs.
+    (
+        "a purchase with its order",
+        {
+            "event_id": "e40",
+            "event_type": "PURCHASE",
+            "transaction_id": ORDER_ID,
+            "amount": " 12.30 ",
+        },
+        {"transaction_id": ORDER_ID, "amount": Decimal("12.30")},
+    ),
+    (
+        "a purchase without its order",
+        {"event_id": "e41", "event_type": "purchase", "amount": "12.30"},
+        RejectReason.INVALID_EVENT_FIELDS,
+    ),
+    (
+        "an amount without its cents",
+        {"event_id": "e42", "event_type": "PURCHASE", "transaction_id": ORDER_ID, "amount": "12.3"},
+        RejectReason.INVALID_EVENT_FIELDS,
+    ),
+    (
+        "a negative amount",
+        {
+            "event_id": "e43",
+            "event_type": "PURCHASE",
+            "transaction_id": ORDER_ID,
+            "amount": "-1.00",
+        },
+        RejectReason.INVALID_EVENT_FIELDS,
+    ),
+    (
+        "an order id that is no uuid",
+        {
+            "event_id": "e44",
+            "event_type": "PURCHASE",
+            "transaction_id": "order-7",
+            "amount": "1.00",
+        },
+        RejectReason.INVALID_EVENT_FIELDS,
+    ),
+    (
+        "a product view of a product",
+        {"event_id": "e45", "event_type": "PRODUCT_VIEW", "product_id": "100042"},
+        {"product_id": "100042", "amount": None},
+    ),
+    (
+        "a product view without one",
+        {"event_id": "e46", "event_type": "PRODUCT_VIEW", "product_id": "  "},
+        RejectReason.INVALID_EVENT_FIELDS,
+    ),
+    (
+        "a sku that is no number, on any event",
+        {"event_id": "e47", "product_id": "abc"},
+        RejectReason.INVALID_EVENT_FIELDS,
+    ),
+    (
+        "a search without its query",
+        {"event_id": "e48", "event_type": "Search"},
+        RejectReason.INVALID_EVENT_FIELDS,
+    ),
+    (
+        "a search",
+        {"event_id": "e49", "event_type": "SEARCH", "search_query": " red shoes "},
+        {"search_query": "red shoes", "event_type": "SEARCH"},
+    ),
+    (
+        "a file from before the commerce columns: not held to them",
+        {"event_id": "e50", "event_type": "ADD_TO_CART", "commerce": False},
+        {"event_type": "ADD_TO_CART", "product_id": None},
+    ),
 ]
 
 
@@ -393,6 +477,7 @@ def test_a_row_gets_the_first_reason_that_applies(run):
         RejectReason.INVALID_TIMESTAMP: {"timestamp": "2024-13-01 00:00:00"},
         RejectReason.BEFORE_START: {"timestamp": "2020-01-01 00:00:00"},
         RejectReason.IN_FUTURE: {"timestamp": "2099-01-01 00:00:00"},
+        RejectReason.INVALID_EVENT_FIELDS: {"product_id": "not-a-sku"},
     }
     rows = []
     for i in range(len(RejectReason.ORDER)):
