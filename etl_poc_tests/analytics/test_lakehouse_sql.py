@@ -34,6 +34,8 @@ def _events(n: int) -> pa.Table:
         "country_code": ["US"] * n, "session_id": [f"u{i % 2}@s" for i in range(n)],
         "session_start": [start] * n, "event_seq": list(range(1, n + 1)),
         "source_file": ["f.parquet"] * n,
+        "product_id": [None] * n, "search_query": [None] * n, "transaction_id": [None] * n,
+        "amount": pa.array([None] * n, pa.decimal128(12, 2)),
     })  # fmt: skip
 
 

@@ -442,7 +442,8 @@ def test_sessions_agree_with_an_independent_sql_reference():
     _, sessionized = _run_polars(_events(rows))
     connection = duckdb.connect()
     connection.register("frame", sessionized.select("event_id", "user_id", "event_ts").to_arrow())
-    reference = connection.sql("""
+    reference = connection.sql(
+        """
         WITH gaps AS (
             SELECT event_id, user_id, event_ts,
                    CASE WHEN lag(event_ts) OVER w IS NULL
@@ -456,7 +457,8 @@ def test_sessions_agree_with_an_independent_sql_reference():
         SELECT event_id, min(event_ts) OVER (PARTITION BY user_id, n) AS session_start,
                row_number() OVER (PARTITION BY user_id, n ORDER BY event_ts, event_id) AS event_seq
         FROM numbered ORDER BY event_id
-        """).pl()
+        """
+    ).pl()
     ours = sessionized.select("event_id", "session_start", "event_seq").sort("event_id")
     assert ours.with_columns(pl.col("event_seq").cast(pl.Int64)).equals(
         reference.with_columns(

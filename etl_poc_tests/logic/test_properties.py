@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from etl_poc.logic.compare import compare_frames
-from etl_poc.logic.spec import SESSION_GAP, TEXT_COLUMNS
+from etl_poc.logic.spec import COMMERCE, SESSION_GAP, TEXT_COLUMNS
 from etl_poc.spark.session import spark_frame
 from etl_poc_tests.logic.test_contract import PROCESSED_AT, START, _run_polars
 
@@ -20,6 +20,9 @@ BASE = datetime(2024, 1, 10, 23, 0)
 _texts = st.sampled_from(
     ["", " ", "\t", "x", " Mobile ", "DESKTOP", "tablet", "PAGE_VIEW", "purchase", "Gold", "zz"]
 )
+
+_commerce_types = st.sampled_from(["PRODUCT_VIEW", "SEARCH", " add_to_cart", "PURCHASE"])
+_UUID = "123e4567-e89b-42d3-a456-426614174000"
 
 
 @st.composite
@@ -56,6 +59,7 @@ def timestamps(draw) -> str | None:
 @st.composite
 def raw_events(draw) -> pl.DataFrame:
     n = draw(st.integers(1, 40))
+    commerce = draw(st.booleans())  # one flag per set, as per file in a real run
     rows = []
     for _ in range(n):
         rows.append(
@@ -87,17 +91,25 @@ def raw_events(draw) -> pl.DataFrame:
                         ),
                     )
                 ),
-                "event_type": draw(st.one_of(st.none(), _texts)),
+                "event_type": draw(st.one_of(st.none(), _texts, _commerce_types)),
                 "user_tier": draw(st.one_of(st.none(), _texts)),
+                "product_id": draw(st.one_of(st.none(), st.sampled_from(["7", " 42", "x7", ""]))),
+                "search_query": draw(st.one_of(st.none(), st.sampled_from(["shoes", " ", "a b"]))),
+                "transaction_id": draw(st.one_of(st.none(), st.sampled_from([_UUID, "t-1"]))),
+                "amount": draw(
+                    st.one_of(st.none(), st.sampled_from(["12.50", "0.99 ", "1e3", "-1.00", "3.5"]))
+                ),
                 "source_file": draw(st.sampled_from(["a.csv", "b.parquet"])),
                 "malformed": draw(st.booleans().filter(lambda b: True))
                 and draw(st.integers(0, 9)) == 0,
+                COMMERCE: commerce,
             }
         )
     schema = {
         **dict.fromkeys(TEXT_COLUMNS, pl.String),
         "source_file": pl.String,
         "malformed": pl.Boolean,
+        COMMERCE: pl.Boolean,
     }
     return pl.DataFrame(rows, schema=schema)
 
