@@ -26,9 +26,8 @@ from faker import Faker
 from etl_poc.generate.commerce import Orders
 from etl_poc.generate.render import _uuid_strings
 from etl_poc.generate.vocab import Catalog, Population
-from etl_poc.logic.spec import USER_TIERS
+from etl_poc.logic.spec import OLTP_KEYS, OLTP_TABLES, USER_TIERS
 
-OLTP_TABLES = ("users", "products", "orders", "order_items")
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 CANCEL_SHARE = 0.05
@@ -116,15 +115,11 @@ def _products(catalog: Catalog, start_ms: int) -> pl.DataFrame:
     ).with_columns(_money(pl.col("price")).alias("price"))
 
 
-_KEYS = {"users": ("user_id",), "products": ("product_id",), "orders": ("order_id",),
-         "order_items": ("order_id", "line_number")}  # fmt: skip
-
-
 def _changes(table: str, frame: pl.DataFrame, op: str, ts, rank: int) -> pl.DataFrame:
     """Rows changed at `ts` (ms, or a timestamp), with what orders them: time, then `rank`
     (an order before its items, its items before a later status, a purge's items before the
     order), then the table and key."""
-    key = [pl.col(k).cast(pl.String) for k in _KEYS[table]]
+    key = [pl.col(k).cast(pl.String) for k in OLTP_KEYS[table]]
     return frame.with_columns(
         pl.Series(ts).cast(pl.Int64).alias("change_ts") if isinstance(ts, np.ndarray)
         else ts.cast(pl.Int64).alias("change_ts"),

@@ -54,6 +54,16 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
 REQUIRED_FIELDS: Final[Mapping[str, tuple[str, ...]]] = required_fields(EVENT_TYPES)
 UNKNOWN_EVENT_TYPE: Final = "UNKNOWN"
 
+# The operational database's tables (issue 18), in the order their rows may be inserted
+# (a foreign key's target first), and each one's primary key.
+OLTP_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
+    "users": ("user_id",),
+    "products": ("product_id",),
+    "orders": ("order_id",),
+    "order_items": ("order_id", "line_number"),
+}
+OLTP_TABLES: Final[tuple[str, ...]] = tuple(OLTP_KEYS)
+
 USER_TIERS: Final[tuple[str, ...]] = ("bronze", "silver", "gold", "platinum")
 UNKNOWN_USER_TIER: Final = "unknown"
 

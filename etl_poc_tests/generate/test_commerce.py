@@ -14,9 +14,8 @@ from etl_poc.generate import DefectRates, GeneratorConfig, generate
 from etl_poc.generate.commerce import ADD, NONE, PURCHASE, VIEW
 from etl_poc.generate.config import WEEKEND_TRANSACTIONS
 from etl_poc.generate.events import plan_period
-from etl_poc.generate.operational import OLTP_TABLES
 from etl_poc.generate.population import build_catalog, build_pages, build_population
-from etl_poc.logic.spec import MAX_DISCOUNT_PERCENT, TAX_RATE_PERCENT, USER_TIERS
+from etl_poc.logic.spec import MAX_DISCOUNT_PERCENT, OLTP_TABLES, TAX_RATE_PERCENT, USER_TIERS
 from etl_poc.reference.ip_ranges import load_packaged_ranges
 
 MONDAY, SATURDAY = 1_704_067_200_000, 1_704_499_200_000  # 2024-01-01 and 2024-01-06, UTC

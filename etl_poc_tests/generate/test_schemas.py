@@ -12,8 +12,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from etl_poc.generate import DefectRates, GeneratorConfig, generate
-from etl_poc.generate.operational import OLTP_TABLES
-from etl_poc.logic.spec import EVENT_TYPES
+from etl_poc.logic.spec import EVENT_TYPES, OLTP_TABLES
 from etl_poc.schemas import entity_schema, event_schema, registry
 
 
