@@ -118,6 +118,12 @@ class Settings:
         168.0,
         "Iceberg snapshots (and unreferenced files) older than this are removed by maintenance",
     )
+    oltp_url: str = _setting(
+        "ETL_POC_OLTP_URL",
+        "",
+        "the operational database's PostgreSQL (postgresql://user@host:port/db, wal_level="
+        "logical); empty: a server the project starts under <data>/postgres",
+    )
     health_url: str = _setting(
         "ETL_POC_HEALTH_URL", "", "what `etl-poc health` asks (a container's health check)"
     )

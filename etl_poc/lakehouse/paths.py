@@ -28,6 +28,21 @@ class Paths:
         return self.data / "warehouse"
 
     @property
+    def oltp_source(self) -> Path:
+        """The generator's operational tables (initial/ and changes/), loaded into PostgreSQL."""
+        return self.data / "oltp"
+
+    @property
+    def postgres(self) -> Path:
+        """The embedded PostgreSQL's data directory (the operational database)."""
+        return self.data / "postgres"
+
+    @property
+    def cdc_state(self) -> Path:
+        """Debezium's stored offsets, and which database they are of."""
+        return self.data / "cdc"
+
+    @property
     def analytics_database(self) -> Path:
         """The DuckDB file the analytics answers are kept in."""
         return self.data / "analytics.duckdb"

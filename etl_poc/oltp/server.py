@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
+from filelock import FileLock
 
 DATABASE = "shop"
 SUPERUSER = "postgres"
@@ -142,7 +143,7 @@ def _stop(pgdata: Path) -> None:
 
 
 @contextlib.contextmanager
-def started(pgdata: Path, url: str = "") -> Iterator[Server]:
+def started(pgdata: Path, url: str = "", lock_timeout_seconds: float = 600) -> Iterator[Server]:
     """A running server for the block: the one `url` names, or an embedded one under
     `pgdata` (initialised on first use, started on a free loopback port, stopped after)."""
     if url:
@@ -151,6 +152,14 @@ def started(pgdata: Path, url: str = "") -> Iterator[Server]:
         yield server
         return
     pgdata = Path(pgdata).resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # One user of the embedded server at a time (Dagster's steps and checks, the command line):
+    # each starts it for its block and stops it after.
+    with FileLock(str(pgdata.parent / f"{pgdata.name}.lock"), timeout=lock_timeout_seconds):
+        yield from _embedded(pgdata)
+
+
+def _embedded(pgdata: Path) -> Iterator[Server]:
     _ensure_initialised(pgdata)
     _stop(pgdata)  # a server a killed run left behind
     port = free_port()

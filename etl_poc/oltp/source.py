@@ -52,10 +52,12 @@ COLUMNS: dict[str, dict[str, str]] = {
 CONTROL_DDL = f"""
     CREATE SCHEMA IF NOT EXISTS {CONTROL_SCHEMA};
     CREATE TABLE IF NOT EXISTS {CONTROL_SCHEMA}.loaded_days (
-        day date PRIMARY KEY, changes integer NOT NULL, loaded_at timestamptz NOT NULL
+        day date PRIMARY KEY, changes integer NOT NULL, loaded_at timestamptz NOT NULL,
+        txid bigint NOT NULL
     );
 """
-CHANGE_COLUMNS = ("change_seq", "change_ts", "op")
+# The transaction's id as a captured change carries it (32 bits, without the epoch).
+XID = "txid_current() %% 4294967296"  # (%% : a literal % in a query with parameters)
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ def load(server: Server, source_dir: Path, through: date | None = None) -> LoadR
             with connection.transaction():
                 count = _apply(connection, changes)
                 connection.execute(
-                    f"INSERT INTO {CONTROL_SCHEMA}.loaded_days VALUES (%s, %s, now())",
+                    f"INSERT INTO {CONTROL_SCHEMA}.loaded_days VALUES (%s, %s, now(), {XID})",
                     (day, count),
                 )
             applied[day] = count
@@ -193,9 +195,16 @@ def snapshot(server: Server, table: str) -> pl.DataFrame:
     state is checked against."""
     names = columns(table)
     keys = OLTP_KEYS[table]
+    selected = [f"{n}::text AS {n}" if COLUMNS[table][n].startswith("uuid") else n for n in names]
     with server.connect() as connection:
+        connection.execute("SET TIME ZONE 'UTC'")
         cursor = connection.execute(
-            f"SELECT {', '.join(names)} FROM {table} ORDER BY {', '.join(keys)}"
+            f"SELECT {', '.join(selected)} FROM {table} ORDER BY {', '.join(keys)}"
         )
         rows = cursor.fetchall()
-    return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+    frame = pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+    return frame.with_columns(
+        pl.col(n).dt.convert_time_zone("UTC")
+        for n in names
+        if COLUMNS[table][n].startswith("timestamptz")
+    )
