@@ -561,6 +561,8 @@ def _add_cdc(sub) -> None:
                    help="load the changes up to this day only (YYYY-MM-DD; default all)")  # fmt: skip
     p.add_argument("--steps", default="load,capture,rebuild,compare",
                    help="which steps, in this order (default all four)")  # fmt: skip
+    p.add_argument("--batch-size", type=_positive, default=4096,
+                   help="changes per Debezium batch (each an Iceberg commit; default 4096)")  # fmt: skip
     p.add_argument("--oltp-url", default=settings().oltp_url,
                    help="the source PostgreSQL (default $ETL_POC_OLTP_URL, or an embedded "
                    "server under <data>/postgres)")  # fmt: skip
@@ -584,7 +586,7 @@ def _run_cdc(args) -> int:
         print(f"load: {len(loaded.applied)} days applied ({sum(loaded.applied.values()):,} "
               f"changes), {len(loaded.already)} already in; initial rows {loaded.initial_rows}")  # fmt: skip
     if "capture" in steps:
-        result = sync.capture_changes(database, catalog)
+        result = sync.capture_changes(database, catalog, batch_size=args.batch_size)
         print(f"capture: {result.received:,} changes received in {result.seconds:.1f} s, "
               f"added {result.added}")  # fmt: skip
     if "rebuild" in steps:

