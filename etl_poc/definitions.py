@@ -21,6 +21,7 @@ from etl_poc.defs.landing import (
 )
 from etl_poc.defs.maintenance import lakehouse_maintenance
 from etl_poc.defs.monitoring import killed_runs_fail
+from etl_poc.defs.oltp import OLTP_ASSETS
 from etl_poc.defs.resources import RESOURCES
 
 with warnings.catch_warnings():  # source code references are beta in Dagster 1.13
@@ -32,6 +33,7 @@ with warnings.catch_warnings():  # source code references are beta in Dagster 1.
             ip_country_ranges,
             *ENGINE_ASSETS,
             clickstream_analytics,
+            *OLTP_ASSETS,
             benchmark,
             lakehouse_maintenance,
         ]

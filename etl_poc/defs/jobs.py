@@ -91,11 +91,19 @@ maintain_lakehouse = _job(
     "Expire old Iceberg snapshots and remove the files nothing references.",
 )
 
+oltp_cdc = _job(
+    "oltp_cdc",
+    dg.AssetSelection.groups("oltp"),
+    "The operational database loaded, its changes captured by Debezium into the Iceberg "
+    "change logs, and the current state rebuilt and checked against the source.",
+)
+
 JOBS = [
     check_landing,
     *(_etl_job(engine) for engine in ENGINES),
     compare_engines,
     lakehouse_analytics,
+    oltp_cdc,
     *(_bench_job(engine) for engine in ENGINES),
     benchmark_job,
     maintain_lakehouse,

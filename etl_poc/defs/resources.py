@@ -65,6 +65,21 @@ class IcebergCatalog(dg.ConfigurableResource):
         return catalog_exists(self.warehouse, self.uri or None)
 
 
+class OperationalDatabase(dg.ConfigurableResource):
+    """The shop's PostgreSQL: ETL_POC_OLTP_URL names a server with wal_level=logical; empty
+    (the default) means a server the project starts under DATA/postgres for each step."""
+
+    data_dir: DataDirectory
+    url: str = ""  # given by resources_for as a dg.EnvVar: the UI shows the name, not the URL
+    lock_timeout_seconds: float = settings().lock_timeout_seconds
+
+    @property
+    def database(self):
+        from etl_poc.oltp.sync import Database
+
+        return Database(self.data_dir.paths, self.url, self.lock_timeout_seconds)
+
+
 class IpRangesSource(dg.ConfigurableResource):
     """The IP-to-country table: ETL_POC_IP_RANGES_MMDB names a MaxMind MMDB country file (for
     example your own GeoLite2-Country.mmdb); empty (the default) means the GeoLite2 data that
@@ -214,6 +229,7 @@ def resources_for(data_dir: DataDirectory | None = None) -> dict:
     return {
         "data_dir": data_dir,
         "lakehouse": IcebergCatalog(data_dir=data_dir, uri=secret("catalog_uri")),
+        "oltp": OperationalDatabase(data_dir=data_dir, url=secret("oltp_url")),
         "reports": ReportsDirectory(),
         "spark": SparkResource(),
         "polars": PolarsResource(),
