@@ -20,7 +20,7 @@ from etl_poc.defs.landing import (
 )
 from etl_poc.defs.partitions import daily
 from etl_poc.defs.resources import DataDirectory
-from etl_poc.logic.spec import ENGINES
+from etl_poc.logic.spec import ENGINES, OLTP_TABLES
 
 # A snapshot of the whole graph, compared with ==: an accidental change shows up in review.
 # Asset -> (group, kinds, daily partitions, deps).
@@ -50,6 +50,11 @@ EXPECTED_ASSETS = {
         for e in ENGINES
         for layer, deps in _LAYER_DEPS.items()
     },
+    "oltp/source_database": ("oltp", ["postgres"], False, []),
+    **{f"oltp/{t}_changes": ("oltp", ["debezium", "iceberg"], False, ["oltp/source_database"])
+       for t in OLTP_TABLES},
+    **{f"oltp/{t}": ("oltp", ["iceberg", "polars"], False, [f"oltp/{t}_changes"])
+       for t in OLTP_TABLES},
 }  # fmt: skip
 _QUALITY = [
     ("cleansed_clickstream", "rows_conserved"),
@@ -65,6 +70,7 @@ EXPECTED_CHECKS = sorted(
     + [(f"{e}/{layer}", "same_rows_as_polars") for e in ENGINES[1:] for layer in _LAYERS]
     + [(f"{engine}/{layer}", name) for engine in ENGINES for layer, name in _QUALITY]
     + [(f"{e}/{layer}", "column_schema_change") for e in ENGINES for layer in _LAYERS]
+    + [(f"oltp/{t}", "equals_source") for t in OLTP_TABLES]
 )
 _LINEAGE = {e: sorted(f"{e}/{layer}" for layer in _LAYERS) for e in ENGINES}
 EXPECTED_JOBS = {
@@ -74,6 +80,7 @@ EXPECTED_JOBS = {
     "duckdb_etl": _LINEAGE["duckdb"],
     "compare_engines": sorted(["ip_country_ranges", *(a for e in ENGINES for a in _LINEAGE[e])]),
     "lakehouse_analytics": ["clickstream_analytics"],
+    "oltp_cdc": sorted(a for a in EXPECTED_ASSETS if a.startswith("oltp/")),
     "bench_polars": _LINEAGE["polars"],
     "bench_spark": _LINEAGE["spark"],
     "bench_duckdb": _LINEAGE["duckdb"],
@@ -129,6 +136,8 @@ def test_definitions_load_with_the_expected_graph():
             for e in ENGINES
             for asset, layer in zip(_ASSET_LAYERS, ("raw", "cleansed", "enriched", "sessionized", "events"), strict=True)
         },
+        **{name: (["team:data-platform"], {}, False, False, True)
+           for name in EXPECTED_ASSETS if name.startswith("oltp/")},
     }  # fmt: skip
     jobs = {
         job.name: sorted(_key(k) for k in job.asset_layer.selected_asset_keys)
