@@ -43,6 +43,11 @@ class Paths:
         return self.data / "cdc"
 
     @property
+    def dbt_warehouse(self) -> Path:
+        """The warehouse (dbt's models: raw, staging, intermediate, marts), a DuckDB file."""
+        return self.data / "warehouse.duckdb"
+
+    @property
     def analytics_database(self) -> Path:
         """The DuckDB file the analytics answers are kept in."""
         return self.data / "analytics.duckdb"
