@@ -23,6 +23,7 @@ from etl_poc.defs.maintenance import lakehouse_maintenance
 from etl_poc.defs.monitoring import killed_runs_fail
 from etl_poc.defs.oltp import OLTP_ASSETS
 from etl_poc.defs.resources import RESOURCES
+from etl_poc.defs.warehouse import WAREHOUSE_ASSETS, WAREHOUSE_CHECKS
 
 with warnings.catch_warnings():  # source code references are beta in Dagster 1.13
     warnings.simplefilter("ignore", dg.BetaWarning)
@@ -34,6 +35,7 @@ with warnings.catch_warnings():  # source code references are beta in Dagster 1.
             *ENGINE_ASSETS,
             clickstream_analytics,
             *OLTP_ASSETS,
+            *WAREHOUSE_ASSETS,
             benchmark,
             lakehouse_maintenance,
         ]
@@ -47,6 +49,7 @@ defs = dg.Definitions(
         *EQUIVALENCE_CHECKS,
         *QUALITY_CHECKS,
         *SCHEMA_CHANGE_CHECKS,
+        *WAREHOUSE_CHECKS,
     ],
     jobs=JOBS,
     schedules=[compare_engines_daily],

@@ -98,12 +98,20 @@ oltp_cdc = _job(
     "change logs, and the current state rebuilt and checked against the source.",
 )
 
+build_warehouse = _job(
+    "build_warehouse",
+    dg.AssetSelection.groups("warehouse"),
+    "The dbt models of the warehouse and their tests, from the lakehouse's tables; the marts "
+    "compared across engines.",
+)
+
 JOBS = [
     check_landing,
     *(_etl_job(engine) for engine in ENGINES),
     compare_engines,
     lakehouse_analytics,
     oltp_cdc,
+    build_warehouse,
     *(_bench_job(engine) for engine in ENGINES),
     benchmark_job,
     maintain_lakehouse,

@@ -80,6 +80,29 @@ class OperationalDatabase(dg.ConfigurableResource):
         return Database(self.data_dir.paths, self.url, self.lock_timeout_seconds)
 
 
+class Warehouse(dg.ConfigurableResource):
+    """The warehouse dbt builds: a DuckDB file, DATA/warehouse.duckdb (its raw schema loaded
+    from the lakehouse, then staging, intermediate and marts)."""
+
+    data_dir: DataDirectory
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir.paths.dbt_warehouse
+
+    def dbt(self):
+        """dagster-dbt's resource for the project, its profile naming this warehouse file."""
+        from dagster_dbt import DbtCliResource
+
+        from etl_poc.warehouse import project
+
+        return DbtCliResource(
+            project_dir=str(project.PROJECT_DIR),
+            profiles_dir=str(project.profiles_dir(self.database)),
+            dbt_executable=project.dbt_executable(),
+        )
+
+
 class IpRangesSource(dg.ConfigurableResource):
     """The IP-to-country table: ETL_POC_IP_RANGES_MMDB names a MaxMind MMDB country file (for
     example your own GeoLite2-Country.mmdb); empty (the default) means the GeoLite2 data that
@@ -230,6 +253,7 @@ def resources_for(data_dir: DataDirectory | None = None) -> dict:
         "data_dir": data_dir,
         "lakehouse": IcebergCatalog(data_dir=data_dir, uri=secret("catalog_uri")),
         "oltp": OperationalDatabase(data_dir=data_dir, url=secret("oltp_url")),
+        "warehouse": Warehouse(data_dir=data_dir),
         "reports": ReportsDirectory(),
         "spark": SparkResource(),
         "polars": PolarsResource(),

@@ -8,5 +8,5 @@ SELECT
     round(avg(orders_per_30_days), 3) AS average_orders_per_30_days,
     round(avg(orders_per_session), 4) AS average_orders_per_session
 FROM marts.mart_customer_analytics
-GROUP BY ALL
+GROUP BY 1, 2
 ORDER BY segment, tier

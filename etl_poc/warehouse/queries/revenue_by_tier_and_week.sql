@@ -7,5 +7,5 @@ SELECT
     round(sum(recognised_revenue) / sum(sum(recognised_revenue)) OVER (PARTITION BY user_tier), 4)
         AS share_of_tier
 FROM intermediate.int_order_analytics
-GROUP BY ALL
+GROUP BY 1, 2
 ORDER BY week, user_tier

@@ -9,5 +9,5 @@ SELECT
     round(avg(products_viewed), 2) AS average_products_viewed,
     round(quantile_cont(duration_seconds, 0.95), 1) AS p95_duration_seconds
 FROM marts.mart_user_sessions
-GROUP BY ALL
+GROUP BY 1, 2, 3
 ORDER BY device, day_of_week, converted
