@@ -55,6 +55,23 @@ EXPECTED_ASSETS = {
        for t in OLTP_TABLES},
     **{f"oltp/{t}": ("oltp", ["iceberg", "polars"], False, [f"oltp/{t}_changes"])
        for t in OLTP_TABLES},
+    **{f"warehouse/{model}": ("warehouse", ["dbt", "duckdb"], False, sorted(deps))
+       for model, deps in {
+           "stg_events": ["polars/clickstream_events"],
+           **{f"stg_{t}": [f"oltp/{t}"] for t in OLTP_TABLES},
+           "int_order_analytics": ["warehouse/stg_order_items", "warehouse/stg_orders",
+                                   "warehouse/stg_users"],
+           "int_customer_metrics": ["warehouse/int_order_analytics", "warehouse/stg_events",
+                                    "warehouse/stg_users"],
+           "int_product_analytics": ["warehouse/stg_events", "warehouse/stg_order_items",
+                                     "warehouse/stg_orders", "warehouse/stg_products"],
+           "mart_user_sessions": ["warehouse/stg_events"],
+           "mart_daily_business_metrics": ["warehouse/mart_user_sessions"],
+           "mart_customer_tier_analytics": ["warehouse/int_customer_metrics",
+                                            "warehouse/int_order_analytics"],
+           "mart_product_performance": ["warehouse/int_product_analytics"],
+           "mart_customer_analytics": ["warehouse/int_customer_metrics"],
+       }.items()},
 }  # fmt: skip
 _QUALITY = [
     ("cleansed_clickstream", "rows_conserved"),
@@ -71,6 +88,7 @@ EXPECTED_CHECKS = sorted(
     + [(f"{engine}/{layer}", name) for engine in ENGINES for layer, name in _QUALITY]
     + [(f"{e}/{layer}", "column_schema_change") for e in ENGINES for layer in _LAYERS]
     + [(f"oltp/{t}", "equals_source") for t in OLTP_TABLES]
+    + [("warehouse/mart_daily_business_metrics", "marts_identical_across_engines")]
 )
 _LINEAGE = {e: sorted(f"{e}/{layer}" for layer in _LAYERS) for e in ENGINES}
 EXPECTED_JOBS = {
@@ -81,6 +99,7 @@ EXPECTED_JOBS = {
     "compare_engines": sorted(["ip_country_ranges", *(a for e in ENGINES for a in _LINEAGE[e])]),
     "lakehouse_analytics": ["clickstream_analytics"],
     "oltp_cdc": sorted(a for a in EXPECTED_ASSETS if a.startswith("oltp/")),
+    "build_warehouse": sorted(a for a in EXPECTED_ASSETS if a.startswith("warehouse/")),
     "bench_polars": _LINEAGE["polars"],
     "bench_spark": _LINEAGE["spark"],
     "bench_duckdb": _LINEAGE["duckdb"],
@@ -103,7 +122,13 @@ def test_definitions_load_with_the_expected_graph():
             sorted(_key(parent) for parent in node.parent_keys),
         )  # fmt: skip
     assert assets == EXPECTED_ASSETS
-    assert sorted((_key(k.asset_key), k.name) for k in graph.asset_check_keys) == EXPECTED_CHECKS
+    checks = sorted((_key(k.asset_key), k.name) for k in graph.asset_check_keys)
+    # every dbt test on a model is a check of its model's asset (dagster-dbt names them)
+    dbt_tests = [c for c in checks if c[0].startswith("warehouse/") and c not in EXPECTED_CHECKS]
+    assert len(dbt_tests) >= 25
+    assert ("warehouse/stg_orders", "relationships_stg_orders_user_id__user_id__ref_stg_users_") \
+        in dbt_tests  # fmt: skip
+    assert [c for c in checks if c not in dbt_tests] == EXPECTED_CHECKS
     assert [sensor.name for sensor in defs.sensors] == [
         "landing_files_changed", "declarative_automation", "killed_runs_fail",
     ]  # fmt: skip
@@ -138,6 +163,8 @@ def test_definitions_load_with_the_expected_graph():
         },
         **{name: (["team:data-platform"], {}, False, False, True)
            for name in EXPECTED_ASSETS if name.startswith("oltp/")},
+        **{name: (["team:data-platform"], {}, False, False, True)
+           for name in EXPECTED_ASSETS if name.startswith("warehouse/")},
     }  # fmt: skip
     jobs = {
         job.name: sorted(_key(k) for k in job.asset_layer.selected_asset_keys)
