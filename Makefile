@@ -17,7 +17,7 @@ UI_PORT ?= 3000
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export ETL_POC_DATA_DIR := $(DATA_DIR)
 
-.PHONY: help install browser check-java demo test test-fast lint format ui query generate bench bench-generator report cluster-up cluster-down clean docker-env docker-check docker-build docker-up docker-demo docker-down
+.PHONY: help install browser check-java demo docs test test-fast lint format ui query generate bench bench-generator report cluster-up cluster-down clean docker-env docker-check docker-build docker-up docker-demo docker-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -63,12 +63,15 @@ demo: install ## small data through the three engines, launched through Dagster'
 	$(RUN) etl-poc generate --size small --formats parquet --out $(DATA_DIR)/landing --no-progress
 	@$(RUN) etl-poc demo --bulk $(BULK_RANGE) --days $(INCREMENTAL_DAYS) --log $(DEMO_LOG) \
 		--job check_landing --job lakehouse_analytics \
+		--job oltp_cdc:$(RUN_CONFIG)/oltp_through_bulk_month.yaml --job oltp_cdc --job build_warehouse \
 		--job benchmark_report:$(RUN_CONFIG)/benchmark_bulk_month.yaml \
 		--job maintain_lakehouse:$(RUN_CONFIG)/maintenance_now.yaml \
 		|| { tail -30 $(DEMO_LOG); exit 1; }
 	@echo && cat reports/benchmark-graph.md
 	@echo
 	@$(RUN) etl-poc summary --data $(DATA_DIR)
+	@echo
+	@$(RUN) etl-poc warehouse figures --data $(DATA_DIR)
 	@echo
 	@echo "Where to look:"
 	@echo "  landing files and manifest:  $(DATA_DIR)/landing/ (manifest_small.json counts every defect)"
@@ -77,8 +80,13 @@ demo: install ## small data through the three engines, launched through Dagster'
 	@echo "  Dagster run logs:            $(DEMO_LOG)"
 	@echo "  engine comparison:           reports/benchmark-graph.{md,json,png}, and the benchmark asset in the UI"
 	@echo "  analytics answers:           in the UI on clickstream_analytics, or DuckDB tables analytics_* in $(DATA_DIR)/analytics.duckdb"
+	@echo "  operational database:        $(DATA_DIR)/postgres/ (embedded PostgreSQL), its change logs in the Iceberg namespace oltp"
+	@echo "  the warehouse (dbt):         $(DATA_DIR)/warehouse.duckdb (schemas raw, staging, intermediate, marts); make docs for dbt's docs"
 	@echo "  ad-hoc SQL:                  make query SQL=\"SELECT device, count(*) FROM polars_events GROUP BY 1\""
 	@echo "  Dagster UI (lineage, metadata, checks): make ui, then http://127.0.0.1:$(UI_PORT)"
+
+docs: install ## dbt's documentation of the warehouse (models, columns, tests, lineage), from make demo's data
+	$(RUN) etl-poc warehouse docs --data $(DATA_DIR)
 
 test: install ## the whole test suite (what CI runs)
 	$(RUN) pytest
@@ -155,6 +163,7 @@ docker-down: docker-check ## stop and remove the containers (the volumes stay; V
 
 clean: ## remove generated data, reports, the Dagster instance and caches (keeps .venv)
 	rm -rf $(DATA_DIR)/landing $(DATA_DIR)/layers $(DATA_DIR)/warehouse $(DATA_DIR)/demo-dagster.log
+	rm -rf $(DATA_DIR)/oltp $(DATA_DIR)/postgres $(DATA_DIR)/postgres.lock $(DATA_DIR)/cdc $(DATA_DIR)/warehouse.duckdb* $(DATA_DIR)/warehouse-dbt
 	rm -rf reports/*.json reports/*.md reports/*.png bench-data spark-cluster
 	find dagster_home -mindepth 1 -maxdepth 1 ! -name .gitkeep ! -name dagster.yaml -exec rm -rf {} +
 	rm -rf .pytest_cache .ruff_cache .hypothesis

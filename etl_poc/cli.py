@@ -598,8 +598,55 @@ def _run_cdc(args) -> int:
     return status
 
 
+def _add_warehouse(sub) -> None:
+    p = sub.add_parser(
+        "warehouse",
+        help="the dbt warehouse (<data>/warehouse.duckdb): business figures from its marts, "
+        "the analyst queries' latency, or dbt's docs",
+    )
+    p.add_argument("action", choices=["figures", "latency", "docs"],
+                   help="figures: conversion, revenue by tier, top products; latency: p50/p95 "
+                   "of each analyst query; docs: dbt docs generate")  # fmt: skip
+    _add_data_option(p)
+    p.add_argument("--repeat", type=_positive, default=20, help="latency: runs per query")
+
+
+def _run_warehouse(args) -> int:
+    import polars as pl
+
+    from etl_poc.lakehouse.paths import Paths
+    from etl_poc.warehouse import marts, project
+
+    database = Paths(args.data).dbt_warehouse
+    if not database.exists():
+        raise ValueError(f"no warehouse at {database}: materialize the warehouse assets first")
+    if args.action == "docs":
+        project.run(database, ["docs", "generate"])
+        print(f"dbt docs: {project.work_dir(database) / 'target' / 'index.html'} "
+              f"(serve: cd {project.work_dir(database) / 'target'} && python -m http.server)")  # fmt: skip
+        return 0
+    if args.action == "latency":
+        for m in marts.latencies(database, repeat=args.repeat):
+            print(f"{m.name:32} p50 {m.p50_ms:8.2f} ms  p95 {m.p95_ms:8.2f} ms  "
+                  f"({m.rows} rows){'' if m.within_target else '  over the 500 ms target'}")  # fmt: skip
+        return 0
+    with pl.Config(tbl_rows=12, tbl_cols=-1, tbl_width_chars=160, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True):  # fmt: skip
+        print("The warehouse's marts (dbt, DuckDB):")
+        for title, name in [("Conversion and revenue by tier", "conversion_by_tier"),
+                            ("Top products", "top_products")]:  # fmt: skip
+            answer = marts.run_query(database, name)
+            if name == "top_products":
+                answer = answer.select("sales_rank", "product_id", "category", "price",
+                                       "views", "orders", "units_sold", "gross_sales")  # fmt: skip
+            print(f"\n{title} ({name}):")
+            print(answer)
+    return 0
+
+
 COMMANDS = {
     "cdc": (_add_cdc, _run_cdc),
+    "warehouse": (_add_warehouse, _run_warehouse),
     "generate": (_add_generate, _run_generate),
     "bench": (_add_bench, _run_bench),
     "report": (_add_report, _run_report),

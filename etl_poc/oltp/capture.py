@@ -119,6 +119,24 @@ def _check_offsets_belong(server: Server, state_dir: Path) -> None:
         marker.write_text(json.dumps({"system_identifier": identifier}))
 
 
+def _reset_if_change_logs_gone(server: Server, catalog: SqlCatalog, state_dir: Path) -> bool:
+    """Offsets say what is already in the change logs: with the change logs gone (the
+    lakehouse removed), they would skip it all. Start again from a snapshot instead: the
+    offsets and the replication slot go. Whether it did."""
+    offsets = state_dir / OFFSETS_FILE
+    logs = [f"{lake.NAMESPACE}.{lake.changes_layout(t).name}" for t in OLTP_TABLES]
+    if not offsets.exists() or any(catalog.table_exists(name) for name in logs):
+        return False
+    log.warning("%s: the change logs are gone: capturing again from a snapshot", state_dir)
+    offsets.unlink()
+    with server.connect(autocommit=True) as connection:
+        connection.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE slot_name = %s AND NOT active", (SLOT,),
+        )  # fmt: skip
+    return True
+
+
 def _prepare(server: Server) -> None:
     with server.connect(autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA IF NOT EXISTS {CONTROL_SCHEMA}")
@@ -255,6 +273,7 @@ def capture(
 
     state_dir = Path(state_dir).resolve()
     _check_offsets_belong(server, state_dir)
+    _reset_if_change_logs_gone(server, catalog, state_dir)
     _prepare(server)
     result = CaptureResult()
     first_mark: list[int] = []  # the first mark made after the start

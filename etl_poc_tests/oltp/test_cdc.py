@@ -179,3 +179,16 @@ def test_a_server_without_logical_decoding_is_refused(postgres_server):
     database = sync.Database(Paths(Path("unused")), server.url)
     with pytest.raises(ServerError, match=f"wal_level={level}"), database.started():
         pass
+
+
+def test_change_logs_removed_under_the_offsets_are_captured_again_from_a_snapshot(data_dir):
+    paths = Paths(data_dir)
+    database = sync.Database(paths)
+    sync.load(database)
+    sync.capture_changes(database, iceberg.open_catalog(paths.warehouse))
+    shutil.rmtree(paths.warehouse)  # the lakehouse removed, the offsets kept
+    catalog = iceberg.open_catalog(paths.warehouse)
+    again = sync.capture_changes(database, catalog)
+    assert again.added["users"] == 2500
+    sync.rebuild(catalog)
+    assert all(c.equal for c in sync.compare(database, catalog).values())
