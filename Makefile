@@ -17,7 +17,7 @@ UI_PORT ?= 3000
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export ETL_POC_DATA_DIR := $(DATA_DIR)
 
-.PHONY: help install browser check-java demo docs test test-fast lint format ui query generate bench bench-generator report cluster-up cluster-down clean docker-env docker-check docker-build docker-up docker-demo docker-down
+.PHONY: help install browser check-java demo docs test bench-warehouse test-fast lint format ui query generate bench bench-generator report cluster-up cluster-down clean docker-env docker-check docker-build docker-up docker-demo docker-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -116,6 +116,9 @@ bench: install ## make bench SIZE=medium REPEAT=3 [ENGINES=polars,spark,duckdb] 
 
 bench-generator: install ## make bench-generator SIZE=medium REPEAT=3: the generator, in fresh processes
 	$(RUN) etl-poc bench generator --size $(SIZE) --repeat $(REPEAT) --formats parquet
+
+bench-warehouse: install ## make bench-warehouse SIZE=small: CDC per day, each dbt model's time, the marts' query latency (measurements/warehouse-<size>.*)
+	$(RUN) python -m etl_poc.bench.warehouse --size $(SIZE)
 
 report: install ## reports/REPORT.md (and charts) from the measured measurements/benchmark-<label>.json
 	$(RUN) etl-poc report --measurements measurements --out reports

@@ -61,6 +61,37 @@ def build_report(
     sources = sorted({(i.source, i.as_of) for i in prices.values()})
     lines += ["", "Prices: " + "; ".join(f"{s} ({d})" for s, d in sources) + "."]
     lines += ["", "## Decision framework", "", *sections.flowchart(defaults, growth, cluster)]
+    lines += warehouse_section(measurements_dir)
     report = out_dir / "REPORT.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+def warehouse_section(measurements_dir: Path) -> list[str]:
+    """The warehouse's figures (make bench-warehouse): CDC per day, dbt, the marts' queries."""
+    import json
+
+    files = sorted(measurements_dir.glob("warehouse-*.json"))
+    if not files:
+        return []
+    lines = [
+        "", "## The warehouse: change data capture, dbt and the marts", "",
+        "From `make bench-warehouse SIZE=...` (etl_poc/bench/warehouse.py; one run each, the "
+        "query latencies over repeated runs). Capture: Debezium's embedded engine on the "
+        "project's PostgreSQL, a capture per day after the day's changes are loaded.", "",
+        "| file | events | capture per day, median (max) | changes per day | dbt build | "
+        "slowest model | worst query p95 |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]  # fmt: skip
+    for path in files:
+        f = json.loads(path.read_text())["figures"]
+        slowest = max(f["dbt_model_seconds"].items(), key=lambda kv: kv[1])
+        worst = max(f["queries"], key=lambda q: q["p95_ms"])
+        cdc = f["cdc"]
+        lines.append(
+            f"| {path.name} | {f['events']:,} | {cdc['capture_seconds_median']:.2f} s "
+            f"({cdc['capture_seconds_max']:.2f} s) | {cdc['changes_per_streamed_day_median']:,} "
+            f"| {f['dbt_build_seconds']:.1f} s | {slowest[0]} {slowest[1]:.2f} s | "
+            f"{worst['name']} {worst['p95_ms']:.1f} ms |"
+        )
+    return lines
