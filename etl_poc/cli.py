@@ -561,8 +561,8 @@ def _add_cdc(sub) -> None:
                    help="load the changes up to this day only (YYYY-MM-DD; default all)")  # fmt: skip
     p.add_argument("--steps", default="load,capture,rebuild,compare",
                    help="which steps, in this order (default all four)")  # fmt: skip
-    p.add_argument("--batch-size", type=_positive, default=4096,
-                   help="changes per Debezium batch (each an Iceberg commit; default 4096)")  # fmt: skip
+    p.add_argument("--batch-size", type=_positive, default=20_000,
+                   help="changes per Debezium batch (each an Iceberg commit; default 20000)")  # fmt: skip
     p.add_argument("--oltp-url", default=settings().oltp_url,
                    help="the source PostgreSQL (default $ETL_POC_OLTP_URL, or an embedded "
                    "server under <data>/postgres)")  # fmt: skip

@@ -11,7 +11,7 @@ earlier commit has arrived before it. Offsets live in a file under the state dir
 source's system identifier beside them: a capture refuses offsets of another database (a data
 directory rebuilt under them) rather than silently skipping or repeating changes.
 
-Each batch is written to the Iceberg change logs (lake.append_changes: exactly once per
+Each batch is written to the Iceberg change logs (lake.ChangeLogWriter: exactly once per
 change, so a batch Debezium replays after a kill adds nothing twice) before Debezium marks it
 processed and may store its offset: a capture killed at any point, run again, loses nothing.
 """
@@ -45,7 +45,7 @@ MARKS = f"{CONTROL_SCHEMA}.capture_marks"
 MARK_INTERVAL_SECONDS = 0.5
 DEFAULT_TIMEOUT_SECONDS = 600.0
 OFFSETS_FILE = "offsets.dat"
-BATCH_SIZE = 4096  # changes per batch, each batch one Iceberg commit per table it touches
+BATCH_SIZE = 20_000  # changes per batch, each batch one Iceberg commit per table it touches
 LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 SOURCE_FILE = "source.json"  # the system identifier of the database the offsets are of
 
@@ -91,6 +91,7 @@ def properties(server: Server, state_dir: Path, batch_size: int = BATCH_SIZE) ->
         "time.precision.mode": "connect",
         "tombstones.on.delete": "false",
         "max.batch.size": str(batch_size),
+        "max.queue.size": str(max(4 * batch_size, 8192)),
         "poll.interval.ms": "100",
     }
 
@@ -282,6 +283,8 @@ def capture(
     reached_ns: list[int] = []
     failure: list[BaseException] = []
 
+    writers: dict[str, lake.ChangeLogWriter] = {}
+
     def write(values: list[str]) -> None:
         try:
             per_table: dict[str, list[dict]] = {}
@@ -298,7 +301,9 @@ def capture(
             days = _loaded_days(server, txids)
             for table, rows in per_table.items():
                 frame = _frame(table, rows, days)
-                added = lake.append_changes(catalog, table, frame.to_arrow())
+                if table not in writers:
+                    writers[table] = lake.ChangeLogWriter(catalog, table)
+                added = writers[table].append(frame.to_arrow())
                 result.added[table] += added
                 if added:
                     for day, n in frame.group_by(lake.DAY).len().iter_rows():

@@ -86,37 +86,53 @@ def changes_table(catalog: SqlCatalog, table: str) -> Table:
     return iceberg.table_for(catalog, NAMESPACE, changes_layout(table))
 
 
-def append_changes(catalog: SqlCatalog, table: str, batch: pa.Table) -> int:
-    """Add a batch of captured changes, each once (see the module's docstring); the number
-    added."""
-    if batch.num_rows == 0:
-        return 0
-    log = changes_table(catalog, table)
-    batch = iceberg.arrow_for(batch, changes_layout(table))
-    frame = pl.from_arrow(batch)
-    identity = ["__source_lsn", "__op", *OLTP_KEYS[table]]
-    snapshot_lsns = frame.filter(pl.col("__snapshot"))["__source_lsn"].unique().to_list()
-    with log.transaction() as transaction:
-        for lsn in snapshot_lsns:  # a snapshot again: an interrupted one's rows go
-            older = pl.from_arrow(
-                log.scan(
-                    row_filter=EqualTo("__snapshot", True), selected_fields=("__source_lsn",)
-                ).to_arrow()
-            )
-            stale = older.filter(pl.col("__source_lsn") != lsn)["__source_lsn"].unique()
-            for old in stale.to_list():
+class ChangeLogWriter:
+    """Appends one capture's batches to a table's change log, each change once (see the
+    module's docstring). What the log already holds is read once per capture, not per batch:
+    its highest LSN (a batch entirely above it is new, as every batch of a capture that was
+    not interrupted is) and its snapshots' LSNs; only a batch at or below that LSN (Debezium
+    replaying what it delivered before a kill) is matched against the rows already there."""
+
+    def __init__(self, catalog: SqlCatalog, table: str):
+        self.table = table
+        self.layout = changes_layout(table)
+        self.log = changes_table(catalog, table)
+        self.identity = ["__source_lsn", "__op", *OLTP_KEYS[table]]
+        held = pl.from_arrow(
+            self.log.scan(selected_fields=("__source_lsn", "__snapshot")).to_arrow()
+        )
+        self.max_lsn = held["__source_lsn"].max() if held.height else None
+        self.snapshot_lsns = set(held.filter(pl.col("__snapshot"))["__source_lsn"].unique())
+        self._present: pl.DataFrame | None = None  # identities at or below max_lsn, if read
+
+    def _already_there(self, floor: int) -> pl.DataFrame:
+        if self._present is None:
+            self._present = pl.from_arrow(
+                self.log.scan(row_filter=GreaterThanOrEqual("__source_lsn", floor),
+                              selected_fields=tuple(self.identity)).to_arrow()
+            )  # fmt: skip
+        return self._present
+
+    def append(self, batch: pa.Table) -> int:
+        """Add a batch; the number of changes added."""
+        if batch.num_rows == 0:
+            return 0
+        batch = iceberg.arrow_for(batch, self.layout)
+        frame = pl.from_arrow(batch).unique(self.identity, keep="first", maintain_order=True)
+        snapshot = set(frame.filter(pl.col("__snapshot"))["__source_lsn"].unique())
+        stale = self.snapshot_lsns - snapshot if snapshot else set()
+        if self.max_lsn is not None and frame["__source_lsn"].min() <= self.max_lsn:
+            present = self._already_there(frame["__source_lsn"].min())
+            frame = frame.join(present, on=self.identity, how="anti", nulls_equal=True)
+        with self.log.transaction() as transaction:
+            for old in sorted(stale):  # a snapshot again: an interrupted one's rows go
                 transaction.delete(And(EqualTo("__source_lsn", old), EqualTo("__snapshot", True)))
-        floor = frame["__source_lsn"].min()
-        present = pl.from_arrow(
-            log.scan(row_filter=GreaterThanOrEqual("__source_lsn", floor),
-                     selected_fields=tuple(identity)).to_arrow()
-        )  # fmt: skip
-        new = frame.join(present, on=identity, how="anti", nulls_equal=True) if present.height \
-            else frame  # fmt: skip
-        new = new.unique(identity, keep="first", maintain_order=True)
-        if new.height:
-            transaction.append(new.to_arrow().cast(batch.schema))
-    return new.height
+            if frame.height:
+                transaction.append(frame.to_arrow().cast(batch.schema))
+        self.snapshot_lsns = (self.snapshot_lsns - stale) | snapshot
+        if self._present is not None and stale:
+            self._present = self._present.filter(~pl.col("__source_lsn").is_in(sorted(stale)))
+        return frame.height
 
 
 def read_changes(catalog: SqlCatalog, table: str) -> pl.DataFrame:
