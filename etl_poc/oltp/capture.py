@@ -43,7 +43,7 @@ SLOT = "etl_poc_cdc"
 PUBLICATION = "etl_poc_cdc"
 MARKS = f"{CONTROL_SCHEMA}.capture_marks"
 MARK_INTERVAL_SECONDS = 0.5
-DEFAULT_TIMEOUT_SECONDS = 600.0
+DEFAULT_TIMEOUT_SECONDS = 1800.0
 OFFSETS_FILE = "offsets.dat"
 BATCH_SIZE = 20_000  # changes per batch, each batch one Iceberg commit per table it touches
 LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
@@ -284,8 +284,11 @@ def capture(
     failure: list[BaseException] = []
 
     writers: dict[str, lake.ChangeLogWriter] = {}
+    stopping = threading.Event()
 
     def write(values: list[str]) -> None:
+        if stopping.is_set():  # closing: hand Debezium nothing more (it stops on the error)
+            raise CaptureError("the capture is stopping")
         try:
             per_table: dict[str, list[dict]] = {}
             for value in values:
@@ -347,8 +350,11 @@ def capture(
             _mark(server)
         _await_offsets_stored(state_dir / OFFSETS_FILE, reached_ns[0] if reached_ns else 0)
     finally:
+        stopping.set()
         engine.close()
         thread.join(60)
+    if thread.is_alive():
+        raise CaptureError("Debezium's engine did not stop within 60 s of being closed")
     result.seconds = time.perf_counter() - started
     if failure:
         raise CaptureError(f"writing a batch to the change logs failed: {failure[0]}") \
