@@ -124,6 +124,34 @@ class Settings:
         "the operational database's PostgreSQL (postgresql://user@host:port/db, wal_level="
         "logical); empty: a server the project starts under <data>/postgres",
     )
+    kafka_bootstrap: str = _setting(
+        "ETL_POC_KAFKA_BOOTSTRAP",
+        "",
+        "the Kafka-protocol broker of the speed layer (host:port, e.g. the containers' Kafka); "
+        "empty: a Tansu broker the project starts on a free loopback port",
+    )
+    stream_topic: str = _setting(
+        "ETL_POC_STREAM_TOPIC",
+        "clickstream.events",
+        "the events topic (keyed by user_id); its dead-letter and late topics add .dlq, .late",
+    )
+    stream_partitions: int = _setting(
+        "ETL_POC_STREAM_PARTITIONS", 4, "partitions of the events topic, created when missing"
+    )
+    stream_retention_hours: float = _setting(
+        "ETL_POC_STREAM_RETENTION_HOURS", 168.0, "retention.ms of the topics the project creates"
+    )
+    stream_batch_messages: int = _setting(
+        "ETL_POC_STREAM_BATCH_MESSAGES",
+        50_000,
+        "the most messages a streaming sessionizer takes into one micro-batch",
+    )
+    clickhouse_url: str = _setting(
+        "ETL_POC_CLICKHOUSE_URL",
+        "",
+        "a ClickHouse server for the real-time tables (http://user@host:8123); empty: chdb, "
+        "embedded ClickHouse, under <data>/stream/clickhouse-<engine>",
+    )
     health_url: str = _setting(
         "ETL_POC_HEALTH_URL", "", "what `etl-poc health` asks (a container's health check)"
     )
@@ -144,6 +172,10 @@ class Settings:
             raise ValueError(f"ETL_POC_AUTOMATION={self.automation!r}: on or off")
         if self.sensor_lookback_days < 0:
             raise ValueError(f"ETL_POC_SENSOR_LOOKBACK_DAYS={self.sensor_lookback_days}: 0 or more")
+        if self.stream_partitions < 1 or self.stream_batch_messages < 1:
+            raise ValueError(
+                "ETL_POC_STREAM_PARTITIONS and ETL_POC_STREAM_BATCH_MESSAGES: 1 or more"
+            )
         if self.polars_chunk_rows < 0:
             raise ValueError(f"ETL_POC_POLARS_CHUNK_ROWS={self.polars_chunk_rows}: 0 or more")
 

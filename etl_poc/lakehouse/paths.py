@@ -53,6 +53,12 @@ class Paths:
         return self.data / "analytics.duckdb"
 
     @property
+    def stream(self) -> Path:
+        """The speed layer: the sessionizers' state and checkpoints, status files, and the
+        embedded ClickHouse stores (clickhouse-<engine>/)."""
+        return self.data / "stream"
+
+    @property
     def landing_index(self) -> LandingIndex:
         """What each landing file version holds (days, event ids, or why it cannot be
         read), kept under <layers>/landing_index/."""

@@ -23,8 +23,10 @@ from etl_poc.logic.spec import (
     EVENT_TYPES,
     FUTURE_TOLERANCE,
     INVALID_CHARACTER,
+    INVALID_EVENT_ID,
     IPV4_PATTERN,
     IPV6_CHARS_PATTERN,
+    LATE_EVENT,
     OTHER_DEVICE,
     PARTITION_DATE,
     REJECT_COLUMNS,
@@ -33,12 +35,14 @@ from etl_poc.logic.spec import (
     SESSION_GAP,
     SESSION_ID_SEPARATOR,
     SOURCE_FILE,
+    STREAM_DUPLICATE,
     TEXT_COLUMNS,
     TIE_BREAK,
     TIMESTAMP_PATTERN,
     UNKNOWN_EVENT_TYPE,
     UNKNOWN_USER_TIER,
     USER_TIERS,
+    UUID_PATTERN,
     WHITESPACE,
     IpStatus,
     RejectReason,
@@ -622,3 +626,42 @@ def pipeline(
     raw_rows = raw(landing, start=start, end=end, **when).cache()  # both outputs read it
     clean, rejects = cleansed(raw_rows)
     return sessionized(enriched(clean, ranges), previous_day), rejects
+
+
+# --- The speed layer: the same rules per micro-batch ----------------------------------------------
+
+
+def stream_status(events: pl.LazyFrame, watermarks: pl.LazyFrame | None = None) -> pl.LazyFrame:
+    """Add `stream_status` to deduplicated events (spec, the speed layer): INVALID_EVENT_ID
+    when event_id is not a UUID; DUPLICATE when the event is the one its user's watermark
+    holds; LATE_EVENT when it is not after it (by event_ts, then event_id); null for an event
+    to sessionize. `watermarks`: per user, the last event sessionized (session_context's
+    columns), as the stream's state keeps them."""
+    status = pl.when(~pl.col("event_id").str.contains(UUID_PATTERN)).then(pl.lit(INVALID_EVENT_ID))
+    if watermarks is None:
+        return events.with_columns(stream_status=status)
+    marks = watermarks.select("user_id", _mark_ts="event_ts", _mark_id="event_id")
+    ts, mark_ts = pl.col("event_ts"), pl.col("_mark_ts")
+    not_after = (ts < mark_ts) | ((ts == mark_ts) & (pl.col("event_id") <= pl.col("_mark_id")))
+    status = (
+        status.when(pl.col("event_id") == pl.col("_mark_id"))
+        .then(pl.lit(STREAM_DUPLICATE))
+        .when(not_after.fill_null(False))
+        .then(pl.lit(LATE_EVENT))
+    )
+    return (
+        events.join(marks, on="user_id", how="left", maintain_order="left")
+        .with_columns(stream_status=status)
+        .drop("_mark_ts", "_mark_id")
+    )
+
+
+def next_watermarks(
+    watermarks: pl.LazyFrame | None, sessionized_rows: pl.LazyFrame
+) -> pl.LazyFrame:
+    """The users' watermarks after a micro-batch: per user, the last event of those already
+    sessionized and the batch's (session_context of both)."""
+    latest = sessionized_rows.select(SESSION_CONTEXT_COLUMNS)
+    if watermarks is not None:
+        latest = pl.concat([watermarks.select(SESSION_CONTEXT_COLUMNS), latest])
+    return session_context(latest)

@@ -23,8 +23,10 @@ from etl_poc.logic.spec import (
     EVENT_TYPES,
     FUTURE_TOLERANCE,
     INVALID_CHARACTER,
+    INVALID_EVENT_ID,
     IPV4_PATTERN,
     IPV6_CHARS_PATTERN,
+    LATE_EVENT,
     OTHER_DEVICE,
     PARTITION_DATE,
     REJECT_COLUMNS,
@@ -33,12 +35,14 @@ from etl_poc.logic.spec import (
     SESSION_GAP,
     SESSION_ID_SEPARATOR,
     SOURCE_FILE,
+    STREAM_DUPLICATE,
     TEXT_COLUMNS,
     TIE_BREAK,
     TIMESTAMP_PATTERN,
     UNKNOWN_EVENT_TYPE,
     UNKNOWN_USER_TIER,
     USER_TIERS,
+    UUID_PATTERN,
     WHITESPACE,
     IpStatus,
     RejectReason,
@@ -640,3 +644,43 @@ def pipeline(
     raw_rows = raw(landing, start=start, end=end, **when).cache()
     clean, rejects = cleansed(raw_rows)
     return sessionized(enriched(clean, ranges), previous_day), rejects
+
+
+# --- The speed layer: the same rules per micro-batch ----------------------------------------------
+
+
+def stream_status(events: DataFrame, watermarks: DataFrame | None = None) -> DataFrame:
+    """Add `stream_status` to deduplicated events (spec, the speed layer): INVALID_EVENT_ID
+    when event_id is not a UUID; DUPLICATE when the event is the one its user's watermark
+    holds; LATE_EVENT when it is not after it (by event_ts, then event_id); null for an event
+    to sessionize. `watermarks`: per user, the last event sessionized (session_context's
+    columns), as the stream's state keeps them."""
+    invalid_id = ~F.col("event_id").rlike(UUID_PATTERN)
+    if watermarks is None:
+        return events.withColumn("stream_status", F.when(invalid_id, F.lit(INVALID_EVENT_ID)))
+    marks = F.broadcast(
+        watermarks.select(
+            "user_id", F.col("event_ts").alias("_mark_ts"), F.col("event_id").alias("_mark_id")
+        )
+    )
+    ts, mark_ts = F.col("event_ts"), F.col("_mark_ts")
+    not_after = (ts < mark_ts) | ((ts == mark_ts) & (F.col("event_id") <= F.col("_mark_id")))
+    status = (
+        F.when(invalid_id, F.lit(INVALID_EVENT_ID))
+        .when(F.col("event_id") == F.col("_mark_id"), F.lit(STREAM_DUPLICATE))
+        .when(F.coalesce(not_after, F.lit(False)), F.lit(LATE_EVENT))
+    )
+    return (
+        events.join(marks, "user_id", "left")
+        .withColumn("stream_status", status)
+        .drop("_mark_ts", "_mark_id")
+    )
+
+
+def next_watermarks(watermarks: DataFrame | None, sessionized_rows: DataFrame) -> DataFrame:
+    """The users' watermarks after a micro-batch: per user, the last event of those already
+    sessionized and the batch's (session_context of both)."""
+    latest = sessionized_rows.select(*SESSION_CONTEXT_COLUMNS)
+    if watermarks is not None:
+        latest = watermarks.select(*SESSION_CONTEXT_COLUMNS).unionByName(latest)
+    return session_context(latest)

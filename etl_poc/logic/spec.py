@@ -370,3 +370,37 @@ LAYER_NAMES: Final[tuple[str, ...]] = tuple(layer.name for layer in LAYERS)
 def layer(name: str) -> Layer:
     """The layer of that name."""
     return next(candidate for candidate in LAYERS if candidate.name == name)
+
+
+# --- The speed layer (issue 19): the same rules on events as they arrive ----------------------
+
+# A message on the events topic is one landing row as a JSON object of the landing columns'
+# text (null for an empty field), keyed by user_id so that a user's events stay in order on
+# one partition. A message that is not such an object is a malformed line (MALFORMED_LINE);
+# every other reason is standardize's. Rejected messages go to the dead-letter topic with
+# their reason, the original bytes untouched.
+#
+# A micro-batch's usable events are deduplicated as in the batch layer (deduplicate: the
+# earliest copy, then TIE_BREAK), then checked against each user's watermark: the last event
+# already sessionized for that user (by event_ts, then event_id), kept in the stream's state.
+# An event that is not after its user's watermark either is that event again (a replay: it
+# is dropped, counted as a duplicate) or is LATE_EVENT: published, it would change sessions
+# already written. It goes to the late topic with the reason and is not sessionized; the
+# batch layer, which sees the whole day, still counts it (reconciliation accounts for it).
+# Events within one micro-batch may arrive in any order: they are sessionized in order.
+LATE_EVENT: Final = "LATE_EVENT"
+STREAM_DUPLICATE: Final = "DUPLICATE"  # a copy of the event its user's watermark holds
+# The real-time store's keys are UUIDs: an event_id that is not one cannot be stored there
+# and goes to the dead-letter topic (the generator's ids always are).
+INVALID_EVENT_ID: Final = "INVALID_EVENT_ID"
+UUID_PATTERN: Final = (
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+# The live funnel's steps, in order (ClickHouse's conversion_funnel_mv counts users per step).
+FUNNEL_STEPS: Final[tuple[str, ...]] = (
+    "PAGE_VIEW",
+    "PRODUCT_VIEW",
+    "ADD_TO_CART",
+    "CHECKOUT_START",
+    "PURCHASE",
+)
