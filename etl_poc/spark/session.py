@@ -23,6 +23,9 @@ def build_spark_session(
     from pyspark.sql import SparkSession
 
     cores = os.cpu_count() or 1
+    # Python workers the JVM starts outside a task's config (a Python data source's planner,
+    # e.g. the speed layer's Kafka source) take PYSPARK_PYTHON: this Python, as the tasks'.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return (
         SparkSession.builder.master(master)
         .appName(app_name)
