@@ -4,7 +4,9 @@ and the containers' helpers). Defaults come from settings.py."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -644,7 +646,74 @@ def _run_warehouse(args) -> int:
     return 0
 
 
+def _add_stream(sub) -> None:
+    p = sub.add_parser("stream", help="the speed layer: broker, producer, sessionizers, ClickHouse")
+    which = p.add_subparsers(dest="action", required=True)
+    b = which.add_parser("broker", help="a Tansu broker on a free loopback port, until Ctrl-C")
+    r = which.add_parser("run", help="a streaming sessionizer service (--engine spark|polars)")
+    r.add_argument("--engine", choices=("polars", "spark"), required=True)
+    r.add_argument("--idle", type=float, default=None,
+                   help="stop once the topic has had nothing new for this many seconds")  # fmt: skip
+    r.add_argument("--max-batches", type=int, default=None)
+    g = which.add_parser("produce", help="publish landing rows to the events topic")
+    g.add_argument("--day", default=None, help="only the landing files of this day (YYYY-MM-DD)")
+    g.add_argument("--rate", type=float, default=0.0, help="events per second (0: at full speed)")
+    g.add_argument("--compression", default="lz4", help="lz4 (default), zstd, gzip, snappy, none")
+    g.add_argument("--limit", type=int, default=None, help="at most this many events")
+    f = which.add_parser("report", help="each engine's status, live funnel and reconciliation")
+    d = which.add_parser("demo", help="broker, both sessionizers, the producer, then the report")
+    d.add_argument("--rate", type=float, default=0.0, help="events per second (0: at full speed)")
+    for q in (r, g):
+        q.add_argument("--bootstrap", default=settings().kafka_bootstrap,
+                       help="the broker (default $ETL_POC_KAFKA_BOOTSTRAP)")  # fmt: skip
+    for q in (b, r, g, f, d):
+        _add_data_option(q)
+
+
+def _run_stream(args) -> int:
+    from etl_poc.stream import broker as brokers
+    from etl_poc.stream import service
+
+    config = settings()
+    if args.action == "broker":
+        from etl_poc.lakehouse.paths import Paths
+
+        with brokers.started(Paths(args.data).stream) as broker:
+            brokers.ensure_topics(broker, service.topics_of(config))
+            print(f"{broker.describe()}: ETL_POC_KAFKA_BOOTSTRAP={broker.bootstrap}", flush=True)
+            while True:
+                time.sleep(3600)
+    if args.action in ("run", "produce") and not args.bootstrap:
+        raise UsageError("no broker: pass --bootstrap host:port or set ETL_POC_KAFKA_BOOTSTRAP "
+                         "(etl-poc stream broker starts one)")  # fmt: skip
+    if args.action == "run":
+        status = service.run_sessionizer(
+            args.engine, config, args.data, args.bootstrap,
+            idle_seconds=args.idle, max_batches=args.max_batches,
+        )  # fmt: skip
+        print(json.dumps(status))
+        return 0
+    if args.action == "produce":
+        from etl_poc.lakehouse.paths import Paths
+        from etl_poc.stream import producer
+
+        files = service.landing_files(args.data, args.day)
+        with brokers.started(Paths(args.data).stream, args.bootstrap) as broker:
+            topics = service.topics_of(config)
+            brokers.ensure_topics(broker, topics)
+            sent = producer.produce(
+                broker, topics.events, files, Paths(args.data).landing,
+                rate=args.rate, compression=args.compression, limit=args.limit,
+            )  # fmt: skip
+        print(f"{sent.events:,} events in {sent.seconds:.2f} s ({sent.rate:,.0f}/s)")
+        return 0
+    if args.action == "report":
+        return service.report(config, args.data)
+    return service.demo(config, args.data, rate=args.rate)
+
+
 COMMANDS = {
+    "stream": (_add_stream, _run_stream),
     "cdc": (_add_cdc, _run_cdc),
     "warehouse": (_add_warehouse, _run_warehouse),
     "generate": (_add_generate, _run_generate),

@@ -91,7 +91,7 @@ def produce(
             if sent % 10_000 == 0:
                 client.poll(0)
                 now = time.monotonic()
-                if progress and now - shown >= 1:
+                if progress and now - shown >= (1 if sys.stderr.isatty() else 10):
                     shown = now
                     _progress(sent, total, now - started)
     remaining = client.flush(120)
@@ -106,7 +106,8 @@ def produce(
     return Produced(sent, seconds, tuple(str(f.relative_to(landing_dir)) for f in files))
 
 
-def _progress(sent: int, total: int, seconds: float, end: str = "\r") -> None:
+def _progress(sent: int, total: int, seconds: float, end: str = "") -> None:
+    end = end or ("\r" if sys.stderr.isatty() else "\n")
     rate = sent / seconds if seconds else 0
     share = 100 * sent / total if total else 100
     sys.stderr.write(f"produced {sent:,}/{total:,} events ({share:.0f} %), {rate:,.0f}/s{end}")

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import orjson
 import polars as pl
 import psutil
 from confluent_kafka import Producer
@@ -112,6 +113,7 @@ class Writer:
         events = outcome.sessionized.select(list(EVENT_COLUMNS))
         stored = self.store.write_events(events.to_arrow())
         stored_at = time.time()
+        self.store.write_set_aside(self._set_aside(outcome, values).to_arrow())
         for topic, rows in ((self.topics.dead_letter, outcome.dead_letters),
                             (self.topics.late, outcome.late)):  # fmt: skip
             for partition, offset, reason in rows.select(PARTITION, OFFSET, "reason").iter_rows():
@@ -126,6 +128,22 @@ class Writer:
         self.state.save_watermarks(batch, outcome.watermarks)
         self._count(outcome, stored, stored_at)
         return stored
+
+    @staticmethod
+    def _set_aside(outcome: Outcome, values: dict[tuple[int, int], bytes]) -> pl.DataFrame:
+        rows = pl.concat([outcome.dead_letters, outcome.late]).select(PARTITION, OFFSET, "reason")
+        texts = [
+            values[key].decode("utf-8", "replace")
+            for key in rows.select(PARTITION, OFFSET).iter_rows()
+        ]
+        fields = [_fields(text) for text in texts]
+        return rows.with_columns(
+            event_id=pl.Series([f.get("event_id") for f in fields], dtype=pl.String),
+            event_date=pl.Series([f.get("timestamp") for f in fields], dtype=pl.String)
+            .str.slice(0, 10)
+            .str.to_date("%Y-%m-%d", strict=False),
+            value=pl.Series(texts, dtype=pl.String),
+        )
 
     def _count(self, outcome: Outcome, stored: int, stored_at: float) -> None:
         status = self.status
@@ -170,6 +188,17 @@ class Writer:
         status.peak_rss_bytes = max(status.peak_rss_bytes, tree_rss())
         payload = {**asdict(status), "throughput_per_second": round(status.throughput, 1)}
         _write_atomically(status_path(self.status_dir, self.engine), json.dumps(payload).encode())
+
+
+def _fields(text: str) -> dict:
+    """A dead letter's fields, as far as it has any (a malformed one: none)."""
+    try:
+        fields = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(fields, dict):
+        return {}
+    return {k: v for k, v in fields.items() if isinstance(v, str)}
 
 
 def late_rows(marked: pl.DataFrame) -> pl.DataFrame:

@@ -29,6 +29,17 @@ DATABASE = "realtime"
 EVENTS = f"{DATABASE}.user_events_realtime"
 STAGING = f"{DATABASE}.user_events_staging"
 TRANSACTIONS = f"{DATABASE}.transactions_realtime"
+# Every message not stored as an event (dead letters and late events), with its reason: what
+# reconciliation accounts for. Keyed by the message, so a replayed batch adds no copy.
+SET_ASIDE = f"{DATABASE}.events_set_aside"
+SET_ASIDE_COLUMNS: dict[str, str] = {
+    "message_partition": "Int32",
+    "message_offset": "Int64",
+    "reason": "LowCardinality(String)",
+    "event_id": "Nullable(String)",
+    "event_date": "Nullable(Date)",
+    "value": "String",
+}
 DECIMAL = f"Decimal({AMOUNT_PRECISION}, {AMOUNT_SCALE})"
 TS = "DateTime64(6, 'UTC')"
 
@@ -69,6 +80,11 @@ ORDER BY (event_date, user_id, event_ts, event_id)""",
     f"""CREATE TABLE IF NOT EXISTS {STAGING} (
     {_COLUMNS_SQL}
 ) ENGINE = Memory""",
+    f"""CREATE TABLE IF NOT EXISTS {SET_ASIDE} (
+    {", ".join(f"{name} {kind}" for name, kind in SET_ASIDE_COLUMNS.items())},
+    stored_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree
+ORDER BY (message_partition, message_offset)""",
     f"""CREATE TABLE IF NOT EXISTS {TRANSACTIONS} (
     transaction_id String,
     event_id UUID,
@@ -221,6 +237,18 @@ SELECT * FROM {STAGING} WHERE event_id NOT IN (
         )
         self.command(f"TRUNCATE TABLE {STAGING}")
         return self.scalar(f"SELECT count() FROM {EVENTS}") - before
+
+    def write_set_aside(self, rows: pa.Table) -> None:
+        """Record the dead letters and late events of a batch (a replay replaces, by message)."""
+        if not rows.num_rows:
+            return
+        rows = rows.select(list(SET_ASIDE_COLUMNS))
+        if self._session is not None:
+            staged = rows  # noqa: F841 (chdb's Python() reads it by name)
+            columns = ", ".join(SET_ASIDE_COLUMNS)
+            self._session.query(f"INSERT INTO {SET_ASIDE} ({columns}) SELECT * FROM Python(staged)")
+        else:
+            self._client.insert_arrow(SET_ASIDE, rows, column_names=list(SET_ASIDE_COLUMNS))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,116 @@
+"""The Lambda reconciliation: the speed layer's store against the batch layer's Iceberg
+table, day by day, and the two streaming engines against each other.
+
+The batch layer is the truth. Per day of the batch table (those the stream covered):
+- events: every batch event is in the store or set aside as LATE_EVENT (the speed layer's
+  rule), and the store holds nothing the batch has not: `missing` and `extra` are 0;
+- sessions: for every user without a late event, each event has the same session_id and
+  event_seq in both (a late event legitimately changes its user's sessions in the batch);
+- funnel: per step of spec.FUNNEL_STEPS, events in the store plus those set aside equal the
+  batch's.
+The store's UUIDs are compared as text (lower case, as Iceberg's event_id text is); the
+samples name a few ids of each difference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from etl_poc.logic.spec import FUNNEL_STEPS, LATE_EVENT
+from etl_poc.stream.store import EVENTS, SET_ASIDE, Store
+
+SAMPLE = 5
+KEY = ["event_id", "session_id", "event_seq"]
+
+
+def stream_events(store: Store) -> pl.DataFrame:
+    return pl.from_arrow(
+        store.query(
+            f"SELECT lower(toString(event_id)) AS event_id, user_id, session_id, "
+            f"toInt64(event_seq) AS event_seq, event_type, event_date FROM {EVENTS}"
+        )
+    )
+
+
+def set_aside(store: Store) -> pl.DataFrame:
+    return pl.from_arrow(
+        store.query(f"SELECT reason, lower(event_id) AS event_id FROM {SET_ASIDE} FINAL")
+    )
+
+
+def batch_events(warehouse: Path, catalog_uri: str, engine: str = "polars") -> pl.DataFrame:
+    """The batch layer's events (the Iceberg table of one lineage)."""
+    from etl_poc.lakehouse import iceberg
+
+    catalog = iceberg.open_catalog(warehouse, catalog_uri or None)
+    table = catalog.load_table(f"{engine}.clickstream_events")
+    columns = ("event_id", "user_id", "session_id", "event_seq", "event_type", "event_date")
+    frame = pl.from_arrow(table.scan(selected_fields=columns).to_arrow())
+    return frame.with_columns(
+        pl.col("event_id").str.to_lowercase(), pl.col("event_seq").cast(pl.Int64)
+    )
+
+
+def _sample(frame: pl.DataFrame) -> list[str]:
+    return frame["event_id"].sort().head(SAMPLE).to_list()
+
+
+def reconcile(stream: pl.DataFrame, aside: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:
+    """One row per day the stream covers: the counts of each side and each difference, with
+    sample ids; `agrees` when every difference is 0."""
+    late = aside.filter(pl.col("reason") == LATE_EVENT).select("event_id").unique()
+    days = stream.select("event_date").unique()
+    batch = batch.join(days, on="event_date", how="semi")
+    late_ids = late.join(batch.select("event_id"), on="event_id", how="semi")
+    late_users = batch.join(late_ids, on="event_id", how="semi").select("user_id").unique()
+    rows = []
+    for (day,) in days.sort("event_date").iter_rows():
+        ours = stream.filter(pl.col("event_date") == day)
+        theirs = batch.filter(pl.col("event_date") == day)
+        accounted = pl.concat([ours.select("event_id"), late_ids])
+        missing = theirs.join(accounted, on="event_id", how="anti")
+        extra = ours.join(theirs, on="event_id", how="anti")
+        settled = theirs.join(late_users, on="user_id", how="anti")
+        differ = settled.select(KEY).join(ours.select(KEY), on=KEY, how="anti")
+        late_today = theirs.join(late_ids, on="event_id", how="semi")
+        steps = {}
+        for step in FUNNEL_STEPS:
+            in_batch = theirs.filter(pl.col("event_type") == step).height
+            in_stream = ours.filter(pl.col("event_type") == step).height
+            in_stream += late_today.filter(pl.col("event_type") == step).height
+            steps[step] = in_stream - in_batch
+        rows.append(
+            {
+                "day": day,
+                "batch_events": theirs.height,
+                "stream_events": ours.height,
+                "late": late_today.height,
+                "missing": missing.height,
+                "extra": extra.height,
+                "session_differences": differ.height,
+                "batch_sessions": theirs["session_id"].n_unique(),
+                "stream_sessions": ours["session_id"].n_unique(),
+                "funnel_differences": sum(abs(v) for v in steps.values()),
+                "samples": ", ".join(_sample(missing) + _sample(extra) + _sample(differ)),
+            }
+        )
+    frame = pl.DataFrame(rows)
+    if frame.is_empty():
+        return frame
+    differences = ["missing", "extra", "session_differences", "funnel_differences"]
+    return frame.with_columns(agrees=pl.sum_horizontal(differences) == 0)
+
+
+def engines_agree(first: pl.DataFrame, second: pl.DataFrame) -> dict:
+    """The two stores' events compared by (event_id, session_id, event_seq)."""
+    only_first = first.select(KEY).join(second.select(KEY), on=KEY, how="anti")
+    only_second = second.select(KEY).join(first.select(KEY), on=KEY, how="anti")
+    return {
+        "events": (first.height, second.height),
+        "only_in_first": only_first.height,
+        "only_in_second": only_second.height,
+        "samples": _sample(only_first) + _sample(only_second),
+        "agree": only_first.is_empty() and only_second.is_empty(),
+    }
