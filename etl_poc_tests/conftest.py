@@ -4,6 +4,7 @@ fresh PostgreSQL databases."""
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ def spark():
     """One local Spark session for the whole test run: one core, no UI, UTC."""
     from pyspark.sql import SparkSession
 
+    # Python workers the JVM starts outside a task (a Python data source's) take this Python.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = (
         SparkSession.builder.master("local[1]")
         .appName("etl-poc-tests")

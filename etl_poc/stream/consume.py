@@ -16,7 +16,8 @@ from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
 
 from etl_poc.stream.broker import GROUP_TIMING, Broker
 
-POLL_SECONDS = 0.2  # a read ends when nothing more arrives for this long
+POLL_SECONDS = 0.2  # a replayed range is read in calls of this long
+GAP_SECONDS = 0.05  # a batch ends when nothing more arrives for this long
 RANGE_TIMEOUT_SECONDS = 120
 
 
@@ -72,12 +73,15 @@ class Reader:
         share = max(max_messages // max(len(starts), 1), 1)
         ends = dict(starts)
         messages = []
-        wait = first_wait
+        first_deadline = time.monotonic() + first_wait
         while len(self._paused) < len(starts):
-            arrived = self.client.consume(num_messages=10_000, timeout=wait)
+            # consume() waits its whole timeout unless num_messages arrive: short calls, so a
+            # batch ends GAP_SECONDS after the messages stop coming.
+            arrived = self.client.consume(num_messages=10_000, timeout=GAP_SECONDS)
             if not arrived:
-                break
-            wait = POLL_SECONDS
+                if messages or time.monotonic() > first_deadline:
+                    break
+                continue
             for message in arrived:
                 partition, offset = _check(message, self.topic).partition(), message.offset()
                 self._position[partition] = offset + 1

@@ -103,14 +103,40 @@ def reconcile(stream: pl.DataFrame, aside: pl.DataFrame, batch: pl.DataFrame) ->
     return frame.with_columns(agrees=pl.sum_horizontal(differences) == 0)
 
 
-def engines_agree(first: pl.DataFrame, second: pl.DataFrame) -> dict:
-    """The two stores' events compared by (event_id, session_id, event_seq)."""
-    only_first = first.select(KEY).join(second.select(KEY), on=KEY, how="anti")
-    only_second = second.select(KEY).join(first.select(KEY), on=KEY, how="anti")
+def engines_agree(
+    first: pl.DataFrame, first_aside: pl.DataFrame, second: pl.DataFrame, second_aside: pl.DataFrame
+) -> dict:
+    """Two stores compared: the same events stored or set aside as late, and, for the users
+    with no late event in either, the same (event_id, session_id, event_seq). (Which events
+    are late depends on where each engine's micro-batches happened to end.)"""
+    late = [
+        a.filter(pl.col("reason") == LATE_EVENT).select("event_id")
+        for a in (first_aside, second_aside)
+    ]
+    accounted = [
+        pl.concat([f.select("event_id"), x]).unique()
+        for f, x in zip((first, second), late, strict=True)
+    ]
+    only_first = accounted[0].join(accounted[1], on="event_id", how="anti")
+    only_second = accounted[1].join(accounted[0], on="event_id", how="anti")
+    ids = pl.concat(late)
+    late_users = pl.concat(
+        [f.join(ids, on="event_id", how="semi").select("user_id") for f in (first, second)]
+    )
+    late_users = late_users.unique()  # a late event is stored by the engine that took it
+    settled = [f.join(late_users, on="user_id", how="anti").select(KEY) for f in (first, second)]
+    differ = pl.concat(
+        [
+            settled[0].join(settled[1], on=KEY, how="anti"),
+            settled[1].join(settled[0], on=KEY, how="anti"),
+        ]
+    )
     return {
         "events": (first.height, second.height),
+        "late": (late[0].height, late[1].height),
         "only_in_first": only_first.height,
         "only_in_second": only_second.height,
-        "samples": _sample(only_first) + _sample(only_second),
-        "agree": only_first.is_empty() and only_second.is_empty(),
+        "session_differences": differ.height,
+        "samples": _sample(only_first) + _sample(only_second) + _sample(differ),
+        "agree": only_first.is_empty() and only_second.is_empty() and differ.is_empty(),
     }

@@ -163,6 +163,6 @@ def report(settings: Settings, data: Path) -> int:
             print("reconciliation with the batch layer (polars.clickstream_events):")
             print(result.drop("samples"))
         ok &= bool(result["agrees"].all()) if not result.is_empty() else False
-    agreement = reconcile.engines_agree(events["polars"], events["spark"])
+    agreement = reconcile.engines_agree(*events["polars"], *events["spark"])
     print(f"\nengines agree (event_id, session_id, event_seq): {agreement}")
     return 0 if ok and agreement["agree"] else 1

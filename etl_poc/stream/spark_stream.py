@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import polars as pl
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.datasource import DataSource, SimpleDataSourceStreamReader
@@ -107,6 +108,11 @@ class EventsReader(SimpleDataSourceStreamReader):
 
     def commit(self, end: dict) -> None:
         """Nothing: the offsets live in Spark's checkpoint."""
+
+    def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.client.close()
+            self._reader = None
 
 
 def process(
@@ -239,7 +245,10 @@ def run(
     )
     try:
         while query.isActive:
-            query.awaitTermination(0.5)
+            try:
+                query.awaitTermination(0.5)
+            except StreamingQueryException as error:
+                raise RuntimeError(f"the Spark streaming query failed: {error}") from None
             if max_batches is not None and done["batches"] >= max_batches:
                 break
             quiet = time.monotonic() - done["last_data"]
