@@ -23,6 +23,7 @@ from etl_poc.defs.maintenance import lakehouse_maintenance
 from etl_poc.defs.monitoring import killed_runs_fail
 from etl_poc.defs.oltp import OLTP_ASSETS
 from etl_poc.defs.resources import RESOURCES
+from etl_poc.defs.stream import STREAM_ASSETS, STREAM_JOBS, STREAM_SCHEDULES
 from etl_poc.defs.warehouse import WAREHOUSE_ASSETS, WAREHOUSE_CHECKS
 
 with warnings.catch_warnings():  # source code references are beta in Dagster 1.13
@@ -36,6 +37,7 @@ with warnings.catch_warnings():  # source code references are beta in Dagster 1.
             clickstream_analytics,
             *OLTP_ASSETS,
             *WAREHOUSE_ASSETS,
+            *STREAM_ASSETS,
             benchmark,
             lakehouse_maintenance,
         ]
@@ -51,8 +53,8 @@ defs = dg.Definitions(
         *SCHEMA_CHANGE_CHECKS,
         *WAREHOUSE_CHECKS,
     ],
-    jobs=JOBS,
-    schedules=[compare_engines_daily],
+    jobs=[*JOBS, *STREAM_JOBS],
+    schedules=[compare_engines_daily, *STREAM_SCHEDULES],
     sensors=[landing_files_changed, declarative_automation, killed_runs_fail],
     resources=RESOURCES,
     executor=dg.in_process_executor,

@@ -103,6 +103,27 @@ class Warehouse(dg.ConfigurableResource):
         )
 
 
+class RealtimeStore(dg.ConfigurableResource):
+    """The speed layer as Dagster sees it: each streaming sessionizer's status file (DATA/
+    stream/status-<engine>.json) and its ClickHouse store (chdb under DATA/stream/clickhouse-
+    <engine>, or the server ETL_POC_CLICKHOUSE_URL names)."""
+
+    data_dir: DataDirectory
+    url: str = ""  # given by resources_for as a dg.EnvVar: the UI shows the name, not the URL
+
+    def status(self, engine: str) -> dict | None:
+        from etl_poc.stream.sessionizer import read_status
+
+        return read_status(self.data_dir.paths.stream, engine)
+
+    def opened(self, engine: str):
+        """The engine's store for a block (chdb: only while its sessionizer is not running)."""
+        from etl_poc.stream import store
+        from etl_poc.stream.service import store_path
+
+        return store.opened(path=store_path(self.data_dir.paths.data, engine), url=self.url)
+
+
 class IpRangesSource(dg.ConfigurableResource):
     """The IP-to-country table: ETL_POC_IP_RANGES_MMDB names a MaxMind MMDB country file (for
     example your own GeoLite2-Country.mmdb); empty (the default) means the GeoLite2 data that
@@ -254,6 +275,7 @@ def resources_for(data_dir: DataDirectory | None = None) -> dict:
         "lakehouse": IcebergCatalog(data_dir=data_dir, uri=secret("catalog_uri")),
         "oltp": OperationalDatabase(data_dir=data_dir, url=secret("oltp_url")),
         "warehouse": Warehouse(data_dir=data_dir),
+        "realtime": RealtimeStore(data_dir=data_dir, url=secret("clickhouse_url")),
         "reports": ReportsDirectory(),
         "spark": SparkResource(),
         "polars": PolarsResource(),

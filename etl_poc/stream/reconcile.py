@@ -14,7 +14,7 @@ samples name a few ids of each difference.
 
 from __future__ import annotations
 
-from pathlib import Path
+from datetime import date
 
 import polars as pl
 
@@ -25,11 +25,13 @@ SAMPLE = 5
 KEY = ["event_id", "session_id", "event_seq"]
 
 
-def stream_events(store: Store) -> pl.DataFrame:
+def stream_events(store: Store, day: date | None = None) -> pl.DataFrame:
+    """The store's events (of one day), their ids as text."""
+    where = f" WHERE event_date = '{day.isoformat()}'" if day else ""
     return pl.from_arrow(
         store.query(
             f"SELECT lower(toString(event_id)) AS event_id, user_id, session_id, "
-            f"toInt64(event_seq) AS event_seq, event_type, event_date FROM {EVENTS}"
+            f"toInt64(event_seq) AS event_seq, event_type, event_date FROM {EVENTS}{where}"
         )
     )
 
@@ -40,14 +42,14 @@ def set_aside(store: Store) -> pl.DataFrame:
     )
 
 
-def batch_events(warehouse: Path, catalog_uri: str, engine: str = "polars") -> pl.DataFrame:
-    """The batch layer's events (the Iceberg table of one lineage)."""
-    from etl_poc.lakehouse import iceberg
+def batch_events(catalog, engine: str = "polars", day: date | None = None) -> pl.DataFrame:
+    """The batch layer's events (of one day): the Iceberg table of one lineage."""
+    from pyiceberg.expressions import AlwaysTrue, EqualTo
 
-    catalog = iceberg.open_catalog(warehouse, catalog_uri or None)
     table = catalog.load_table(f"{engine}.clickstream_events")
     columns = ("event_id", "user_id", "session_id", "event_seq", "event_type", "event_date")
-    frame = pl.from_arrow(table.scan(selected_fields=columns).to_arrow())
+    where = EqualTo("event_date", day.isoformat()) if day else AlwaysTrue()
+    frame = pl.from_arrow(table.scan(row_filter=where, selected_fields=columns).to_arrow())
     return frame.with_columns(
         pl.col("event_id").str.to_lowercase(), pl.col("event_seq").cast(pl.Int64)
     )

@@ -144,7 +144,9 @@ def report(settings: Settings, data: Path) -> int:
 
     paths = Paths(data)
     events, ok = {}, True
-    batch = reconcile.batch_events(paths.warehouse, settings.catalog_uri)
+    from etl_poc.lakehouse.iceberg import open_catalog
+
+    batch = reconcile.batch_events(open_catalog(paths.warehouse, settings.catalog_uri or None))
     for engine in STREAM_ENGINES:
         status = read_status(paths.stream, engine) or {}
         print(f"\n{engine}: {status.get('messages', 0):,} messages in "
