@@ -660,13 +660,18 @@ def _add_stream(sub) -> None:
     g.add_argument("--rate", type=float, default=0.0, help="events per second (0: at full speed)")
     g.add_argument("--compression", default="lz4", help="lz4 (default), zstd, gzip, snappy, none")
     g.add_argument("--limit", type=int, default=None, help="at most this many events")
+    s = which.add_parser(
+        "status", help="a sessionizer's last status; exit 1 when older than --max-age (health)"
+    )
+    s.add_argument("--engine", choices=("polars", "spark"), required=True)
+    s.add_argument("--max-age", type=float, default=None, help="seconds")
     f = which.add_parser("report", help="each engine's status, live funnel and reconciliation")
     d = which.add_parser("demo", help="broker, both sessionizers, the producer, then the report")
     d.add_argument("--rate", type=float, default=0.0, help="events per second (0: at full speed)")
     for q in (r, g):
         q.add_argument("--bootstrap", default=settings().kafka_bootstrap,
                        help="the broker (default $ETL_POC_KAFKA_BOOTSTRAP)")  # fmt: skip
-    for q in (b, r, g, f, d):
+    for q in (b, r, g, s, f, d):
         _add_data_option(q)
 
 
@@ -706,6 +711,18 @@ def _run_stream(args) -> int:
                 rate=args.rate, compression=args.compression, limit=args.limit,
             )  # fmt: skip
         print(f"{sent.events:,} events in {sent.seconds:.2f} s ({sent.rate:,.0f}/s)")
+        return 0
+    if args.action == "status":
+        from etl_poc.lakehouse.paths import Paths
+        from etl_poc.stream.sessionizer import read_status
+
+        status = read_status(Paths(args.data).stream, args.engine)
+        if status is None:
+            raise RuntimeError(f"no status of the {args.engine} sessionizer under {args.data}")
+        print(json.dumps(status))
+        age = time.time() - status["updated_at"]
+        if args.max_age is not None and age > args.max_age:
+            raise RuntimeError(f"the {args.engine} sessionizer last reported {age:.0f} s ago")
         return 0
     if args.action == "report":
         return service.report(config, args.data)

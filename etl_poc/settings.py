@@ -152,6 +152,11 @@ class Settings:
         "a ClickHouse server for the real-time tables (http://user@host:8123); empty: chdb, "
         "embedded ClickHouse, under <data>/stream/clickhouse-<engine>",
     )
+    clickhouse_password: str = _setting(
+        "ETL_POC_CLICKHOUSE_PASSWORD",
+        "",
+        "the password of ETL_POC_CLICKHOUSE_URL's user (kept out of the URL, which logs show)",
+    )
     health_url: str = _setting(
         "ETL_POC_HEALTH_URL", "", "what `etl-poc health` asks (a container's health check)"
     )

@@ -72,6 +72,13 @@ EXPECTED_ASSETS = {
            "mart_product_performance": ["warehouse/int_product_analytics"],
            "mart_customer_analytics": ["warehouse/int_customer_metrics"],
        }.items()},
+    **{f"speed_layer/{e}_sessionizer": ("speed_layer", ["kafka", e], False, [])
+       for e in ("polars", "spark")},
+    "speed_layer/speed_layer_reconciliation": (
+        "speed_layer", ["clickhouse", "iceberg"], True,
+        ["polars/clickstream_events", "speed_layer/polars_sessionizer",
+         "speed_layer/spark_sessionizer"],
+    ),
 }  # fmt: skip
 _QUALITY = [
     ("cleansed_clickstream", "rows_conserved"),
@@ -89,7 +96,9 @@ EXPECTED_CHECKS = sorted(
     + [(f"{e}/{layer}", "column_schema_change") for e in ENGINES for layer in _LAYERS]
     + [(f"oltp/{t}", "equals_source") for t in OLTP_TABLES]
     + [("warehouse/mart_daily_business_metrics", "marts_identical_across_engines")]
-)
+    + [("speed_layer/speed_layer_reconciliation", name) for name in
+       ("polars_stream_matches_batch", "spark_stream_matches_batch", "streaming_engines_agree")]
+)  # fmt: skip
 _LINEAGE = {e: sorted(f"{e}/{layer}" for layer in _LAYERS) for e in ENGINES}
 EXPECTED_JOBS = {
     CHECK_LANDING_JOB: [],
@@ -105,6 +114,7 @@ EXPECTED_JOBS = {
     "bench_duckdb": _LINEAGE["duckdb"],
     "benchmark_report": ["benchmark"],
     "maintain_lakehouse": ["lakehouse_maintenance"],
+    "observe_streams": ["speed_layer/polars_sessionizer", "speed_layer/spark_sessionizer"],
 }
 
 
@@ -132,7 +142,9 @@ def test_definitions_load_with_the_expected_graph():
     assert [sensor.name for sensor in defs.sensors] == [
         "landing_files_changed", "declarative_automation", "killed_runs_fail",
     ]  # fmt: skip
-    assert [schedule.name for schedule in defs.schedules] == ["compare_engines_daily"]
+    assert [schedule.name for schedule in defs.schedules] == [
+        "compare_engines_daily", "observe_streams_every_minute",
+    ]  # fmt: skip
     # Who owns each asset, its tags, what keeps it fresh or materializes it by itself, and a
     # link to its code.
     people = {
@@ -165,6 +177,8 @@ def test_definitions_load_with_the_expected_graph():
            for name in EXPECTED_ASSETS if name.startswith("oltp/")},
         **{name: (["team:data-platform"], {}, False, False, True)
            for name in EXPECTED_ASSETS if name.startswith("warehouse/")},
+        **{name: (["team:data-platform"], {}, False, False, True)
+           for name in EXPECTED_ASSETS if name.startswith("speed_layer/")},
     }  # fmt: skip
     jobs = {
         job.name: sorted(_key(k) for k in job.asset_layer.selected_asset_keys)

@@ -110,6 +110,7 @@ class RealtimeStore(dg.ConfigurableResource):
 
     data_dir: DataDirectory
     url: str = ""  # given by resources_for as a dg.EnvVar: the UI shows the name, not the URL
+    password: str = ""  # likewise
 
     def status(self, engine: str) -> dict | None:
         from etl_poc.stream.sessionizer import read_status
@@ -119,9 +120,12 @@ class RealtimeStore(dg.ConfigurableResource):
     def opened(self, engine: str):
         """The engine's store for a block (chdb: only while its sessionizer is not running)."""
         from etl_poc.stream import store
-        from etl_poc.stream.service import store_path
+        from etl_poc.stream.service import database_of, store_path
 
-        return store.opened(path=store_path(self.data_dir.paths.data, engine), url=self.url)
+        return store.opened(
+            path=store_path(self.data_dir.paths.data, engine), url=self.url,
+            password=self.password, database=database_of(engine),
+        )  # fmt: skip
 
 
 class IpRangesSource(dg.ConfigurableResource):
@@ -275,7 +279,9 @@ def resources_for(data_dir: DataDirectory | None = None) -> dict:
         "lakehouse": IcebergCatalog(data_dir=data_dir, uri=secret("catalog_uri")),
         "oltp": OperationalDatabase(data_dir=data_dir, url=secret("oltp_url")),
         "warehouse": Warehouse(data_dir=data_dir),
-        "realtime": RealtimeStore(data_dir=data_dir, url=secret("clickhouse_url")),
+        "realtime": RealtimeStore(
+            data_dir=data_dir, url=secret("clickhouse_url"), password=secret("clickhouse_password")
+        ),
         "reports": ReportsDirectory(),
         "spark": SparkResource(),
         "polars": PolarsResource(),

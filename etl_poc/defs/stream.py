@@ -54,17 +54,19 @@ def _observed(status: dict | None) -> dg.ObserveResult:
 
 
 def _sessionizer(engine: str):
-    @dg.observable_source_asset(
-        key=sessionizer_key(engine),
+    spec = dg.AssetSpec(
+        sessionizer_key(engine),
         group_name=GROUP,
         description=f"The {engine} streaming sessionizer service (`etl-poc stream run --engine "
         f"{engine}`), as observed: consumer lag, throughput, produce-to-stored latency "
         "percentiles, what it set aside, and when it last reported (its freshness).",
-        tags={f"dagster/kind/{engine}": "", "dagster/kind/kafka": ""},
+        kinds={engine, "kafka"},
         owners=OWNERS,
     )
-    def observe(realtime: RealtimeStore) -> dg.ObserveResult:
-        return _observed(realtime.status(engine))
+
+    @dg.multi_observable_source_asset(specs=[spec], name=f"observe_{engine}_sessionizer")
+    def observe(realtime: RealtimeStore):
+        yield _observed(realtime.status(engine))
 
     return observe
 
@@ -77,6 +79,7 @@ observe_streams = dg.define_asset_job(
     description="Record each streaming sessionizer's status as an observation.",
 )
 observe_streams_every_minute = dg.ScheduleDefinition(
+    name="observe_streams_every_minute",
     job=observe_streams,
     cron_schedule="* * * * *",
     default_status=dg.DefaultScheduleStatus.STOPPED,

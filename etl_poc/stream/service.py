@@ -25,6 +25,11 @@ def topics_of(settings: Settings) -> brokers.Topics:
     )
 
 
+def database_of(engine: str) -> str:
+    """The engine's ClickHouse database (its own, so that both can share a server)."""
+    return f"{stores.DATABASE}_{engine}"
+
+
 def store_path(data: Path, engine: str) -> Path:
     return Paths(data).stream / f"clickhouse-{engine}"
 
@@ -32,7 +37,12 @@ def store_path(data: Path, engine: str) -> Path:
 @contextlib.contextmanager
 def opened_store(settings: Settings, data: Path, engine: str) -> Iterator[stores.Store]:
     """The engine's real-time store: its chdb directory, or the server's database."""
-    with stores.opened(path=store_path(data, engine), url=settings.clickhouse_url) as store:
+    with stores.opened(
+        path=store_path(data, engine),
+        url=settings.clickhouse_url,
+        password=settings.clickhouse_password,
+        database=database_of(engine),
+    ) as store:
         yield store
 
 

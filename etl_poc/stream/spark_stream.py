@@ -252,6 +252,8 @@ def run(
             if max_batches is not None and done["batches"] >= max_batches:
                 break
             quiet = time.monotonic() - done["last_data"]
+            if quiet > 5:  # a heartbeat while idle: the status says the service is alive
+                writer.report(messages=0, seconds=0.0, lag=0)
             status = query.status
             idle = not status["isDataAvailable"] and not status["isTriggerActive"]
             if idle_seconds is not None and quiet > idle_seconds and idle and query.lastProgress:

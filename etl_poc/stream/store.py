@@ -17,6 +17,7 @@ LowCardinality for event_type, device, user_tier and the country; amounts as Dec
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,6 +26,8 @@ import pyarrow as pa
 
 from etl_poc.logic.spec import AMOUNT_PRECISION, AMOUNT_SCALE, FUNNEL_STEPS
 
+# The SQL below names the database DATABASE; a Store runs it in its own (one per engine, so
+# both engines' tables can live on one server): `realtime_<engine>`.
 DATABASE = "realtime"
 EVENTS = f"{DATABASE}.user_events_realtime"
 STAGING = f"{DATABASE}.user_events_staging"
@@ -172,7 +175,10 @@ FROM {TRANSACTIONS} FINAL GROUP BY user_tier ORDER BY revenue DESC""",
 class Store:
     """One ClickHouse: chdb's embedded session on a directory, or a server's client."""
 
-    def __init__(self, *, path: Path | None = None, url: str = ""):
+    def __init__(
+        self, *, path: Path | None = None, url: str = "", password: str = "", database: str = ""
+    ):
+        self.database = database or DATABASE
         if url:
             import clickhouse_connect
 
@@ -181,10 +187,10 @@ class Store:
                 host=parts.hostname or "127.0.0.1",
                 port=parts.port or 8123,
                 username=parts.username or "default",
-                password=parts.password or "",
+                password=password or parts.password or "",
             )
             self._session = None
-            self.where = f"ClickHouse at {parts.hostname}:{parts.port or 8123}"
+            self.where = f"ClickHouse at {parts.hostname}:{parts.port or 8123}/{self.database}"
         else:
             from chdb import session
 
@@ -193,13 +199,18 @@ class Store:
             self._client = None
             self.where = f"chdb at {path}"
 
+    def _in_database(self, sql: str) -> str:
+        return re.sub(rf"\b{DATABASE}\b", self.database, sql)
+
     def command(self, sql: str) -> None:
+        sql = self._in_database(sql)
         if self._session is not None:
             self._session.query(sql)
         else:
             self._client.command(sql)
 
     def query(self, sql: str) -> pa.Table:
+        sql = self._in_database(sql)
         if self._session is not None:
             result = self._session.query(sql, "Arrow")
             return pa.ipc.open_file(pa.BufferReader(result.bytes())).read_all()
@@ -225,9 +236,11 @@ class Store:
         self.command(f"TRUNCATE TABLE {STAGING}")  # what a killed write left
         if self._session is not None:
             staged = events  # noqa: F841 (chdb's Python() reads it by name)
-            self._session.query(f"INSERT INTO {STAGING} SELECT * FROM Python(staged)")
+            self._session.query(
+                self._in_database(f"INSERT INTO {STAGING} SELECT * FROM Python(staged)")
+            )
         else:
-            self._client.insert_arrow(STAGING, events)
+            self._client.insert_arrow(self._in_database(STAGING), events)
         before = self.scalar(f"SELECT count() FROM {EVENTS}")
         self.command(
             f"""INSERT INTO {EVENTS} ({", ".join(EVENT_COLUMNS)})
@@ -246,15 +259,20 @@ SELECT * FROM {STAGING} WHERE event_id NOT IN (
         if self._session is not None:
             staged = rows  # noqa: F841 (chdb's Python() reads it by name)
             columns = ", ".join(SET_ASIDE_COLUMNS)
-            self._session.query(f"INSERT INTO {SET_ASIDE} ({columns}) SELECT * FROM Python(staged)")
+            insert = f"INSERT INTO {SET_ASIDE} ({columns}) SELECT * FROM Python(staged)"
+            self._session.query(self._in_database(insert))
         else:
-            self._client.insert_arrow(SET_ASIDE, rows, column_names=list(SET_ASIDE_COLUMNS))
+            self._client.insert_arrow(
+                self._in_database(SET_ASIDE), rows, column_names=list(SET_ASIDE_COLUMNS)
+            )
 
 
 @contextlib.contextmanager
-def opened(*, path: Path | None = None, url: str = "") -> Iterator[Store]:
+def opened(
+    *, path: Path | None = None, url: str = "", password: str = "", database: str = ""
+) -> Iterator[Store]:
     """The store for the block, its tables and views created when missing."""
-    store = Store(path=path, url=url)
+    store = Store(path=path, url=url, password=password, database=database)
     try:
         store.create()
         yield store

@@ -24,7 +24,7 @@ from etl_poc.defs.stream import (
 from etl_poc.lakehouse.iceberg import open_catalog
 from etl_poc.lakehouse.paths import Paths
 from etl_poc.stream import reconcile, store
-from etl_poc.stream.service import store_path
+from etl_poc.stream.service import database_of, store_path
 from etl_poc.stream.sessionizer import STREAM_ENGINES, status_path
 from etl_poc_tests.defs.test_assets import _landing
 
@@ -75,7 +75,7 @@ def _fill_stores(data, drop: str | None = None) -> pl.DataFrame:
     ).with_columns(produced_at=pl.lit(datetime.now(UTC)).cast(pl.Datetime("ms", "UTC")))
     for engine in STREAM_ENGINES:
         events = rows.filter(pl.col("event_id") != drop) if engine == "spark" and drop else rows
-        with store.opened(path=store_path(data, engine)) as opened:
+        with store.opened(path=store_path(data, engine), database=database_of(engine)) as opened:
             opened.command(f"TRUNCATE TABLE {store.EVENTS}")
             opened.write_events(events.select(list(store.EVENT_COLUMNS)).to_arrow())
     return rows
@@ -117,5 +117,5 @@ def test_the_reconciliation_fails_naming_an_event_the_speed_layer_lost(lakehouse
     assert spark.metadata["missing"].value == 1
     assert lost in spark.metadata["samples"].value
     assert not checks[AGREE_CHECK].passed
-    with store.opened(path=store_path(lakehouse, "spark")) as opened:
+    with store.opened(path=store_path(lakehouse, "spark"), database=database_of("spark")) as opened:
         assert reconcile.stream_events(opened, date.fromisoformat(DAY)).height == rows.height - 1

@@ -246,7 +246,21 @@ def test_the_services_agree_on_names_ports_and_settings():
     data_dir = _dockerfile_env()["ETL_POC_DATA_DIR"]
     for name in ("code", "spark-worker-1", "spark-worker-2"):
         assert f"data:{data_dir}" in services[name]["volumes"], name
-    assert set(_compose()["volumes"]) == {"data", "postgres"}
+    assert set(_compose()["volumes"]) == {"data", "postgres", "kafka", "clickhouse"}
+    # The speed layer's services reach the broker and ClickHouse by their service names, and
+    # the code location (which observes and reconciles them) is pointed at the same ones.
+    for name in ("stream-polars", "stream-spark", "code"):
+        environment = services[name]["environment"]
+        host, port = environment["ETL_POC_KAFKA_BOOTSTRAP"].split(":")
+        assert host in services and f"PLAINTEXT://{host}:{port}" in str(services[host])
+        clickhouse = re.search(r"@(\w+):", environment["ETL_POC_CLICKHOUSE_URL"]).group(1)
+        assert clickhouse in services, name
+        user = re.search(r"//(\w+)@", environment["ETL_POC_CLICKHOUSE_URL"]).group(1)
+        assert services[clickhouse]["environment"]["CLICKHOUSE_USER"] == user
+    for engine in ("polars", "spark"):
+        command = services[f"stream-{engine}"]["command"]
+        assert command[:5] == ["etl-poc", "stream", "run", "--engine", engine]
+        assert f"data:{data_dir}" in services[f"stream-{engine}"]["volumes"]
     assert "postgres:/var/lib/postgresql/data" in services["postgres"]["volumes"]
 
 

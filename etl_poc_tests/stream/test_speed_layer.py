@@ -25,6 +25,7 @@ from etl_poc.stream import broker as brokers
 from etl_poc.stream import polars_stream, reconcile, store
 from etl_poc.stream.consume import consumer
 from etl_poc.stream.messages import REASON_HEADER
+from etl_poc.stream.service import database_of
 from etl_poc.stream.sessionizer import Writer, read_status
 from etl_poc.stream.state import StreamState
 
@@ -99,7 +100,7 @@ def _send(broker, topic: str, key: str, values: list[bytes]) -> None:
 
 
 def _run_polars(broker, topics, data, *, batch_messages=500, **options) -> Writer:
-    with store.opened(path=data / "clickhouse-polars") as opened:
+    with store.opened(path=data / "clickhouse-polars", database=database_of("polars")) as opened:
         writer = Writer("polars", broker, topics, opened, data)
         polars_stream.run(
             broker, topics, writer, ip_ranges=load_packaged_ranges(), start_date=START,
@@ -110,7 +111,7 @@ def _run_polars(broker, topics, data, *, batch_messages=500, **options) -> Write
 
 
 def _stored(data, engine: str):
-    with store.opened(path=data / f"clickhouse-{engine}") as opened:
+    with store.opened(path=data / f"clickhouse-{engine}", database=database_of(engine)) as opened:
         events = reconcile.stream_events(opened)
         aside = reconcile.set_aside(opened)
         funnel = opened.scalar(f"SELECT sum(events) FROM ({store.LIVE_QUERIES['funnel']})")
@@ -246,7 +247,9 @@ def test_spark_streaming_sessionizes_as_polars_does_and_replays_a_failed_batch(
         return stored
 
     def run():
-        with store.opened(path=tmp_path / "clickhouse-spark") as opened:
+        with store.opened(
+            path=tmp_path / "clickhouse-spark", database=database_of("spark")
+        ) as opened:
             writer = Writer("spark", broker, topics, opened, tmp_path)
             spark_stream.run(
                 spark, broker, topics, writer, ip_ranges=load_packaged_ranges(),
