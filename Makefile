@@ -8,6 +8,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN = $(UV) run --frozen
 SIZE ?= small
 REPEAT ?= 3
+RATE ?= 0
 ENGINES ?= polars,spark,duckdb
 FORMATS ?= csv,parquet
 # The caller's ETL_POC_DATA_DIR and DAGSTER_HOME are honoured; DATA_DIR=... overrides both.
@@ -17,7 +18,7 @@ UI_PORT ?= 3000
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export ETL_POC_DATA_DIR := $(DATA_DIR)
 
-.PHONY: help install browser check-java demo docs test bench-warehouse test-fast lint format ui query generate bench bench-generator report cluster-up cluster-down clean docker-env docker-check docker-build docker-up docker-demo docker-down
+.PHONY: help install browser check-java demo docs test bench-warehouse bench-stream stream-demo test-fast lint format ui query generate bench bench-generator report cluster-up cluster-down clean docker-env docker-check docker-build docker-up docker-demo docker-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -166,6 +167,7 @@ docker-down: docker-check ## stop and remove the containers (the volumes stay; V
 
 clean: ## remove generated data, reports, the Dagster instance and caches (keeps .venv)
 	rm -rf $(DATA_DIR)/landing $(DATA_DIR)/layers $(DATA_DIR)/warehouse $(DATA_DIR)/demo-dagster.log
+	rm -rf $(DATA_DIR)/stream
 	rm -rf $(DATA_DIR)/oltp $(DATA_DIR)/postgres $(DATA_DIR)/postgres.lock $(DATA_DIR)/cdc $(DATA_DIR)/warehouse.duckdb* $(DATA_DIR)/warehouse-dbt
 	rm -rf reports/*.json reports/*.md reports/*.png bench-data spark-cluster
 	find dagster_home -mindepth 1 -maxdepth 1 ! -name .gitkeep ! -name dagster.yaml -exec rm -rf {} +
