@@ -121,6 +121,14 @@ bench-generator: install ## make bench-generator SIZE=medium REPEAT=3: the gener
 bench-warehouse: install ## make bench-warehouse SIZE=small: CDC per day, each dbt model's time, the marts' query latency (measurements/warehouse-<size>.*)
 	$(RUN) python -m etl_poc.bench.warehouse --size $(SIZE)
 
+bench-stream: install ## make bench-stream SIZE=small: the producer and broker under load, each streaming engine's throughput, latency at a fixed rate, lag, memory, live queries (measurements/stream-<size>.*)
+	$(RUN) python -m etl_poc.bench.stream --size $(SIZE)
+
+stream-demo: install ## the speed layer after make demo: a Tansu broker, both streaming sessionizers as services, every landing row produced (RATE=events/s, 0: at full speed), then the live funnel and the reconciliation with the batch tables
+	@test -f $(DATA_DIR)/warehouse/catalog.db || { echo "no batch tables under $(DATA_DIR): run make demo first" >&2; exit 1; }
+	@rm -rf $(DATA_DIR)/stream
+	$(RUN) etl-poc stream demo --data $(DATA_DIR) --rate $(RATE)
+
 report: install ## reports/REPORT.md (and charts) from the measured measurements/benchmark-<label>.json
 	$(RUN) etl-poc report --measurements measurements --out reports
 
