@@ -62,6 +62,7 @@ def build_report(
     lines += ["", "Prices: " + "; ".join(f"{s} ({d})" for s, d in sources) + "."]
     lines += ["", "## Decision framework", "", *sections.flowchart(defaults, growth, cluster)]
     lines += warehouse_section(measurements_dir)
+    lines += stream_section(measurements_dir)
     report = out_dir / "REPORT.md"
     report.write_text("\n".join(lines) + "\n")
     return report
@@ -94,4 +95,39 @@ def warehouse_section(measurements_dir: Path) -> list[str]:
             f"| {f['dbt_build_seconds']:.1f} s | {slowest[0]} {slowest[1]:.2f} s | "
             f"{worst['name']} {worst['p95_ms']:.1f} ms |"
         )
+    return lines
+
+
+def stream_section(measurements_dir: Path) -> list[str]:
+    """The speed layer's figures (make bench-stream), beside the batch ones: the producer, each
+    engine's throughput, latency at a fixed rate, lag, memory, the live queries."""
+    import json
+
+    files = sorted(measurements_dir.glob("stream-*.json"))
+    if not files:
+        return []
+    lines = [
+        "", "## The speed layer: the broker, both streaming engines, ClickHouse", "",
+        "From `make bench-stream SIZE=...` (etl_poc/bench/stream.py; one run each, latencies "
+        "as percentiles over every event of the run; embedded Tansu broker, chdb stores). "
+        "Throughput is per second of micro-batch work on a backlog; latency is produce to "
+        "stored (the materialized views are updated by the same insert) at a fixed rate.", "",
+        "| file | producer/s (lz4) | engine | backlog events/s | latency p50 / p95 / p99 ms "
+        "(rate/s) | max lag | peak GiB | worst live query p95 |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for path in files:
+        result = json.loads(path.read_text())
+        rate = result["producer"]["rate_median_per_second"]
+        for engine, backlog in result["backlog"].items():
+            fixed = result["rate"][engine]
+            latency = fixed["latency_ms"]
+            worst = max(result["live_queries"][engine].items(), key=lambda kv: kv[1]["p95_ms"])
+            lines.append(
+                f"| {path.name} | {rate:,} | {engine} | {backlog['throughput_per_second']:,} | "
+                f"{latency['p50']:,.0f} / {latency['p95']:,.0f} / {latency['p99']:,.0f} "
+                f"({fixed['rate_achieved']:,}) | {fixed['max_consumer_lag']:,} | "
+                f"{max(backlog['peak_rss_gib'], fixed['peak_rss_gib'])} | "
+                f"{worst[0]} {worst[1]['p95_ms']:.1f} ms |"
+            )
     return lines
