@@ -184,7 +184,8 @@ def _markdown(result: dict) -> str:
     lines += [
         f"# Speed-layer figures: {result['size']} ({result['landing_events']:,} landing rows)", "",
         f"`make bench-stream SIZE={result['size']}` on {result['host']['cores']} cores, "
-        f"{result['measured_at']}; core speed {result['core_speed']}. Embedded Tansu broker "
+        f"{result['measured_at']}; core speed {result['core_speed']:.0f} (SHA-256 MB/s of one core). "
+        "Embedded Tansu broker "
         f"({result['tansu']}), chdb stores; one run per figure (latencies are percentiles over "
         "every event of the run).", "",
         "## The producer and the broker", "",
