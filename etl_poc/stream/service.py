@@ -150,12 +150,11 @@ def demo(settings: Settings, data: Path, *, rate: float, idle_seconds: float = 8
 def report(settings: Settings, data: Path) -> int:
     """Each engine's status, its live funnel, the reconciliation with the batch layer and
     whether the engines agree; 1 when anything disagrees."""
+    from etl_poc.lakehouse.iceberg import open_catalog
     from etl_poc.stream import reconcile
 
     paths = Paths(data)
     events, ok = {}, True
-    from etl_poc.lakehouse.iceberg import open_catalog
-
     batch = reconcile.batch_events(open_catalog(paths.warehouse, settings.catalog_uri or None))
     for engine in STREAM_ENGINES:
         status = read_status(paths.stream, engine) or {}
@@ -166,15 +165,25 @@ def report(settings: Settings, data: Path) -> int:
               f"late, {status.get('duplicates', 0)} duplicates; latency produce->stored "
               f"{status.get('latency_ms', {})} ms; peak memory "
               f"{status.get('peak_rss_bytes', 0) / 2**30:.2f} GiB")  # fmt: skip
-        table_format = pl.Config(tbl_rows=40, tbl_hide_dataframe_shape=True, tbl_width_chars=160)
+        table_format = pl.Config(
+            tbl_rows=60, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_width_chars=200
+        )
         with opened_store(settings, data, engine) as store, table_format:
             print(f"live funnel ({store.where}):")
             print(live_funnel(store).tail(len(reconcile.FUNNEL_STEPS) * 2))
-            events[engine] = reconcile.stream_events(store)
-            result = reconcile.reconcile(events[engine], reconcile.set_aside(store), batch)
+            events[engine] = (reconcile.stream_events(store), reconcile.set_aside(store))
+            result = reconcile.reconcile(*events[engine], batch)
             print("reconciliation with the batch layer (polars.clickstream_events):")
             print(result.drop("samples"))
         ok &= bool(result["agrees"].all()) if not result.is_empty() else False
     agreement = reconcile.engines_agree(*events["polars"], *events["spark"])
-    print(f"\nengines agree (event_id, session_id, event_seq): {agreement}")
+    first, second = STREAM_ENGINES
+    print(
+        f"\nthe engines {'agree' if agreement['agree'] else 'DISAGREE'}: "
+        f"{agreement['events'][0]:,} and {agreement['events'][1]:,} events stored, "
+        f"{agreement['late'][0]} and {agreement['late'][1]} late ({first}, {second}); "
+        f"{agreement['only_in_first']} only in {first}'s, {agreement['only_in_second']} only "
+        f"in {second}'s, {agreement['session_differences']} session differences"
+        + (f"; e.g. {', '.join(agreement['samples'])}" if agreement["samples"] else "")
+    )
     return 0 if ok and agreement["agree"] else 1

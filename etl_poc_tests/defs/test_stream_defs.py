@@ -119,3 +119,19 @@ def test_the_reconciliation_fails_naming_an_event_the_speed_layer_lost(lakehouse
     assert not checks[AGREE_CHECK].passed
     with store.opened(path=store_path(lakehouse, "spark"), database=database_of("spark")) as opened:
         assert reconcile.stream_events(opened, date.fromisoformat(DAY)).height == rows.height - 1
+
+
+def test_the_stream_report_prints_the_reconciliation_and_says_when_engines_disagree(
+    lakehouse, capsys
+):
+    from etl_poc.settings import Settings
+    from etl_poc.stream.service import report
+
+    rows = _fill_stores(lakehouse)
+    assert report(Settings(), lakehouse) == 0
+    printed = capsys.readouterr().out
+    assert f"the engines agree: {rows.height:,} and {rows.height:,} events stored" in printed
+    assert "live funnel (chdb at" in printed
+    _fill_stores(lakehouse, drop=rows["event_id"].sort()[-1])
+    assert report(Settings(), lakehouse) == 1
+    assert "the engines DISAGREE" in capsys.readouterr().out
