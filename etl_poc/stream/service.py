@@ -75,24 +75,31 @@ def run_sessionizer(
             "idle_seconds": idle_seconds,
             "max_batches": max_batches,
         }
-        if engine == "polars":
-            from etl_poc.stream import polars_stream
-
-            polars_stream.run(broker, topics, writer, **options)
-        else:
-            from etl_poc.spark.session import build_spark_session
-            from etl_poc.stream import spark_stream
-
-            spark = build_spark_session(
-                "local[2]" if settings.spark_master == "local[*]" else settings.spark_master,
-                settings.spark_driver_memory,
-                app_name="etl-poc-stream",
-            )
-            try:
-                spark_stream.run(spark, broker, topics, writer, **options)
-            finally:
-                spark.stop()
+        try:
+            _run_engine(engine, settings, broker, topics, writer, options)
+        finally:
+            writer.close()
     return read_status(state_dir, engine) or {}
+
+
+def _run_engine(engine, settings, broker, topics, writer, options) -> None:
+    if engine == "polars":
+        from etl_poc.stream import polars_stream
+
+        polars_stream.run(broker, topics, writer, **options)
+    else:
+        from etl_poc.spark.session import build_spark_session
+        from etl_poc.stream import spark_stream
+
+        spark = build_spark_session(
+            "local[2]" if settings.spark_master == "local[*]" else settings.spark_master,
+            settings.spark_driver_memory,
+            app_name="etl-poc-stream",
+        )
+        try:
+            spark_stream.run(spark, broker, topics, writer, **options)
+        finally:
+            spark.stop()
 
 
 def landing_files(data: Path, day: str | None) -> list[Path]:

@@ -107,6 +107,12 @@ class Writer:
             {"bootstrap.servers": broker.bootstrap, "linger.ms": 5, "acks": "all"}
         )
 
+    def close(self) -> None:
+        """Release the producer (a client left alive keeps reconnecting to a stopped broker)."""
+        if self._producer is not None:
+            self._producer.flush(10)
+            self._producer = None
+
     def write(self, batch: int, outcome: Outcome, values: dict[tuple[int, int], bytes]) -> int:
         """Write a batch's outcome (values: each message's bytes by partition and offset, for
         the dead letters); the number of events newly stored."""

@@ -119,13 +119,14 @@ def process(
     raw: DataFrame,
     watermarks: DataFrame | None,
     *,
+    messages: int,
     ranges: dict[str, DataFrame],
     start_date: date,
     processed_at: datetime,
 ) -> Outcome:
-    """A micro-batch of the raw contract through the rules, as polars_stream.process: rejects
-    (dead letters), deduplication, the users' watermarks (duplicates, late events), then
-    enrichment and sessions continuing each user's last one."""
+    """A micro-batch of the raw contract (`messages` rows) through the rules, as
+    polars_stream.process: rejects (dead letters), deduplication, the users' watermarks
+    (duplicates, late events), then enrichment and sessions continuing each user's last one."""
     standardized = rules.standardize(raw, start_date=start_date, processed_at=processed_at)
     standardized = standardized.localCheckpoint()  # read by every output below
     dead = standardized.where(F.col("reject_reason").isNotNull()).select(
@@ -146,9 +147,10 @@ def process(
     accepted = marked.where(F.col("stream_status").isNull()).drop("stream_status")
     sessionized = rules.sessionize(rules.enrich(accepted, ranges), watermarks).localCheckpoint()
     statuses = _polars(marked.select(PARTITION, OFFSET, "stream_status"))
+    rejected = _polars(dead)
     dead_letters = pl.concat(
         [
-            _polars(dead),
+            rejected,
             statuses.filter(pl.col("stream_status") == rules.INVALID_EVENT_ID).select(
                 PARTITION, OFFSET, reason="stream_status"
             ),
@@ -157,7 +159,7 @@ def process(
     late = statuses.filter(pl.col("stream_status") == rules.LATE_EVENT).select(
         PARTITION, OFFSET, reason="stream_status"
     )
-    copies = raw.count() - dead.count() - statuses.height
+    copies = messages - rejected.height - statuses.height
     duplicates = copies + statuses.filter(pl.col("stream_status") == rules.STREAM_DUPLICATE).height
     return Outcome(
         _polars(sessionized),
@@ -197,9 +199,9 @@ def run(
         began = time.monotonic()
         raw = batch.persist()
         try:
-            ends = {
-                p: o + 1 for p, o in raw.groupBy(PARTITION).agg(F.max(OFFSET)).collect()
-            }  # fmt: skip
+            counted = raw.groupBy(PARTITION).agg(F.max(OFFSET), F.count(F.lit(1))).collect()
+            ends = {partition: last + 1 for partition, last, _count in counted}
+            messages = sum(count for _partition, _last, count in counted)
             if not ends:
                 return
             previous = state.watermarks_before(batch_id)
@@ -207,6 +209,7 @@ def run(
             outcome = process(
                 raw.drop(VALUE),
                 marks,
+                messages=messages,
                 ranges=ranges,
                 start_date=start_date,
                 processed_at=datetime.now(UTC),
@@ -223,7 +226,6 @@ def run(
             writer.write(batch_id, outcome, values)
             highs = end_offsets(probe, topics.events, partitions)
             lag = sum(max(highs[p] - ends.get(p, 0), 0) for p in partitions if p in ends)
-            messages = raw.count()
             writer.report(messages=messages, seconds=time.monotonic() - began, lag=lag)
             log.info("spark batch %d: %d messages, lag %d", batch_id, messages, lag)
             done["batches"] += 1

@@ -102,11 +102,14 @@ def _send(broker, topic: str, key: str, values: list[bytes]) -> None:
 def _run_polars(broker, topics, data, *, batch_messages=500, **options) -> Writer:
     with store.opened(path=data / "clickhouse-polars", database=database_of("polars")) as opened:
         writer = Writer("polars", broker, topics, opened, data)
-        polars_stream.run(
-            broker, topics, writer, ip_ranges=load_packaged_ranges(), start_date=START,
-            batch_messages=batch_messages, idle_seconds=options.pop("idle_seconds", 1.5),
-            **options,
-        )  # fmt: skip
+        try:
+            polars_stream.run(
+                broker, topics, writer, ip_ranges=load_packaged_ranges(), start_date=START,
+                batch_messages=batch_messages, idle_seconds=options.pop("idle_seconds", 1.5),
+                **options,
+            )  # fmt: skip
+        finally:
+            writer.close()
     return writer
 
 
@@ -251,10 +254,13 @@ def test_spark_streaming_sessionizes_as_polars_does_and_replays_a_failed_batch(
             path=tmp_path / "clickhouse-spark", database=database_of("spark")
         ) as opened:
             writer = Writer("spark", broker, topics, opened, tmp_path)
-            spark_stream.run(
-                spark, broker, topics, writer, ip_ranges=load_packaged_ranges(),
-                start_date=START, batch_messages=1200, idle_seconds=2,
-            )  # fmt: skip
+            try:
+                spark_stream.run(
+                    spark, broker, topics, writer, ip_ranges=load_packaged_ranges(),
+                    start_date=START, batch_messages=1200, idle_seconds=2,
+                )  # fmt: skip
+            finally:
+                writer.close()
 
     monkeypatch.setattr(Writer, "write", fails_after_the_second_write)
     with pytest.raises(RuntimeError, match="streaming query failed"):
