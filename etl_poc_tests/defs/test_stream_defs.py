@@ -28,6 +28,8 @@ from etl_poc.stream.service import database_of, store_path
 from etl_poc.stream.sessionizer import STREAM_ENGINES, status_path
 from etl_poc_tests.defs.test_assets import _landing
 
+pytestmark = pytest.mark.chdb  # make test runs these in a process of their own
+
 DAY = "2024-01-02"
 START = date(2024, 1, 1)
 

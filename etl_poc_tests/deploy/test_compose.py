@@ -252,7 +252,8 @@ def test_the_services_agree_on_names_ports_and_settings():
     for name in ("stream-polars", "stream-spark", "code"):
         environment = services[name]["environment"]
         host, port = environment["ETL_POC_KAFKA_BOOTSTRAP"].split(":")
-        assert host in services and f"PLAINTEXT://{host}:{port}" in str(services[host])
+        assert host in services
+        assert f"PLAINTEXT://{host}:{port}" in str(services[host])
         clickhouse = re.search(r"@(\w+):", environment["ETL_POC_CLICKHOUSE_URL"]).group(1)
         assert clickhouse in services, name
         user = re.search(r"//(\w+)@", environment["ETL_POC_CLICKHOUSE_URL"]).group(1)

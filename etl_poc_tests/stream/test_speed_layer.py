@@ -29,6 +29,8 @@ from etl_poc.stream.service import database_of
 from etl_poc.stream.sessionizer import Writer, read_status
 from etl_poc.stream.state import StreamState
 
+pytestmark = pytest.mark.chdb  # make test runs these in a process of their own
+
 DAY = "2024-01-31"
 START = date(2024, 1, 1)
 
