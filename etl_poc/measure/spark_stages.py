@@ -6,6 +6,7 @@ its executors spent, its input, shuffle and spill; for a layer, the stages run s
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 
 SLOWEST = 3  # the stages a summary names
@@ -35,8 +36,16 @@ def _stage_list(store):
     return store.stageList(None, False, False, *defaults)
 
 
+LISTENER_WAIT_MS = 5000
+
+
 def completed_stages(spark) -> list[Stage]:
     """Every completed stage attempt the driver still holds (spark.ui.retainedStages)."""
+    # The status store is filled by an asynchronous listener: an action's last stage may not
+    # be in it yet when the action returns (a shuffle's read side was seen missing so).
+    # Still busy after the wait (a TimeoutException through the gateway): read what is there.
+    with contextlib.suppress(Exception):
+        spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty(LISTENER_WAIT_MS)
     store = _store(spark)
     listed = _stage_list(store)
     found = []
