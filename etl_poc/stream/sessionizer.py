@@ -10,7 +10,6 @@ module does the rest, the same for both.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 import polars as pl
-import psutil
 from confluent_kafka import Producer
 
 from etl_poc.logic.spec import LATE_EVENT
+from etl_poc.measure.usage import TreeSampler
 from etl_poc.stream.broker import Broker, Topics
 from etl_poc.stream.messages import OFFSET, PARTITION, PRODUCED_AT, REASON_HEADER
 from etl_poc.stream.state import StreamState, _write_atomically
@@ -60,7 +59,7 @@ class Status:
     busy_seconds: float = 0.0  # time spent working batches (not waiting for messages)
     last_batch_seconds: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)  # produce -> stored
-    peak_rss_bytes: int = 0  # this process and its children (Spark's JVM and workers)
+    peak_rss_bytes: int = 0  # this process tree's, sampled every 50 ms (a JVM counts)
     reasons: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -77,18 +76,6 @@ def read_status(directory: Path, engine: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def tree_rss(process: psutil.Process | None = None) -> int:
-    """Resident memory of this process and its descendants (a JVM counts)."""
-    process = process or psutil.Process(os.getpid())
-    total = 0
-    for member in [process, *process.children(recursive=True)]:
-        try:
-            total += member.memory_info().rss
-        except psutil.Error:
-            continue
-    return total
-
-
 class Writer:
     """Writes outcomes: the store, the dead-letter and late topics, the watermarks, the
     status. One per running sessionizer."""
@@ -103,6 +90,9 @@ class Writer:
         self._latencies = np.empty(0)
         self._seen_latencies = 0
         self._rng = np.random.default_rng(0)
+        # The process tree's memory sampled every 50 ms (Spark's JVM and Python workers
+        # counted), as every materialization's is: the status gives its peak.
+        self._sampler = TreeSampler().__enter__()
         self._producer = Producer(
             {"bootstrap.servers": broker.bootstrap, "linger.ms": 5, "acks": "all"}
         )
@@ -112,6 +102,7 @@ class Writer:
         if self._producer is not None:
             self._producer.flush(10)
             self._producer = None
+            self._sampler.__exit__(None, None, None)
 
     def write(self, batch: int, outcome: Outcome, values: dict[tuple[int, int], bytes]) -> int:
         """Write a batch's outcome (values: each message's bytes by partition and offset, for
@@ -191,7 +182,7 @@ class Writer:
             status.last_batch_seconds = round(seconds, 3)
             status.lag = lag
         status.updated_at = time.time()
-        status.peak_rss_bytes = max(status.peak_rss_bytes, tree_rss())
+        status.peak_rss_bytes = max(status.peak_rss_bytes, self._sampler.peak_rss)
         payload = {**asdict(status), "throughput_per_second": round(status.throughput, 1)}
         _write_atomically(status_path(self.status_dir, self.engine), json.dumps(payload).encode())
 
